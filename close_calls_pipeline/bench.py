@@ -1,0 +1,212 @@
+"""`close-calls bench`: sync throughput, requests, 429s and peak memory against the sandbox.
+
+The sandbox runs in its own process (so it does not share the sync's GIL) and each sync runs in a
+fresh process (so its peak RSS is its own). Figures are printed, never asserted: the machines are
+shared and noisy; the ratios to the ceiling measured in the same run are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import resource
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+API_KEY = "bench-key"
+
+
+# --- the sandbox in a child process, driven over a pipe ------------------------------------------
+
+
+def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
+    from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
+
+    store = SandboxStore(calls=calls, seed=seed)
+    server = SandboxServer(store, api_key=API_KEY, port=0, **server_kwargs).start()
+    conn.send(server.base_url)
+    while True:
+        command, argument = conn.recv()
+        if command == "stop":
+            server.stop()
+            conn.send(None)
+            return
+        if command == "stats":
+            stats = server.stats()
+            conn.send({"requests": stats["requests"],
+                       "429": sum(n for (_, status), n in stats["by_endpoint"].items() if status == 429)})
+        elif command == "reset_stats":
+            server.reset_stats()
+            conn.send(None)
+        elif command == "set":
+            for name, value in argument.items():
+                setattr(server, name, value)
+            conn.send(None)
+        elif command == "update_share":
+            ids = list(store.truth())
+            chosen = random.Random(seed).sample(ids, int(len(ids) * argument))
+            store.advance(60)
+            for call_id in chosen:
+                store.update_call(call_id, note="benchmark edit")
+            store.advance(60)
+            conn.send(len(chosen))
+
+
+class SandboxProcess:
+    def __init__(self, calls: int, seed: int = 42, **server_kwargs):
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_sandbox_process, args=(child, calls, seed, server_kwargs),
+                                    daemon=True)
+        started = time.perf_counter()
+        self._process.start()
+        self.base_url = self._conn.recv()
+        self.build_seconds = time.perf_counter() - started
+
+    def call(self, command: str, argument=None):
+        self._conn.send((command, argument))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self.call("stop")
+        self._process.join(10)
+
+
+# --- one sync in a fresh process ---------------------------------------------------------------------
+
+
+def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
+    from close_calls_pipeline import warehouse
+    from close_calls_pipeline.close_api import CloseClient
+    from close_calls_pipeline.sync import SyncOptions, sync_calls
+
+    con = warehouse.connect(db_path)
+    started = time.perf_counter()
+    with CloseClient(API_KEY, base_url, pool_size=workers) as client:
+        summary = sync_calls(client, con, SyncOptions(workers=workers))
+    elapsed = time.perf_counter() - started
+    con.close()
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send((summary.as_dict(), elapsed, peak_rss_mb))
+
+
+def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict, float, float]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_sync_process, args=(child, base_url, db_path, workers))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+def raw_pull_rate(base_url: str, workers: int, seconds: float = 5.0) -> float:
+    """Ceiling without a rate limit: calls/s the sandbox serves to bare clients (no landing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from close_calls_pipeline.close_api import CALL_FIELDS
+
+    import requests
+
+    deadline = time.perf_counter() + seconds
+    fields = ",".join(CALL_FIELDS)
+
+    def pull(worker: int) -> int:
+        session, calls, skip = requests.Session(), 0, worker * 100
+        session.auth = (API_KEY, "")
+        while time.perf_counter() < deadline:
+            page = session.get(f"{base_url}/activity/call/",
+                               params={"_skip": skip, "_limit": 100, "_fields": fields}).json()
+            calls += len(page["data"])
+            skip = skip + workers * 100 if page["has_more"] else worker * 100
+        return calls
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        total = sum(pool.map(pull, range(workers)))
+    return total / (time.perf_counter() - started)
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    name: str
+    calls: int
+    seconds: float
+    requests: int
+    rate_limited: int
+    retries: int
+    peak_rss_mb: float
+    ceiling: float | None = None
+
+    def line(self) -> str:
+        rate = self.calls / self.seconds if self.seconds else 0.0
+        share_429 = self.rate_limited / self.requests if self.requests else 0.0
+        ratio = f"{rate / self.ceiling:6.1%} of {self.ceiling:,.0f}" if self.ceiling else "-"
+        return (f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
+                f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
+                f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB")
+
+
+def backfill_and_incremental(name: str, calls: int, workers: int, change_share: float,
+                             ceiling: float | None, **server_kwargs) -> list[Figures]:
+    sandbox = SandboxProcess(calls, **server_kwargs)
+    print(f"  sandbox with {calls:,} calls built in {sandbox.build_seconds:.1f} s", flush=True)
+    try:
+        if ceiling is None:
+            ceiling = raw_pull_rate(sandbox.base_url, workers)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = str(Path(tmp) / "bench.duckdb")
+            sandbox.call("reset_stats")
+            summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
+            figures = [Figures(f"{name}: backfill", summary["calls_inserted"], seconds,
+                               summary["requests"], summary["rate_limited"], summary["retries"], rss,
+                               ceiling)]
+            if change_share:
+                changed = sandbox.call("update_share", change_share)
+                summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
+                incremental = Figures(f"{name}: incremental {change_share:.0%}", changed, seconds,
+                                      summary["requests"], summary["rate_limited"],
+                                      summary["retries"], rss)
+                figures.append(incremental)
+                print(f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
+                      "of the backfill's", flush=True)
+    finally:
+        sandbox.stop()
+    for figure in figures:
+        print("  " + figure.line(), flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__)
+    parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "all"],
+                        default="all")
+    parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
+    parser.add_argument("--limited-calls", type=int, default=40_000)
+    parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    if args.scenario in ("rate-limited", "all"):
+        print("100 ms latency, 20 requests/s per key (ceiling 20 x 100 calls/s):", flush=True)
+        backfill_and_incremental("latency 100 ms, 20 rps", args.limited_calls, args.workers, 0.01,
+                                 ceiling=20 * 100, latency_ms=100, rps=20)
+    if args.scenario in ("throughput", "all"):
+        print("no latency, no limit, transcripts on (ceiling: bare clients pulling pages):", flush=True)
+        backfill_and_incremental("no latency, no limit", args.calls, args.workers, 0.01, ceiling=None)
+    if args.scenario in ("memory", "all"):
+        print("peak RSS of the sync process by history size:", flush=True)
+        peaks = []
+        for calls in args.memory_calls:
+            figures = backfill_and_incremental(f"memory {calls:,}", calls, args.workers, 0.0,
+                                               ceiling=None)
+            peaks.append(figures[0].peak_rss_mb)
+        print(f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
+              f"{peaks[1] / peaks[0]:.2f}x", flush=True)
+    return 0

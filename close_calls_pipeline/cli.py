@@ -1,0 +1,63 @@
+"""The `close-calls` command: the sandbox server, the whole pipeline, and the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _sandbox_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.sandbox.server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        calls=args.calls,
+        seed=args.seed,
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        rps=args.rps,
+        fault_rate=args.fault_rate,
+        max_skip=args.max_skip,
+        live=not args.frozen,
+    )
+    return 0
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="close-calls", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="serve the sandbox Close API on loopback")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--calls", type=int, default=5000, help="calls in the seeded history")
+    sandbox.add_argument("--seed", type=int, default=42)
+    sandbox.add_argument("--api-key", default="sandbox-key")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="wait added to every request")
+    sandbox.add_argument("--rps", type=float, default=None, help="rate limit per key and endpoint group")
+    sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (5xx or cut body)")
+    sandbox.add_argument("--max-skip", type=int, default=250_000)
+    sandbox.add_argument("--frozen", action="store_true", help="keep the clock still instead of following wall time")
+    sandbox.set_defaults(func=_sandbox_command)
+
+    bench = sub.add_parser("bench", help="benchmark the sync against the sandbox (prints figures)",
+                           add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

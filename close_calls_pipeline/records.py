@@ -1,0 +1,409 @@
+"""Typing Close records into Arrow tables with explicit schemas.
+
+Each record is checked and converted in Python (cheap, and it tells exactly which record is bad);
+a record that cannot be typed is returned as a rejection with its reason instead of failing the
+batch. The Arrow schemas mirror the DuckDB tables in `sql/schema.sql`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+COST_TYPE = pa.decimal128(18, 6)
+MAX_COST_CENTS = Decimal("1e12")
+
+
+class RecordError(ValueError):
+    """A record (or one of its fields) that cannot be typed; the message is the rejection reason."""
+
+
+# --- scalar converters: value as received -> typed Python value (or RecordError) -------------------
+
+
+def to_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def to_timestamp(value: Any) -> datetime | None:
+    """ISO 8601 with or without offset (naive means UTC, as Close documents), normalised to UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"timestamp is not a string: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RecordError(f"unparseable timestamp {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def to_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RecordError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise RecordError(f"not an integer: {value!r}")
+
+
+def to_cost(value: Any) -> Decimal | None:
+    """Close's `cost`: US cents as a decimal string. Kept exact; more than 6 decimals is refused."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(f"cost is not a number: {value!r}")
+    try:
+        amount = Decimal(value if isinstance(value, (str, int)) else str(value))
+    except (InvalidOperation, TypeError, ValueError):
+        raise RecordError(f"cost is not a number: {value!r}") from None
+    if not amount.is_finite() or abs(amount) >= MAX_COST_CENTS:
+        raise RecordError(f"cost is out of range: {value!r}")
+    if amount.as_tuple().exponent < -6:
+        raise RecordError(f"cost has more than 6 decimal places: {value!r}")
+    return amount
+
+
+def to_str_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RecordError(f"expected a list of ids, got {type(value).__name__}")
+    return [to_str(item) for item in value]
+
+
+def to_json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def to_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"not a number: {value!r}")
+    return float(value)
+
+
+# --- the call table ----------------------------------------------------------------------------------
+
+# (column, Arrow type, converter) for every documented Call field, in table order.
+CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
+    ("_type", pa.string(), to_str),
+    ("organization_id", pa.string(), to_str),
+    ("lead_id", pa.string(), to_str),
+    ("contact_id", pa.string(), to_str),
+    ("user_id", pa.string(), to_str),
+    ("user_name", pa.string(), to_str),
+    ("created_by", pa.string(), to_str),
+    ("created_by_name", pa.string(), to_str),
+    ("updated_by", pa.string(), to_str),
+    ("updated_by_name", pa.string(), to_str),
+    ("users", pa.list_(pa.string()), to_str_list),
+    ("date_created", TIMESTAMP, to_timestamp),
+    ("date_updated", TIMESTAMP, to_timestamp),
+    ("activity_at", TIMESTAMP, to_timestamp),
+    ("status", pa.string(), to_str),
+    ("source", pa.string(), to_str),
+    ("direction", pa.string(), to_str),
+    ("call_method", pa.string(), to_str),
+    ("disposition", pa.string(), to_str),
+    ("duration", pa.int32(), to_int),
+    ("cost", COST_TYPE, to_cost),
+    ("phone", pa.string(), to_str),
+    ("local_phone", pa.string(), to_str),
+    ("local_phone_formatted", pa.string(), to_str),
+    ("local_country_iso", pa.string(), to_str),
+    ("remote_phone", pa.string(), to_str),
+    ("remote_phone_formatted", pa.string(), to_str),
+    ("remote_country_iso", pa.string(), to_str),
+    ("note", pa.string(), to_str),
+    ("note_html", pa.string(), to_str),
+    ("outcome_id", pa.string(), to_str),
+    ("recording_url", pa.string(), to_str),
+    ("voicemail_url", pa.string(), to_str),
+    ("voicemail_duration", pa.int32(), to_int),
+    ("dialer_id", pa.string(), to_str),
+    ("dialer_saved_search_id", pa.string(), to_str),
+    ("sequence_id", pa.string(), to_str),
+    ("sequence_name", pa.string(), to_str),
+    ("sequence_subscription_id", pa.string(), to_str),
+    ("quality_info", pa.string(), to_str),
+    ("conversation_type_id", pa.string(), to_str),
+    ("custom_fields", pa.string(), to_json_text),
+]
+
+TRANSCRIPT_TYPES = (("recording", "recording_transcript"), ("voicemail", "voicemail_transcript"))
+
+CALLS_SCHEMA = pa.schema(
+    [("id", pa.string())]
+    + [(name, arrow_type) for name, arrow_type, _ in CALL_FIELD_COLUMNS]
+    + [
+        ("has_recording_transcript", pa.bool_()),
+        ("has_voicemail_transcript", pa.bool_()),
+        ("recording_summary_text", pa.string()),
+        ("recording_summary_html", pa.string()),
+        ("voicemail_summary_text", pa.string()),
+        ("voicemail_summary_html", pa.string()),
+        ("_raw", pa.string()),
+        ("_loaded_at", TIMESTAMP),
+        ("_deleted_at", TIMESTAMP),
+    ]
+)
+
+UTTERANCES_SCHEMA = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("transcript_type", pa.string()),
+        ("utterance_index", pa.int32()),
+        ("speaker_label", pa.string()),
+        ("speaker_side", pa.string()),
+        ("start_seconds", pa.float64()),
+        ("end_seconds", pa.float64()),
+        ("text", pa.string()),
+        ("_loaded_at", TIMESTAMP),
+    ]
+)
+
+
+@dataclass
+class Rejection:
+    object_id: str | None
+    reason: str
+    payload: str
+
+
+@dataclass
+class TypedCalls:
+    calls: pa.Table
+    utterances: pa.Table
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tuple], str | None, str | None]:
+    """Utterance rows and summaries of one transcript, or RecordError if its shape is wrong."""
+    if not isinstance(transcript, dict):
+        raise RecordError(f"{kind}_transcript is not an object")
+    utterances = transcript.get("utterances") or []
+    if not isinstance(utterances, list):
+        raise RecordError(f"{kind}_transcript.utterances is not a list")
+    rows = []
+    for index, utterance in enumerate(utterances):
+        if not isinstance(utterance, dict):
+            raise RecordError(f"{kind}_transcript.utterances[{index}] is not an object")
+        try:
+            start, end = to_float(utterance.get("start")), to_float(utterance.get("end"))
+        except RecordError as error:
+            raise RecordError(f"{kind}_transcript.utterances[{index}]: {error}") from None
+        rows.append(
+            (call_id, kind, index, to_str(utterance.get("speaker_label")),
+             to_str(utterance.get("speaker_side")), start, end, to_str(utterance.get("text")))
+        )
+    return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
+
+
+def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
+    """One call's column values (after `id`, before the metadata columns) and utterance rows."""
+    if not isinstance(record, dict):
+        raise RecordError("record is not a JSON object")
+    call_id = record.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise RecordError("missing or empty `id`")
+    values = [call_id]
+    for name, _, convert in CALL_FIELD_COLUMNS:
+        try:
+            values.append(convert(record.get(name)))
+        except RecordError as error:
+            raise RecordError(f"{name}: {error}") from None
+    utterance_rows: list[tuple] = []
+    present, summaries = [], []
+    for kind, key in TRANSCRIPT_TYPES:
+        transcript = record.get(key)
+        if transcript is None:
+            present.append(False)
+            summaries += [None, None]
+            continue
+        rows, summary_text, summary_html = _transcript_rows(call_id, kind, transcript)
+        utterance_rows += rows
+        present.append(True)
+        summaries += [summary_text, summary_html]
+    return values + present + summaries, utterance_rows
+
+
+UTTERANCE_STRUCT = pa.list_(pa.struct([
+    ("speaker_label", pa.string()), ("speaker_side", pa.string()),
+    ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
+]))
+
+
+def type_calls(records: list[Any], loaded_at: datetime) -> TypedCalls:
+    """Type a batch of call records: good ones into Arrow tables, bad ones into rejections.
+
+    A clean batch (nearly all of them) is converted column by column in Arrow; anything unusual
+    makes that fast path raise, and the batch is then typed record by record, which coerces what
+    it can and rejects what it cannot, with the reason."""
+    try:
+        return _type_calls_columnar(records, loaded_at)
+    except (pa.ArrowException, TypeError, ValueError, AttributeError, KeyError):
+        return _type_calls_one_by_one(records, loaded_at)
+
+
+def _type_calls_columnar(records: list[Any], loaded_at: datetime) -> TypedCalls:
+    ids = pa.array([r["id"] for r in records], pa.string())
+    if ids.null_count or (len(ids) and pa.compute.min(pa.compute.utf8_length(ids)).as_py() == 0):
+        raise ValueError("a record has no id")
+    arrays = [ids]
+    for name, arrow_type, _ in CALL_FIELD_COLUMNS:
+        values = [r.get(name) for r in records]
+        if name == "custom_fields":
+            values = [None if v is None else orjson.dumps(v) for v in values]
+            arrays.append(pa.array(values, pa.binary()).cast(pa.string()))
+        elif arrow_type in (TIMESTAMP, COST_TYPE):
+            arrays.append(pa.array(values, pa.string()).cast(arrow_type))
+        else:
+            arrays.append(pa.array(values, arrow_type))
+
+    presence, summaries, utterance_tables = [], [], []
+    for kind, key in TRANSCRIPT_TYPES:
+        transcripts = [r.get(key) for r in records]
+        presence.append(pa.array([t is not None for t in transcripts], pa.bool_()))
+        for part in ("summary_text", "summary_html"):
+            summaries.append(pa.array([None if t is None else t.get(part) for t in transcripts],
+                                      pa.string()))
+        lists = pa.array([None if t is None else t.get("utterances") for t in transcripts],
+                         UTTERANCE_STRUCT)
+        utterance_tables.append(_utterance_table(ids, kind, lists, loaded_at))
+
+    count = len(records)
+    raw = pa.array([orjson.dumps(r) for r in records], pa.binary()).cast(pa.string())
+    arrays += presence + summaries + [raw, constant(loaded_at, count, TIMESTAMP),
+                                      pa.nulls(count, TIMESTAMP)]
+    return TypedCalls(pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA),
+                      pa.concat_tables(utterance_tables))
+
+
+def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:
+    """`count` copies of one value, built in Arrow rather than from a Python list."""
+    return pa.compute.fill_null(pa.nulls(count, arrow_type), pa.scalar(value, arrow_type))
+
+
+def _utterance_table(ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: datetime) -> pa.Table:
+    """Flatten one transcript column (a list of utterance structs per call) into child rows."""
+    flat = lists.flatten()
+    if flat.null_count:
+        raise ValueError("an utterance is not an object")
+    parents = pa.compute.list_parent_indices(lists)
+    count = len(flat)
+    positions = pa.compute.subtract(pa.compute.cumulative_sum(constant(1, count, pa.int32())), 1)
+    index = pa.compute.subtract(positions, pa.compute.take(lists.offsets, parents))
+    return pa.Table.from_arrays(
+        [pa.compute.take(ids, parents), constant(kind, count, pa.string()), index.cast(pa.int32()),
+         flat.field("speaker_label"), flat.field("speaker_side"), flat.field("start"),
+         flat.field("end"), flat.field("text"), constant(loaded_at, count, TIMESTAMP)],
+        schema=UTTERANCES_SCHEMA,
+    )
+
+
+def _type_calls_one_by_one(records: list[Any], loaded_at: datetime) -> TypedCalls:
+    rows: list[list[Any]] = []
+    utterances: list[tuple] = []
+    rejected: list[Rejection] = []
+    for record in records:
+        try:
+            values, utterance_rows = _type_call(record)
+        except RecordError as error:
+            object_id = record.get("id") if isinstance(record, dict) else None
+            rejected.append(
+                Rejection(object_id if isinstance(object_id, str) else None, str(error),
+                          orjson.dumps(record).decode())
+            )
+            continue
+        values.append(orjson.dumps(record).decode())
+        rows.append(values)
+        utterances += utterance_rows
+
+    columns = list(zip(*rows)) if rows else [()] * (len(CALLS_SCHEMA) - 2)
+    arrays = [pa.array(column, type=CALLS_SCHEMA.field(i).type) for i, column in enumerate(columns)]
+    arrays.append(pa.array([loaded_at] * len(rows), type=TIMESTAMP))
+    arrays.append(pa.nulls(len(rows), type=TIMESTAMP))
+    calls = pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA)
+
+    utterance_columns = list(zip(*utterances)) if utterances else [()] * (len(UTTERANCES_SCHEMA) - 1)
+    utterance_arrays = [
+        pa.array(column, type=UTTERANCES_SCHEMA.field(i).type)
+        for i, column in enumerate(utterance_columns)
+    ]
+    utterance_arrays.append(pa.array([loaded_at] * len(utterances), type=TIMESTAMP))
+    return TypedCalls(calls, pa.Table.from_arrays(utterance_arrays, schema=UTTERANCES_SCHEMA), rejected)
+
+
+# --- reference tables --------------------------------------------------------------------------------
+
+OUTCOMES_COLUMNS = [
+    ("id", pa.string(), to_str),
+    ("organization_id", pa.string(), to_str),
+    ("name", pa.string(), to_str),
+    ("description", pa.string(), to_str),
+    ("type", pa.string(), to_str),
+    ("applies_to", pa.list_(pa.string()), to_str_list),
+    ("date_created", TIMESTAMP, to_timestamp),
+    ("date_updated", TIMESTAMP, to_timestamp),
+    ("created_by", pa.string(), to_str),
+    ("updated_by", pa.string(), to_str),
+]
+
+USERS_COLUMNS = [
+    ("id", pa.string(), to_str),
+    ("email", pa.string(), to_str),
+    ("first_name", pa.string(), to_str),
+    ("last_name", pa.string(), to_str),
+    ("image", pa.string(), to_str),
+    ("date_created", TIMESTAMP, to_timestamp),
+    ("date_updated", TIMESTAMP, to_timestamp),
+]
+
+
+def type_reference(
+    records: list[Any], columns: list[tuple[str, pa.DataType, Callable]], loaded_at: datetime
+) -> tuple[pa.Table, list[Rejection]]:
+    """Type outcomes or users (small lists): same contract as `type_calls`."""
+    rows, rejected = [], []
+    for record in records:
+        try:
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise RecordError("missing or empty `id`")
+            row = []
+            for name, _, convert in columns:
+                try:
+                    row.append(convert(record.get(name)))
+                except RecordError as error:
+                    raise RecordError(f"{name}: {error}") from None
+        except RecordError as error:
+            object_id = record.get("id") if isinstance(record, dict) else None
+            rejected.append(Rejection(object_id if isinstance(object_id, str) else None, str(error),
+                                      orjson.dumps(record).decode()))
+            continue
+        rows.append(row + [orjson.dumps(record).decode(), loaded_at])
+    schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", pa.string()), ("_loaded_at", TIMESTAMP)])
+    data = list(zip(*rows)) if rows else [()] * len(schema)
+    table = pa.Table.from_arrays(
+        [pa.array(column, type=schema.field(i).type) for i, column in enumerate(data)], schema=schema
+    )
+    return table, rejected

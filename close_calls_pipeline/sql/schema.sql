@@ -1,0 +1,146 @@
+-- The warehouse contract: tables that users query from notebooks and that dbt reads as sources.
+-- Names and types are stable; new columns are only ever added.
+CREATE SCHEMA IF NOT EXISTS close;
+
+-- One row per call id ever seen. Every documented Call field under its API name, typed.
+CREATE TABLE IF NOT EXISTS close.calls (
+    id                        VARCHAR NOT NULL,
+    _type                     VARCHAR,
+    organization_id           VARCHAR,
+    lead_id                   VARCHAR,
+    contact_id                VARCHAR,
+    user_id                   VARCHAR,
+    user_name                 VARCHAR,
+    created_by                VARCHAR,
+    created_by_name           VARCHAR,
+    updated_by                VARCHAR,
+    updated_by_name           VARCHAR,
+    users                     VARCHAR[],
+    date_created              TIMESTAMPTZ,
+    date_updated              TIMESTAMPTZ,
+    activity_at               TIMESTAMPTZ,
+    status                    VARCHAR,
+    source                    VARCHAR,
+    direction                 VARCHAR,
+    call_method               VARCHAR,
+    disposition               VARCHAR,
+    duration                  INTEGER,
+    cost                      DECIMAL(18, 6),
+    phone                     VARCHAR,
+    local_phone               VARCHAR,
+    local_phone_formatted     VARCHAR,
+    local_country_iso         VARCHAR,
+    remote_phone              VARCHAR,
+    remote_phone_formatted    VARCHAR,
+    remote_country_iso        VARCHAR,
+    note                      VARCHAR,
+    note_html                 VARCHAR,
+    outcome_id                VARCHAR,
+    recording_url             VARCHAR,
+    voicemail_url             VARCHAR,
+    voicemail_duration        INTEGER,
+    dialer_id                 VARCHAR,
+    dialer_saved_search_id    VARCHAR,
+    sequence_id               VARCHAR,
+    sequence_name             VARCHAR,
+    sequence_subscription_id  VARCHAR,
+    quality_info              VARCHAR,
+    conversation_type_id      VARCHAR,
+    custom_fields             JSON,
+    has_recording_transcript  BOOLEAN,
+    has_voicemail_transcript  BOOLEAN,
+    recording_summary_text    VARCHAR,
+    recording_summary_html    VARCHAR,
+    voicemail_summary_text    VARCHAR,
+    voicemail_summary_html    VARCHAR,
+    _raw                      JSON,
+    _loaded_at                TIMESTAMPTZ NOT NULL,
+    _deleted_at               TIMESTAMPTZ
+);
+
+-- One row per transcript utterance of a call that exists in Close.
+CREATE TABLE IF NOT EXISTS close.call_transcript_utterances (
+    call_id          VARCHAR NOT NULL,
+    transcript_type  VARCHAR NOT NULL,   -- 'recording' | 'voicemail'
+    utterance_index  INTEGER NOT NULL,   -- 0-based position in the transcript
+    speaker_label    VARCHAR,
+    speaker_side     VARCHAR,            -- 'contact' | 'close-user'
+    start_seconds    DOUBLE,
+    end_seconds      DOUBLE,
+    text             VARCHAR,
+    _loaded_at       TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS close.outcomes (
+    id               VARCHAR NOT NULL,
+    organization_id  VARCHAR,
+    name             VARCHAR,
+    description      VARCHAR,
+    type             VARCHAR,
+    applies_to       VARCHAR[],
+    date_created     TIMESTAMPTZ,
+    date_updated     TIMESTAMPTZ,
+    created_by       VARCHAR,
+    updated_by       VARCHAR,
+    _raw             JSON,
+    _loaded_at       TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS close.users (
+    id               VARCHAR NOT NULL,
+    email            VARCHAR,
+    first_name       VARCHAR,
+    last_name        VARCHAR,
+    image            VARCHAR,
+    date_created     TIMESTAMPTZ,
+    date_updated     TIMESTAMPTZ,
+    _raw             JSON,
+    _loaded_at       TIMESTAMPTZ NOT NULL
+);
+
+-- Records the landing could not type: kept with the reason and the payload as received.
+CREATE TABLE IF NOT EXISTS close.rejected_records (
+    run_id       VARCHAR NOT NULL,
+    object_type  VARCHAR NOT NULL,
+    object_id    VARCHAR,
+    reason       VARCHAR NOT NULL,
+    payload      VARCHAR NOT NULL,
+    rejected_at  TIMESTAMPTZ NOT NULL
+);
+
+-- One row per committed sync run; the newest row's high_water_mark_after is the cursor.
+CREATE TABLE IF NOT EXISTS close.sync_state (
+    run_id                  VARCHAR NOT NULL,
+    mode                    VARCHAR NOT NULL,   -- 'backfill' | 'incremental' | 'reconcile'
+    started_at              TIMESTAMPTZ NOT NULL,
+    finished_at             TIMESTAMPTZ NOT NULL,
+    high_water_mark_before  TIMESTAMPTZ,
+    high_water_mark_after   TIMESTAMPTZ,
+    calls_inserted          BIGINT NOT NULL,
+    calls_updated           BIGINT NOT NULL,
+    calls_deleted           BIGINT NOT NULL,
+    utterances_written      BIGINT NOT NULL,
+    records_rejected        BIGINT NOT NULL,
+    requests                BIGINT NOT NULL,
+    rate_limited            BIGINT NOT NULL,
+    retries                 BIGINT NOT NULL,
+    seconds_waited          DOUBLE NOT NULL
+);
+
+-- Internal: the plan of an unfinished date_created walk, so an interrupted backfill resumes
+-- where it stopped. A window is marked done in the same transaction as its last rows.
+CREATE TABLE IF NOT EXISTS close.sync_windows (
+    run_id            VARCHAR NOT NULL,
+    mode              VARCHAR NOT NULL,
+    started_at        TIMESTAMPTZ NOT NULL,
+    high_water_mark   TIMESTAMPTZ NOT NULL,   -- the mark the walk sets when it completes
+    window_start      TIMESTAMPTZ NOT NULL,
+    window_end        TIMESTAMPTZ NOT NULL,
+    done              BOOLEAN NOT NULL
+);
+
+-- Internal: ids a walk has seen, to find the calls that no longer exist when it completes.
+CREATE TABLE IF NOT EXISTS close.sync_seen_ids (
+    run_id  VARCHAR NOT NULL,
+    id      VARCHAR NOT NULL
+);

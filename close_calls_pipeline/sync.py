@@ -1,0 +1,420 @@
+"""The sync: Close calls into DuckDB, incrementally by `date_updated`.
+
+Close has no `date_updated` filter on calls, so the Event Log is the change feed:
+
+* **walk** (first run, a stale cursor, or on request): every call by half-open `date_created`
+  windows fetched concurrently; when it completes, live rows it did not see are marked deleted.
+  The plan is stored, and each window is marked done with its last rows, so an interrupted walk
+  resumes where it stopped.
+* **incremental**: `activity.call` events since the high-water mark minus a five-minute re-scan;
+  created and updated calls are re-fetched by id (with transcripts), deleted ones soft-deleted.
+
+Data and the state that describes it are committed in one DuckDB transaction, so a crash at any
+point loses nothing, and any re-run is idempotent. Orchestrator-free: Dagster and the CLI call
+`sync_calls` and `refresh_reference_tables`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import duckdb
+
+from close_calls_pipeline import warehouse
+from close_calls_pipeline.close_api import CloseClient
+from close_calls_pipeline.records import (
+    OUTCOMES_COLUMNS,
+    USERS_COLUMNS,
+    RecordError,
+    to_timestamp,
+    type_calls,
+    type_reference,
+)
+
+log = logging.getLogger(__name__)
+
+RESCAN = timedelta(minutes=5)
+EVENT_RETENTION = timedelta(days=30)
+EARLIEST_SEARCH_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+EVENT_ACTIONS = ("created", "updated", "deleted")
+
+StageHook = Callable[[str], None]
+Task = TypeVar("Task")
+
+
+@dataclass
+class SyncOptions:
+    backfill_start: datetime | None = None  # None: all history
+    reconcile: bool = False  # force a full date_created walk
+    workers: int = 8  # concurrent requests; enough that the rate limit, not latency, is the ceiling
+    batch_size: int = 5_000  # calls per landing transaction: bounds memory
+    window_count: int = 64  # date_created windows a walk is split into
+
+
+@dataclass
+class SyncSummary:
+    run_id: str
+    mode: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    high_water_mark_before: datetime | None = None
+    high_water_mark_after: datetime | None = None
+    calls_inserted: int = 0
+    calls_updated: int = 0
+    calls_deleted: int = 0
+    utterances_written: int = 0
+    records_rejected: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    seconds_waited: float = 0.0
+    duration_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Run:
+    """What one sync run needs everywhere: connection, client, options, clock and running totals."""
+
+    con: duckdb.DuckDBPyConnection
+    client: CloseClient
+    options: SyncOptions
+    summary: SyncSummary
+    server_now: datetime
+    on_stage: StageHook
+    counters_at_start: dict = field(default_factory=dict)
+
+    def stage(self, name: str) -> None:
+        self.on_stage(name)
+
+    def finish(self, mark_after: datetime | None) -> dict:
+        """Fill the summary's closing figures; returns the row for close.sync_state."""
+        counters = self.client.counters.snapshot()
+        s = self.summary
+        s.requests = counters["requests"] - self.counters_at_start["requests"]
+        s.retries = counters["retries"] - self.counters_at_start["retries"]
+        s.rate_limited = counters["rate_limited"] - self.counters_at_start["rate_limited"]
+        s.seconds_waited = counters["seconds_waited"] - self.counters_at_start["seconds_waited"]
+        s.high_water_mark_after = mark_after
+        s.finished_at = datetime.now(UTC)
+        s.duration_seconds = (s.finished_at - s.started_at).total_seconds()
+        return s.as_dict()
+
+
+def sync_calls(
+    client: CloseClient,
+    con: duckdb.DuckDBPyConnection,
+    options: SyncOptions | None = None,
+    *,
+    on_stage: StageHook | None = None,
+) -> SyncSummary:
+    """Bring `close.calls` and its utterances up to date with Close; returns what the run did.
+
+    `on_stage(name)` is called at named points ("page", "landed", "state") so tests can inject a
+    failure anywhere; it is a no-op in production.
+    """
+    options = options or SyncOptions()
+    client.me()  # fails fast on a bad key, and reads the server's clock
+    server_now = client.server_now() or datetime.now(UTC)
+    mark = warehouse.high_water_mark(con)
+    plan = warehouse.load_walk_plan(con)
+
+    if plan is not None:
+        mode = plan.mode
+    elif options.reconcile or mark is None or mark - RESCAN < server_now - EVENT_RETENTION:
+        (live_rows,) = con.execute("SELECT count(*) FROM close.calls").fetchall()[0]
+        mode = "reconcile" if live_rows else "backfill"
+    else:
+        mode = "incremental"
+
+    summary = SyncSummary(
+        run_id=plan.run_id if plan else uuid.uuid4().hex,
+        mode=mode,
+        started_at=datetime.now(UTC),
+        high_water_mark_before=mark,
+    )
+    run = _Run(con, client, options, summary, server_now, on_stage or (lambda _: None),
+               client.counters.snapshot())
+    log.info("sync %s starting: mode=%s, high-water mark=%s, server time=%s",
+             summary.run_id, mode, mark, server_now)
+    if mode == "incremental":
+        _incremental(run, mark)
+    else:
+        _walk(run, plan, mark)
+    log.info(
+        "sync %s done: %d inserted, %d updated, %d deleted, %d utterances, %d rejected, "
+        "%d requests (%d answered 429, %d retries, %.1f s waited), mark %s -> %s",
+        summary.run_id, summary.calls_inserted, summary.calls_updated, summary.calls_deleted,
+        summary.utterances_written, summary.records_rejected, summary.requests,
+        summary.rate_limited, summary.retries, summary.seconds_waited,
+        summary.high_water_mark_before, summary.high_water_mark_after,
+    )
+    return summary
+
+
+# --- landing in batches ---------------------------------------------------------------------------
+
+
+class _Batcher:
+    """Collects fetched calls (deduplicated by id) and lands them in one transaction per batch."""
+
+    def __init__(self, run: _Run, *, track_seen: bool):
+        self.run = run
+        self.track_seen = track_seen
+        self.records: dict[str, dict] = {}
+        self.keyless: list = []  # records without a usable id: they can only be rejected
+        self.windows_done: list[tuple[datetime, datetime]] = []
+
+    def add_page(self, page: list) -> None:
+        for record in page:
+            call_id = record.get("id") if isinstance(record, dict) else None
+            if isinstance(call_id, str) and call_id:
+                self.records[call_id] = record
+            else:
+                self.keyless.append(record)
+        self.run.stage("page")
+        if len(self.records) + len(self.keyless) >= self.run.options.batch_size:
+            self.flush()
+
+    def flush(self, finalize: Callable[[], None] | None = None) -> None:
+        """Land what is collected; `finalize` runs in the same transaction (the state commit)."""
+        run, s = self.run, self.run.summary
+        now = datetime.now(UTC)
+        typed = type_calls(list(self.records.values()) + self.keyless, now)
+        with warehouse.transaction(run.con):
+            counts = warehouse.land_calls(run.con, typed.calls, typed.utterances)
+            warehouse.record_rejections(run.con, s.run_id, "call", typed.rejected, now)
+            if self.track_seen:
+                warehouse.record_seen_ids(run.con, s.run_id, list(self.records))
+            warehouse.mark_windows_done(run.con, self.windows_done)
+            run.stage("landed")
+            if finalize:
+                finalize()
+            run.stage("state")
+        s.calls_inserted += counts.inserted
+        s.calls_updated += counts.updated
+        s.utterances_written += counts.utterances
+        s.records_rejected += len(typed.rejected)
+        if typed.rejected:
+            log.warning("%d records rejected into close.rejected_records (first: %s)",
+                        len(typed.rejected), typed.rejected[0].reason)
+        if self.records or self.keyless:
+            log.info("landed %d calls: %d new, %d changed so far", len(self.records) + len(self.keyless),
+                     s.calls_inserted, s.calls_updated)
+        self.records, self.keyless, self.windows_done = {}, [], []
+
+
+def _fetch_concurrently(
+    tasks: list[Task], fetch: Callable[[Task], Iterable[list]], workers: int
+) -> Iterator[tuple[Task, list | None]]:
+    """Run `fetch(task)` for every task on a bounded pool; yield (task, page) as pages arrive
+    and (task, None) once a task is complete. Memory stays bounded by a small page queue."""
+    pages: queue.Queue = queue.Queue(maxsize=max(2, workers * 2))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(task: Task) -> None:
+        if stop.is_set():
+            return
+        try:
+            for page in fetch(task):
+                if not put((task, page, None)):
+                    return
+            put((task, None, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((task, None, error))
+
+    remaining = len(tasks)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="close-fetch")
+    try:
+        for task in tasks:
+            pool.submit(work, task)
+        while remaining:
+            task, page, error = pages.get()
+            if error is not None:
+                raise error
+            if page is None:
+                remaining -= 1
+            yield task, page
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- walk: backfill and reconcile -----------------------------------------------------------------
+
+
+def split_range(start: datetime, end: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """`count` adjacent half-open windows covering [start, end), on whole microseconds."""
+    step = (end - start) / max(1, count)
+    step = max(step, timedelta(seconds=1))
+    bounds = [start]
+    while bounds[-1] + step < end:
+        bounds.append(bounds[-1] + step)
+    bounds.append(end)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def earliest_call_time(client: CloseClient, now: datetime) -> datetime:
+    """Binary-search the date_created of the oldest call (to the hour) with `_limit=1` probes."""
+    if not client.has_calls_before(now):
+        return now
+    low, high = EARLIEST_SEARCH_FROM, now
+    if client.has_calls_before(low):
+        return datetime(1970, 1, 1, tzinfo=UTC)
+    while high - low > timedelta(hours=1):  # invariant: nothing before low, something before high
+        middle = low + (high - low) / 2
+        if client.has_calls_before(middle):
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def _oldest_known_call(run: _Run) -> datetime:
+    """Where a walk over all history starts: the oldest call in Close or in the warehouse (so that
+    a reconcile also covers calls deleted from the oldest end)."""
+    oldest_in_close = earliest_call_time(run.client, run.server_now)
+    (oldest_here,) = run.con.execute(
+        "SELECT min(date_created) FROM close.calls WHERE _deleted_at IS NULL").fetchall()[0]
+    return min(filter(None, [oldest_in_close, oldest_here]))
+
+
+def _walk(run: _Run, plan: warehouse.WalkPlan | None, mark_before: datetime | None) -> None:
+    con, s = run.con, run.summary
+    if plan is None:
+        start = run.options.backfill_start or _oldest_known_call(run)
+        end = run.server_now + timedelta(seconds=1)
+        windows = split_range(start, end, run.options.window_count)
+        plan = warehouse.WalkPlan(s.run_id, s.mode, run.server_now, run.server_now - RESCAN,
+                                  windows, windows)
+        with warehouse.transaction(con):
+            warehouse.save_walk_plan(con, plan)
+        log.info("walking %d date_created windows from %s to %s", len(windows), start, end)
+    else:
+        log.info("resuming walk %s: %d of %d windows left", plan.run_id, len(plan.pending),
+                 len(plan.windows))
+
+    batcher = _Batcher(run, track_seen=True)
+    done = len(plan.windows) - len(plan.pending)
+    for window, page in _fetch_concurrently(plan.pending, lambda w: run.client.iter_call_window(*w),
+                                            run.options.workers):
+        if page is None:
+            batcher.windows_done.append(window)
+            done += 1
+            log.debug("window %s done (%d/%d)", window, done, len(plan.windows))
+        else:
+            batcher.add_page(page)
+
+    mark_after = max(filter(None, [mark_before, plan.high_water_mark]))
+
+    def finalize() -> None:
+        s.calls_deleted += warehouse.mark_unseen_deleted(
+            con, plan.run_id, plan.windows[0][0], plan.windows[-1][1], plan.started_at
+        )
+        warehouse.clear_walk_plan(con)
+        warehouse.append_sync_state(con, run.finish(mark_after))
+
+    batcher.flush(finalize)
+
+
+# --- incremental: the Event Log --------------------------------------------------------------------
+
+
+def read_changes(
+    client: CloseClient, since: datetime
+) -> tuple[list[str], dict[str, datetime], datetime | None]:
+    """Call ids created or updated, ids deleted (with when), and the newest event time since `since`."""
+    changed: dict[str, None] = {}
+    deleted: dict[str, datetime] = {}
+    seen_events: set[str] = set()
+    newest: datetime | None = None
+    for action in EVENT_ACTIONS:
+        for event in client.iter_events(action, since):
+            if event.get("id") in seen_events:
+                continue
+            seen_events.add(event.get("id"))
+            object_id = event.get("object_id")
+            try:
+                updated = to_timestamp(event.get("date_updated"))
+            except RecordError:
+                updated = None
+            if updated is not None and (newest is None or updated > newest):
+                newest = updated
+            if not object_id:
+                continue
+            if action == "deleted":
+                deleted[object_id] = max(filter(None, [deleted.get(object_id), updated or since]))
+            else:
+                changed[object_id] = None
+    return [i for i in changed if i not in deleted], deleted, newest
+
+
+def _incremental(run: _Run, mark: datetime) -> None:
+    s = run.summary
+    changed, deleted, newest = read_changes(run.client, mark - RESCAN)
+    log.info("event log since %s: %d calls created/updated, %d deleted", mark - RESCAN,
+             len(changed), len(deleted))
+
+    batcher = _Batcher(run, track_seen=False)
+    returned: set[str] = set()
+    chunks = [changed[i:i + 100] for i in range(0, len(changed), 100)]
+    for _, page in _fetch_concurrently(chunks, run.client.iter_calls_by_ids, run.options.workers):
+        if page is not None:
+            returned.update(r["id"] for r in page if isinstance(r, dict) and isinstance(r.get("id"), str))
+            batcher.add_page(page)
+    # Asked for but not returned: deleted since the event was written.
+    for call_id in changed:
+        if call_id not in returned:
+            deleted.setdefault(call_id, run.server_now)
+
+    cap = run.server_now - RESCAN
+    mark_after = max(mark, min(newest, cap) if newest else cap)
+
+    def finalize() -> None:
+        s.calls_deleted += warehouse.mark_deleted(run.con, deleted) if deleted else 0
+        warehouse.append_sync_state(run.con, run.finish(mark_after))
+
+    batcher.flush(finalize)
+
+
+# --- reference tables -----------------------------------------------------------------------------
+
+
+def refresh_reference_tables(
+    client: CloseClient, con: duckdb.DuckDBPyConnection, tables: Iterable[str] = ("outcomes", "users")
+) -> dict[str, int]:
+    """Replace `close.outcomes` / `close.users` with a fresh full copy; returns rows per table."""
+    fetchers = {"outcomes": (client.list_outcomes, OUTCOMES_COLUMNS),
+                "users": (client.list_users, USERS_COLUMNS)}
+    run_id, counts = uuid.uuid4().hex, {}
+    for name in tables:
+        fetch, columns = fetchers[name]
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        rows, rejected = type_reference(fetch(), columns, now)
+        with warehouse.transaction(con):
+            warehouse.replace_table(con, name, rows)
+            warehouse.record_rejections(con, run_id, name.rstrip("s"), rejected, now)
+        counts[name] = rows.num_rows
+        log.info("refreshed close.%s: %d rows (%d rejected) in %.2f s", name, rows.num_rows,
+                 len(rejected), time.monotonic() - started)
+    return counts

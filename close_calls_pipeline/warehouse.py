@@ -1,0 +1,227 @@
+"""The DuckDB warehouse: schema, transactional landing of typed batches, and the sync state.
+
+Every function here runs inside the caller's transaction (see `transaction`), so the sync can
+commit a batch of data together with the state that describes it, or nothing at all.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from close_calls_pipeline.records import TIMESTAMP, Rejection
+
+
+def read_sql(name: str) -> str:
+    return resources.files("close_calls_pipeline").joinpath("sql", name).read_text()
+
+
+def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Run the statements of one `sql/*.sql` file in order (`$name` parameters from `params`)."""
+    text = "\n".join(line.split("--", 1)[0] for line in read_sql(name).splitlines())
+    for statement in text.split(";"):
+        if statement.strip():
+            used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+            con.execute(statement, used or None)
+
+
+def connect(path: str, *, memory_limit: str = "256MB") -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating file, folder and schema as needed) with a UTC session."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(path)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    run_script(con, "schema.sql")
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@dataclass
+class LandedCounts:
+    inserted: int = 0
+    updated: int = 0
+    utterances: int = 0
+
+    def add(self, other: "LandedCounts") -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.utterances += other.utterances
+
+
+def land_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.Table) -> LandedCounts:
+    """Upsert a batch of typed calls (unique ids) and replace the utterances of changed calls."""
+    if calls.num_rows == 0:
+        return LandedCounts()
+    con.register("batch_calls", calls)
+    con.register("batch_utterances", utterances)
+    try:
+        run_script(con, "land_calls.sql")
+        inserted, updated = con.execute(
+            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM changed_calls"
+        ).fetchall()[0]
+        (written,) = con.execute(
+            "SELECT count(*) FROM batch_utterances WHERE call_id IN (SELECT id FROM changed_calls)"
+        ).fetchall()[0]
+    finally:
+        con.unregister("batch_calls")
+        con.unregister("batch_utterances")
+    return LandedCounts(inserted, updated, written)
+
+
+def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -> int:
+    """Soft-delete calls by id (id -> when Close deleted it); returns how many were live."""
+    table = pa.table(
+        {"id": pa.array(list(deleted), pa.string()),
+         "deleted_at": pa.array(list(deleted.values()), TIMESTAMP)}
+    )
+    con.register("deleted_batch", table)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls AS SELECT * FROM deleted_batch")
+    finally:
+        con.unregister("deleted_batch")
+    return _apply_deletes(con)
+
+
+def mark_unseen_deleted(
+    con: duckdb.DuckDBPyConnection, run_id: str, window_start: datetime, window_end: datetime,
+    deleted_at: datetime,
+) -> int:
+    """After a complete walk of [window_start, window_end), soft-delete the live calls it missed."""
+    con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls (id VARCHAR, deleted_at TIMESTAMPTZ)")
+    run_script(con, "reconcile_unseen.sql", {
+        "run_id": run_id, "window_start": window_start, "window_end": window_end,
+        "deleted_at": deleted_at,
+    })
+    return _apply_deletes(con)
+
+
+def _apply_deletes(con: duckdb.DuckDBPyConnection) -> int:
+    run_script(con, "mark_deleted.sql")
+    (count,) = con.execute("SELECT count(*) FROM newly_deleted").fetchall()[0]
+    return count
+
+
+def record_rejections(
+    con: duckdb.DuckDBPyConnection, run_id: str, object_type: str, rejections: list[Rejection],
+    rejected_at: datetime,
+) -> None:
+    """Quarantine records that could not be typed; the same payload is kept once, however often
+    a re-run meets it."""
+    for r in rejections:
+        con.execute(
+            "INSERT INTO close.rejected_records SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+            " SELECT 1 FROM close.rejected_records"
+            " WHERE object_type = ? AND object_id IS NOT DISTINCT FROM ? AND payload = ?)",
+            [run_id, object_type, r.object_id, r.reason, r.payload, rejected_at,
+             object_type, r.object_id, r.payload],
+        )
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, rows: pa.Table) -> None:
+    """Replace a reference table (outcomes, users) with a fresh full copy."""
+    con.execute(f"DELETE FROM close.{table_name}")
+    con.register("fresh_rows", rows)
+    try:
+        con.execute(f"INSERT INTO close.{table_name} BY NAME SELECT * FROM fresh_rows")
+    finally:
+        con.unregister("fresh_rows")
+
+
+# --- sync state --------------------------------------------------------------------------------------
+
+
+def high_water_mark(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    row = con.execute(
+        "SELECT high_water_mark_after FROM close.sync_state "
+        "WHERE high_water_mark_after IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
+    ).fetchall()
+    return row[0][0] if row else None
+
+
+def append_sync_state(con: duckdb.DuckDBPyConnection, summary: dict) -> None:
+    columns = [
+        "run_id", "mode", "started_at", "finished_at", "high_water_mark_before",
+        "high_water_mark_after", "calls_inserted", "calls_updated", "calls_deleted",
+        "utterances_written", "records_rejected", "requests", "rate_limited", "retries",
+        "seconds_waited",
+    ]
+    con.execute(
+        f"INSERT INTO close.sync_state ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        [summary[c] for c in columns],
+    )
+
+
+@dataclass
+class WalkPlan:
+    run_id: str
+    mode: str
+    started_at: datetime
+    high_water_mark: datetime
+    windows: list[tuple[datetime, datetime]]  # every window of the plan, done or not
+    pending: list[tuple[datetime, datetime]]
+
+
+def load_walk_plan(con: duckdb.DuckDBPyConnection) -> WalkPlan | None:
+    rows = con.execute(
+        "SELECT run_id, mode, started_at, high_water_mark, window_start, window_end, done "
+        "FROM close.sync_windows ORDER BY window_start"
+    ).fetchall()
+    if not rows:
+        return None
+    run_id, mode, started_at, mark = rows[0][:4]
+    return WalkPlan(
+        run_id, mode, started_at, mark,
+        windows=[(r[4], r[5]) for r in rows],
+        pending=[(r[4], r[5]) for r in rows if not r[6]],
+    )
+
+
+def save_walk_plan(con: duckdb.DuckDBPyConnection, plan: WalkPlan) -> None:
+    con.execute("DELETE FROM close.sync_windows")
+    con.execute("DELETE FROM close.sync_seen_ids")
+    con.executemany(
+        "INSERT INTO close.sync_windows VALUES (?, ?, ?, ?, ?, ?, false)",
+        [(plan.run_id, plan.mode, plan.started_at, plan.high_water_mark, start, end)
+         for start, end in plan.windows],
+    )
+
+
+def mark_windows_done(con: duckdb.DuckDBPyConnection, windows: list[tuple[datetime, datetime]]) -> None:
+    if windows:
+        con.executemany(
+            "UPDATE close.sync_windows SET done = true WHERE window_start = ? AND window_end = ?",
+            windows,
+        )
+
+
+def record_seen_ids(con: duckdb.DuckDBPyConnection, run_id: str, ids: list[str]) -> None:
+    if ids:
+        seen = pa.table({"run_id": pa.array([run_id] * len(ids)), "id": pa.array(ids, pa.string())})
+        con.register("seen_batch", seen)
+        try:
+            con.execute("INSERT INTO close.sync_seen_ids SELECT run_id, id FROM seen_batch")
+        finally:
+            con.unregister("seen_batch")
+
+
+def clear_walk_plan(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DELETE FROM close.sync_windows")
+    con.execute("DELETE FROM close.sync_seen_ids")

@@ -1,0 +1,92 @@
+"""Compare a warehouse file with the sandbox's ground truth, field by field."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from close_calls_pipeline.close_api import CALL_FIELDS
+from close_calls_pipeline.records import CALL_FIELD_COLUMNS, TRANSCRIPT_TYPES
+
+
+def expected_payload(call: dict) -> dict:
+    """What the connector asks for: the truth restricted to the requested fields."""
+    return {k: v for k, v in call.items() if k in CALL_FIELDS}
+
+
+def assert_warehouse_matches_truth(con: duckdb.DuckDBPyConnection, store) -> None:
+    truth = store.truth()
+    ids = [r[0] for r in con.execute("SELECT id FROM close.calls").fetchall()]
+    assert len(ids) == len(set(ids)), "an id appears twice in close.calls"
+
+    columns = ["id"] + [name for name, _, _ in CALL_FIELD_COLUMNS] + [
+        "has_recording_transcript", "has_voicemail_transcript", "recording_summary_text",
+        "voicemail_summary_text", "_raw",
+    ]
+    live = {
+        row[0]: dict(zip(columns, row))
+        for row in con.execute(
+            f"SELECT {', '.join(columns)} FROM close.calls WHERE _deleted_at IS NULL"
+        ).fetchall()
+    }
+    assert set(live) == set(truth), (
+        f"missing: {sorted(set(truth) - set(live))[:5]}, extra: {sorted(set(live) - set(truth))[:5]}"
+    )
+    for call_id, call in truth.items():
+        row = live[call_id]
+        assert json.loads(row["_raw"]) == expected_payload(call), call_id
+        for name, _, convert in CALL_FIELD_COLUMNS:
+            expected = convert(call.get(name))
+            actual = row[name]
+            if name == "custom_fields":
+                expected = None if expected is None else json.loads(expected)
+                actual = None if actual is None else json.loads(actual)
+            assert actual == expected, f"{call_id}.{name}: {actual!r} != {expected!r}"
+        for kind, key in TRANSCRIPT_TYPES:
+            transcript = call.get(key)
+            assert row[f"has_{kind}_transcript"] == (transcript is not None), (call_id, kind)
+            if transcript is not None:
+                assert row[f"{kind}_summary_text"] == transcript.get("summary_text")
+
+    deleted_in_warehouse = {
+        r[0] for r in con.execute("SELECT id FROM close.calls WHERE _deleted_at IS NOT NULL").fetchall()
+    }
+    assert deleted_in_warehouse <= store.deleted_ids
+    # every deleted call the warehouse ever held carries _deleted_at
+    assert not (set(ids) & store.deleted_ids) - deleted_in_warehouse
+
+    expected_utterances = sorted(
+        (call_id, kind, index, u.get("speaker_label"), u.get("speaker_side"),
+         float(u["start"]), float(u["end"]), u.get("text"))
+        for call_id, call in truth.items()
+        for kind, key in TRANSCRIPT_TYPES
+        if call.get(key)
+        for index, u in enumerate(call[key].get("utterances") or [])
+    )
+    actual_utterances = sorted(
+        con.execute(
+            "SELECT call_id, transcript_type, utterance_index, speaker_label, speaker_side, "
+            "start_seconds, end_seconds, text FROM close.call_transcript_utterances"
+        ).fetchall()
+    )
+    assert actual_utterances == expected_utterances
+
+
+def warehouse_contents(con: duckdb.DuckDBPyConnection) -> dict:
+    """Everything a user can see, minus load timestamps: to compare two warehouses."""
+    return {
+        "calls": con.execute(
+            "SELECT * EXCLUDE (_loaded_at) FROM close.calls ORDER BY id"
+        ).fetchall(),
+        "utterances": con.execute(
+            "SELECT * EXCLUDE (_loaded_at) FROM close.call_transcript_utterances "
+            "ORDER BY call_id, transcript_type, utterance_index"
+        ).fetchall(),
+        "mark": con.execute(
+            "SELECT high_water_mark_after FROM close.sync_state ORDER BY finished_at DESC LIMIT 1"
+        ).fetchall(),
+        "rejected": con.execute(
+            "SELECT object_id, reason FROM close.rejected_records ORDER BY ALL"
+        ).fetchall(),
+    }
