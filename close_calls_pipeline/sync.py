@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -166,7 +166,11 @@ def sync_calls(
 
 
 class _Batcher:
-    """Collects fetched calls (deduplicated by id) and lands them in one transaction per batch."""
+    """Collects fetched calls (deduplicated by id) and lands them in one transaction per batch.
+
+    Typing a batch (Python, holds the GIL) overlaps with landing the previous one (DuckDB, which
+    releases it) on a single landing thread, the only one that touches the connection while the
+    batcher is open. At most one batch is being landed at a time, which bounds memory."""
 
     def __init__(self, run: _Run, *, track_seen: bool):
         self.run = run
@@ -174,6 +178,18 @@ class _Batcher:
         self.records: dict[str, dict] = {}
         self.keyless: list = []  # records without a usable id: they can only be rejected
         self.windows_done: list[tuple[datetime, datetime]] = []
+        self._lander = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-landing")
+        self._landing: Future | None = None
+
+    def __enter__(self) -> "_Batcher":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if exc_info[0] is None:
+                self._wait()
+        finally:
+            self._lander.shutdown(wait=True)
 
     def add_page(self, page: list) -> None:
         for record in page:
@@ -187,31 +203,45 @@ class _Batcher:
             self.flush()
 
     def flush(self, finalize: Callable[[], None] | None = None) -> None:
-        """Land what is collected; `finalize` runs in the same transaction (the state commit)."""
-        run, s = self.run, self.run.summary
+        """Type what is collected and hand it to the landing thread; `finalize` (the state
+        commit) runs in the same transaction, and then the call waits for it."""
         now = datetime.now(UTC)
         typed = type_calls(list(self.records.values()) + self.keyless, now)
+        seen = list(self.records) if self.track_seen else []
+        windows = self.windows_done
+        self.records, self.keyless, self.windows_done = {}, [], []
+        self._wait()
+        self._landing = self._lander.submit(self._land, typed, seen, windows, now, finalize)
+        if finalize:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._landing is not None:
+            landing, self._landing = self._landing, None
+            landing.result()
+
+    def _land(self, typed, seen: list[str], windows: list, now: datetime,
+              finalize: Callable[[], None] | None) -> None:
+        run, s = self.run, self.run.summary
         with warehouse.transaction(run.con):
             counts = warehouse.land_calls(run.con, typed.calls, typed.utterances)
             warehouse.record_rejections(run.con, s.run_id, "call", typed.rejected, now)
-            if self.track_seen:
-                warehouse.record_seen_ids(run.con, s.run_id, list(self.records))
-            warehouse.mark_windows_done(run.con, self.windows_done)
+            warehouse.record_seen_ids(run.con, s.run_id, seen)
+            warehouse.mark_windows_done(run.con, windows)
             run.stage("landed")
+            s.calls_inserted += counts.inserted
+            s.calls_updated += counts.updated
+            s.utterances_written += counts.utterances
+            s.records_rejected += len(typed.rejected)
             if finalize:
                 finalize()
             run.stage("state")
-        s.calls_inserted += counts.inserted
-        s.calls_updated += counts.updated
-        s.utterances_written += counts.utterances
-        s.records_rejected += len(typed.rejected)
         if typed.rejected:
             log.warning("%d records rejected into close.rejected_records (first: %s)",
                         len(typed.rejected), typed.rejected[0].reason)
-        if self.records or self.keyless:
-            log.info("landed %d calls: %d new, %d changed so far", len(self.records) + len(self.keyless),
+        if typed.calls.num_rows:
+            log.info("landed %d calls: %d new, %d changed so far", typed.calls.num_rows,
                      s.calls_inserted, s.calls_updated)
-        self.records, self.keyless, self.windows_done = {}, [], []
 
 
 def _fetch_concurrently(
@@ -313,17 +343,6 @@ def _walk(run: _Run, plan: warehouse.WalkPlan | None, mark_before: datetime | No
         log.info("resuming walk %s: %d of %d windows left", plan.run_id, len(plan.pending),
                  len(plan.windows))
 
-    batcher = _Batcher(run, track_seen=True)
-    done = len(plan.windows) - len(plan.pending)
-    for window, page in _fetch_concurrently(plan.pending, lambda w: run.client.iter_call_window(*w),
-                                            run.options.workers):
-        if page is None:
-            batcher.windows_done.append(window)
-            done += 1
-            log.debug("window %s done (%d/%d)", window, done, len(plan.windows))
-        else:
-            batcher.add_page(page)
-
     mark_after = max(filter(None, [mark_before, plan.high_water_mark]))
 
     def finalize() -> None:
@@ -333,7 +352,17 @@ def _walk(run: _Run, plan: warehouse.WalkPlan | None, mark_before: datetime | No
         warehouse.clear_walk_plan(con)
         warehouse.append_sync_state(con, run.finish(mark_after))
 
-    batcher.flush(finalize)
+    done = len(plan.windows) - len(plan.pending)
+    with _Batcher(run, track_seen=True) as batcher:
+        fetch = lambda window: run.client.iter_call_window(*window)  # noqa: E731
+        for window, page in _fetch_concurrently(plan.pending, fetch, run.options.workers):
+            if page is None:
+                batcher.windows_done.append(window)
+                done += 1
+                log.debug("window %s done (%d/%d)", window, done, len(plan.windows))
+            else:
+                batcher.add_page(page)
+        batcher.flush(finalize)
 
 
 # --- incremental: the Event Log --------------------------------------------------------------------
@@ -374,18 +403,6 @@ def _incremental(run: _Run, mark: datetime) -> None:
     log.info("event log since %s: %d calls created/updated, %d deleted", mark - RESCAN,
              len(changed), len(deleted))
 
-    batcher = _Batcher(run, track_seen=False)
-    returned: set[str] = set()
-    chunks = [changed[i:i + 100] for i in range(0, len(changed), 100)]
-    for _, page in _fetch_concurrently(chunks, run.client.iter_calls_by_ids, run.options.workers):
-        if page is not None:
-            returned.update(r["id"] for r in page if isinstance(r, dict) and isinstance(r.get("id"), str))
-            batcher.add_page(page)
-    # Asked for but not returned: deleted since the event was written.
-    for call_id in changed:
-        if call_id not in returned:
-            deleted.setdefault(call_id, run.server_now)
-
     cap = run.server_now - RESCAN
     mark_after = max(mark, min(newest, cap) if newest else cap)
 
@@ -393,7 +410,19 @@ def _incremental(run: _Run, mark: datetime) -> None:
         s.calls_deleted += warehouse.mark_deleted(run.con, deleted) if deleted else 0
         warehouse.append_sync_state(run.con, run.finish(mark_after))
 
-    batcher.flush(finalize)
+    returned: set[str] = set()
+    chunks = [changed[i:i + 100] for i in range(0, len(changed), 100)]
+    with _Batcher(run, track_seen=False) as batcher:
+        for _, page in _fetch_concurrently(chunks, run.client.iter_calls_by_ids, run.options.workers):
+            if page is not None:
+                returned.update(r["id"] for r in page
+                                if isinstance(r, dict) and isinstance(r.get("id"), str))
+                batcher.add_page(page)
+        # Asked for but not returned: deleted since the event was written.
+        for call_id in changed:
+            if call_id not in returned:
+                deleted.setdefault(call_id, run.server_now)
+        batcher.flush(finalize)
 
 
 # --- reference tables -----------------------------------------------------------------------------
