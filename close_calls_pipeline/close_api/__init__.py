@@ -1,0 +1,15 @@
+"""Close REST API client (calls, Event Log, outcomes, users) used by the sync."""
+
+from .client import CALL_FIELDS, DEFAULT_BASE_URL, CloseClient, Counters, format_ts
+from .errors import CloseApiError, CloseAuthError, MaxSkipExceeded
+
+__all__ = [
+    "CALL_FIELDS",
+    "DEFAULT_BASE_URL",
+    "CloseApiError",
+    "CloseAuthError",
+    "CloseClient",
+    "Counters",
+    "MaxSkipExceeded",
+    "format_ts",
+]
