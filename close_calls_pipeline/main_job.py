@@ -1,0 +1,322 @@
+"""`close-calls run`: the whole pipeline in one command (sync, reference tables, `dbt build`).
+
+It runs the same Dagster job as the schedule (`close_calls_pipeline`), in this process, with
+Dagster's own logging quiet and our progress lines on stdout instead. Against Close when
+CLOSE_API_KEY is set; otherwise against the sandbox Close API, started on loopback for the run.
+It ends with a short summary read from the warehouse and the marts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import date
+from typing import TextIO
+
+import duckdb
+
+from close_calls_pipeline import config
+
+log = logging.getLogger(__name__)
+
+SANDBOX_CALLS = 3_000
+SANDBOX_SEED = 42
+
+
+class _Progress:
+    """Progress lines on a stream: elapsed time, then what happened."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.t0 = time.monotonic()
+
+    def line(self, text: str) -> None:
+        self.out.write(f"[{time.monotonic() - self.t0:6.1f}s] {text}\n")
+        self.out.flush()
+
+
+class _PythonLogHandler(logging.Handler):
+    """The `close_calls_pipeline` loggers (sync, resources) at INFO, as progress lines."""
+
+    def __init__(self, progress: _Progress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
+            self.progress.line(f"  {prefix}{record.getMessage()}")
+        except Exception:  # noqa: BLE001 - never let progress output break the run
+            self.handleError(record)
+
+
+def _root_error(error) -> str:
+    """The innermost cause of a step error (e.g. `CloseAuthError: ...`), on one line."""
+    if error is None:
+        return "failed"
+    while error.cause is not None:
+        error = error.cause
+    lines = [line for line in error.message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else error.cls_name or "failed"
+
+
+def _metadata_value(event, name: str):
+    entry = event.event_specific_data.materialization.metadata.get(name)
+    return getattr(entry, "value", entry)
+
+
+class _EventLines:
+    """Turns Dagster events into progress lines: a line per asset step (start, end), the sync's
+    figures, a line per ingestion check, and only the dbt tests that did not pass."""
+
+    def __init__(self, asset_steps: set[str]):
+        self.asset_steps = asset_steps
+        self.built: dict[str, int] = {}
+        self.checks: dict[str, dict[str, int]] = {}
+
+    def line(self, event, step_key: str | None) -> str | None:
+        kind = event.event_type_value
+        is_asset_step = step_key in self.asset_steps
+        if kind == "STEP_START":
+            return f"{step_key}: started" if is_asset_step else None
+        if kind == "STEP_SUCCESS":
+            if not is_asset_step:
+                return None
+            seconds = event.event_specific_data.duration_ms / 1000
+            return f"{step_key}: done in {seconds:.1f} s{self._dbt_counts(step_key)}"
+        if kind == "STEP_FAILURE":
+            return f"{step_key}: FAILED: {_root_error(event.event_specific_data.error)}"
+        if kind == "STEP_SKIPPED":
+            return f"{step_key}: skipped (an upstream step or blocking check failed)"
+        if kind == "ASSET_MATERIALIZATION":
+            self.built[step_key] = self.built.get(step_key, 0) + 1
+            return self._materialization(event)
+        if kind == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            outcome = "passed" if data.passed else (
+                "WARNING" if data.severity.value == "WARN" else "FAILED")
+            counts = self.checks.setdefault(step_key, {})
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if data.passed and is_asset_step:
+                return None  # dbt tests: counted, shown only when they do not pass
+            return f"  check {data.asset_key.to_user_string()} {data.check_name}: {outcome}"
+        return None
+
+    def _dbt_counts(self, step_key: str) -> str:
+        checks = self.checks.get(step_key)
+        if not checks:
+            return ""
+        tests = ", ".join(f"{n} {outcome.lower()}" for outcome, n in sorted(checks.items()))
+        return f" ({self.built.get(step_key, 0)} assets built; tests: {tests})"
+
+    @staticmethod
+    def _materialization(event) -> str | None:
+        key = event.asset_key.to_user_string()
+        if key == "close/calls":
+            return (
+                f"  {key}: {_metadata_value(event, 'mode')}: "
+                f"{_metadata_value(event, 'calls_inserted')} inserted, "
+                f"{_metadata_value(event, 'calls_updated')} updated, "
+                f"{_metadata_value(event, 'calls_deleted')} deleted, "
+                f"{_metadata_value(event, 'records_rejected')} rejected; "
+                f"{_metadata_value(event, 'requests')} requests "
+                f"({_metadata_value(event, 'rate_limited_429')} answered 429); "
+                f"{_metadata_value(event, 'live_calls')} live calls"
+            )
+        if key.startswith("close/"):
+            return f"  {key}: {_metadata_value(event, 'dagster/row_count')} rows"
+        return None
+
+
+def _progress_logger(progress: _Progress, asset_steps: set[str]):
+    from dagster import logger
+
+    lines = _EventLines(asset_steps)
+
+    @logger(description="Progress lines of `close-calls run` (steps, row counts, checks).")
+    def progress_logger(_init_context) -> logging.Logger:
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                meta = getattr(record, "dagster_meta", None) or {}
+                event = meta.get("dagster_event")
+                if event is None:
+                    return
+                try:
+                    text = lines.line(event, meta.get("step_key") or event.step_key)
+                except Exception:  # noqa: BLE001 - an unexpected event: skip the line, not the run
+                    text = None
+                if text:
+                    progress.line(text)
+
+        # A private logger outside the `logging` hierarchy: nothing propagates twice.
+        dagster_logger = logging.Logger("close_calls_pipeline.run", level=logging.DEBUG)  # noqa: LOG001
+        dagster_logger.addHandler(Handler())
+        return dagster_logger
+
+    return progress_logger
+
+
+@contextlib.contextmanager
+def _sandbox_if_no_key(progress: _Progress, calls: int, seed: int) -> Iterator[bool]:
+    """Without CLOSE_API_KEY: a sandbox Close API on loopback, exported in os.environ for the run."""
+    if os.environ.get(config.CLOSE_API_KEY_ENV):
+        base_url = os.environ.get(config.CLOSE_API_BASE_URL_ENV) or config.DEFAULT_BASE_URL
+        progress.line(f"Close API: {base_url} (key from CLOSE_API_KEY)")
+        yield False
+        return
+
+    from close_calls_pipeline.dagster_resources import SANDBOX_API_KEY
+    from close_calls_pipeline.sandbox import start_sandbox
+
+    progress.line(f"CLOSE_API_KEY is not set: starting the sandbox Close API ({calls} seeded "
+                  f"calls, seed {seed}, live clock)")
+    server = start_sandbox(calls=calls, seed=seed, live=True, api_key=SANDBOX_API_KEY)
+    progress.line(f"sandbox Close API at {server.base_url}")
+    saved = {name: os.environ.get(name)
+             for name in (config.CLOSE_API_KEY_ENV, config.CLOSE_API_BASE_URL_ENV)}
+    os.environ[config.CLOSE_API_KEY_ENV] = SANDBOX_API_KEY  # a fixed dummy, not a secret
+    os.environ[config.CLOSE_API_BASE_URL_ENV] = server.base_url
+    try:
+        yield True
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        os.makedirs(home, exist_ok=True)
+        return DagsterInstance.get()  # runs show up in `dagster dev` with the same DAGSTER_HOME
+    return DagsterInstance.ephemeral()
+
+
+def _hours(seconds: float | None) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def summary_lines(path: str) -> list[str]:
+    """Rows landed, headline metrics from the marts, and where to look next."""
+    lines = []
+    con = duckdb.connect(path, read_only=True)
+    try:
+        live, deleted = con.execute(
+            "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
+            "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
+        ).fetchone()
+        (utterances,) = con.execute("SELECT count(*) FROM close.call_transcript_utterances").fetchone()
+        first, last, calls, answered, talk, cost = con.execute(
+            "SELECT min(call_date), max(call_date), sum(calls), sum(answered_calls), "
+            "sum(total_duration_seconds), sum(total_cost_usd) FROM analytics.call_metrics_daily"
+        ).fetchone()
+    finally:
+        con.close()
+    calls, answered = int(calls or 0), int(answered or 0)
+    rate = f"{answered / calls:.1%}" if calls else "n/a"
+    daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
+    python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
+    lines += [
+        "",
+        "Summary",
+        f"  close.calls: {live} calls ({deleted} more deleted in Close, kept with _deleted_at)",
+        f"  close.call_transcript_utterances: {utterances} utterances",
+        (f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered "
+         f"(answer rate {rate}), talk time {_hours(talk)}, cost {float(cost or 0):.2f} USD"),
+        "",
+        f"DuckDB file: {path}",
+        "Open the UI: dagster dev   (from the repo root, then http://127.0.0.1:3000)",
+        "Query the marts:",
+        f"  duckdb -readonly {shlex.quote(path)} -c {shlex.quote(daily)}",
+        f"  python -c {shlex.quote(python)}",
+    ]
+    return lines
+
+
+def run_pipeline(
+    *, reconcile: bool = False, backfill_start: str | None = None,
+    sandbox_calls: int = SANDBOX_CALLS, sandbox_seed: int = SANDBOX_SEED,
+    out: TextIO | None = None,
+) -> int:
+    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""
+    out = out or sys.stdout
+    progress = _Progress(out)
+    if backfill_start:
+        try:
+            date.fromisoformat(backfill_start)
+        except ValueError:
+            out.write(f"error: --backfill-start must be an ISO date (YYYY-MM-DD), got "
+                      f"{backfill_start!r}\n")
+            return 2
+
+    path = config.duckdb_path()
+    os.environ[config.CLOSE_CALLS_DUCKDB_ENV] = path  # dbt's profiles.yml reads it
+    package_logger = logging.getLogger("close_calls_pipeline")
+    handler = _PythonLogHandler(progress)
+    saved_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    dbt_output = io.StringIO()  # dbt's raw console output: shown only when the run fails
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Dagster beta/preview notices are not for this output
+            progress.line(f"warehouse: {path}")
+            progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
+            from close_calls_pipeline.definitions import ASSETS, PIPELINE_JOB, build_definitions
+
+            with _sandbox_if_no_key(progress, sandbox_calls, sandbox_seed):
+                asset_steps = {assets.node_def.name for assets in ASSETS}
+                defs = build_definitions(
+                    duckdb_path=path, loggers={"progress": _progress_logger(progress, asset_steps)}
+                )
+                job = defs.resolve_job_def(PIPELINE_JOB)
+                sync_config = {"reconcile": reconcile}
+                if backfill_start:
+                    sync_config["backfill_start"] = backfill_start
+                run_config = {
+                    "ops": {"close_calls": {"config": sync_config}},
+                    "loggers": {"progress": {}},
+                }
+                progress.line(f"running the Dagster job {PIPELINE_JOB}"
+                              f"{' (full reconcile)' if reconcile else ''}")
+                with contextlib.redirect_stdout(dbt_output):
+                    result = job.execute_in_process(
+                        run_config=run_config, instance=_instance(), raise_on_error=False
+                    )
+    except Exception as error:  # noqa: BLE001 - before or around the run: say what, not a traceback
+        out.write(f"\nerror: the pipeline could not run: {type(error).__name__}: {error}\n")
+        return 1
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved_level)
+
+    if not result.success:
+        failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        out.write(f"\nThe pipeline FAILED (Dagster run {result.run_id}).\n")
+        for event in failed:
+            out.write(f"  step {event.step_key}: {_root_error(event.event_specific_data.error)}\n")
+        tail = [line for line in dbt_output.getvalue().splitlines() if line.strip()][-25:]
+        if tail:
+            out.write("Last lines of the dbt output:\n" + "\n".join(f"  {l}" for l in tail) + "\n")
+        return 1
+
+    progress.line(f"pipeline finished (Dagster run {result.run_id})")
+    try:
+        out.write("\n".join(summary_lines(path)) + "\n")
+    except duckdb.Error as error:
+        out.write(f"(summary unavailable: {error})\nDuckDB file: {path}\n")
+    out.flush()
+    return 0

@@ -1,0 +1,360 @@
+"""The Dagster code location, end to end: real sandbox over loopback, real DuckDB files, real dbt.
+
+* the definitions load from workspace.yaml and form one lineage (dbt sources = ingestion assets);
+* the whole graph materializes against a sandbox, checks pass, the marts match the sandbox truth;
+  after sandbox mutations a second run (the `close-calls run` main job) updates the marts;
+* each ingestion asset check fails on the corruption it guards against, and blocks dbt;
+* the headless `dagster asset materialize --select '*'` works from the environment alone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from close_calls_pipeline import warehouse
+from close_calls_pipeline.dagster_assets import (
+    CALLS_KEY,
+    INGESTION_KEYS,
+    OUTCOMES_KEY,
+    USERS_KEY,
+    UTTERANCES_KEY,
+)
+from close_calls_pipeline.dagster_checks import (
+    call_ids_unique,
+    high_water_mark_sane,
+    no_orphan_utterances,
+)
+from close_calls_pipeline.dagster_resources import CloseApiResource, WarehouseResource
+from close_calls_pipeline.definitions import (
+    PIPELINE_JOB,
+    RECONCILE_JOB,
+    build_definitions,
+    defs,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CALLS = 300
+INGESTION_CHECKS = {"call_ids_unique", "no_orphan_utterances", "high_water_mark_sane"}
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def sandbox_defs(sandbox, db_path: Path) -> dg.Definitions:
+    return build_definitions(
+        close_api=CloseApiResource(api_key=sandbox.api_key, base_url=sandbox.base_url, workers=4),
+        duckdb_path=str(db_path),
+    )
+
+
+def run_job(definitions: dg.Definitions, job_name: str = PIPELINE_JOB, **kwargs):
+    job = definitions.resolve_job_def(job_name)
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), **kwargs)
+
+
+def check_evaluations(result) -> dict[tuple[str, str], object]:
+    return {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
+            e.event_specific_data
+        for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def query(db_path: Path, sql: str):
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def truth_counts(store) -> tuple[int, int]:
+    calls = store.truth().values()
+    return len(calls), sum(1 for c in calls if c.get("disposition") == "answered")
+
+
+def mart_counts(db_path: Path) -> tuple[int, int]:
+    fct = query(db_path, "SELECT count(*), count(*) FILTER (WHERE is_answered) FROM analytics.fct_calls")[0]
+    daily = query(db_path, "SELECT sum(calls), sum(answered_calls) FROM analytics.call_metrics_daily")[0]
+    assert tuple(int(v) for v in daily) == fct, "call_metrics_daily disagrees with fct_calls"
+    return fct
+
+
+@pytest.fixture
+def db_path(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "warehouse" / "close_calls.duckdb"
+    monkeypatch.setenv("CLOSE_CALLS_DUCKDB", str(path))
+    return path
+
+
+# --- the code location ------------------------------------------------------------------------------
+
+
+def test_definitions_load_from_workspace_yaml(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env.pop("CLOSE_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful for code location close_calls_pipeline" in done.stderr + done.stdout
+
+
+def test_one_lineage_from_ingestion_to_marts():
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    assert set(INGESTION_KEYS) <= keys
+
+    # every dbt source is one of the ingestion assets (no dangling source asset keys) ...
+    dbt_sources = {
+        parent for key in keys if graph.get(key).group_name == "analytics"
+        for parent in graph.get(key).parent_keys if graph.get(parent).group_name != "analytics"
+    }
+    assert dbt_sources == set(INGESTION_KEYS)
+    assert all(graph.get(k).is_materializable for k in keys)  # no external stubs
+    # ... so the marts sit below close/calls
+    fct_calls = dg.AssetKey(["analytics", "fct_calls"])
+    assert fct_calls in keys
+    assert CALLS_KEY in graph.get(dg.AssetKey(["staging", "stg_close__calls"])).parent_keys
+    assert CALLS_KEY in dg.AssetSelection.assets(fct_calls).upstream().resolve(graph)
+    for mart in ("call_metrics_daily", "call_metrics_by_disposition", "call_metrics_by_outcome",
+                 "call_metrics_by_user_daily"):
+        assert dg.AssetKey(["analytics", mart]) in keys
+
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    for key in INGESTION_KEYS:
+        spec = specs[key]
+        assert spec.group_name == "close_ingestion"
+        assert spec.kinds == {"python", "duckdb"}
+        assert spec.description
+        columns = spec.metadata["dagster/column_schema"].columns
+        assert columns and all(c.type for c in columns)
+    assert "_deleted_at" in [c.name for c in specs[CALLS_KEY].metadata["dagster/column_schema"].columns]
+    assert specs[CALLS_KEY].freshness_policy is not None
+    assert specs[fct_calls].group_name == "analytics"
+
+    check_keys = graph.asset_check_keys
+    assert {k.name for k in check_keys if k.asset_key in INGESTION_KEYS} == INGESTION_CHECKS
+    assert any(k.asset_key == fct_calls for k in check_keys), "dbt tests are asset checks"
+
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {PIPELINE_JOB, RECONCILE_JOB}
+    schedule = defs.resolve_schedule_def("close_calls_hourly")
+    assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == PIPELINE_JOB
+    reconcile = defs.resolve_job_def(RECONCILE_JOB)
+    assert reconcile.run_config["ops"]["close_calls"]["config"]["reconcile"] is True
+    assert defs.resolve_job_def(PIPELINE_JOB).executor_def.name == "in_process"
+
+
+# --- full materialization, then an incremental run through the main job -------------------------
+
+
+def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch):
+    sandbox = make_sandbox(calls=CALLS, seed=7)
+    result = run_job(sandbox_defs(sandbox, db_path))
+    assert result.success
+
+    checks = check_evaluations(result)
+    for name in INGESTION_CHECKS:
+        asset = "close/call_transcript_utterances" if name == "no_orphan_utterances" else "close/calls"
+        assert checks[(asset, name)].passed, name
+    dbt_checks = {k: v for k, v in checks.items() if not k[0].startswith("close/")}
+    assert len(dbt_checks) > 10, "dbt tests surface as asset checks"
+    assert all(v.passed or v.severity == dg.AssetCheckSeverity.WARN for v in dbt_checks.values())
+
+    calls_meta = result.asset_materializations_for_node("close_calls")[0].metadata
+    assert calls_meta["mode"].value == "backfill"
+    assert calls_meta["calls_inserted"].value == len(sandbox.store.truth())
+    assert calls_meta["requests"].value > 0
+    assert "high_water_mark_after" in calls_meta and "preview" in calls_meta
+    assert sandbox.api_key not in str(calls_meta)
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+
+    # Close changes; the main job (`close-calls run`) picks it up incrementally.
+    touched = sandbox.store.mutate_random(random.Random(1), new=5, updated=10, deleted=3)
+    sandbox.store.advance(60)
+    monkeypatch.setenv("CLOSE_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("CLOSE_API_BASE_URL", sandbox.base_url)
+    from close_calls_pipeline.main_job import run_pipeline
+
+    out = io.StringIO()
+    assert run_pipeline(out=out) == 0, out.getvalue()
+    text = out.getvalue()
+    created, deleted_ids = set(touched["created"]), set(touched["deleted"])
+    assert f"incremental: {len(created - deleted_ids)} inserted" in text, text
+    assert f"{len(deleted_ids - created)} deleted" in text, text
+    assert str(db_path) in text and "analytics.call_metrics_daily" in text and "dagster dev" in text
+    assert sandbox.api_key not in text
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+    deleted = "', '".join(touched["deleted"])
+    assert query(db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')") \
+        == [(0,)]
+
+
+# --- no API key: the embedded sandbox -------------------------------------------------------------
+
+
+def test_without_a_key_the_embedded_sandbox_serves_the_run(db_path, monkeypatch):
+    monkeypatch.delenv("CLOSE_API_KEY", raising=False)
+    monkeypatch.delenv("CLOSE_API_BASE_URL", raising=False)
+    resource = CloseApiResource.from_env()
+    assert resource.api_key is None and resource.uses_sandbox
+
+    monkeypatch.setenv("CLOSE_API_KEY", "from-the-env")
+    assert isinstance(CloseApiResource.from_env().api_key, dg.EnvVar)  # resolved at launch
+
+    definitions = build_definitions(close_api=CloseApiResource(sandbox_calls=50),
+                                    duckdb_path=str(db_path))
+    result = run_job(definitions, asset_selection=[CALLS_KEY, UTTERANCES_KEY])
+    assert result.success
+    meta = result.asset_materializations_for_node("close_calls")[0].metadata
+    assert meta["source"].value == "sandbox"
+    assert meta["live_calls"].value > 0
+    assert all(c.passed for c in check_evaluations(result).values())
+
+
+# --- asset checks fail on what they guard against ------------------------------------------------
+
+
+@pytest.fixture
+def ingested(make_sandbox, db_path) -> tuple[dg.Definitions, Path]:
+    """A warehouse after one ingestion run (no dbt), checks passing."""
+    sandbox = make_sandbox(calls=100, seed=3)
+    definitions = sandbox_defs(sandbox, db_path)
+    result = run_job(
+        definitions,
+        asset_selection=[CALLS_KEY, UTTERANCES_KEY, OUTCOMES_KEY, USERS_KEY],
+    )
+    assert result.success
+    assert all(c.passed for c in check_evaluations(result).values())
+    return definitions, db_path
+
+
+def _corrupt(db_path: Path, *statements: str) -> None:
+    con = warehouse.connect(str(db_path))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+def _mark_row(run_id: str, mark: datetime) -> str:
+    """A sync_state row finished after every real run, with the given high-water mark."""
+    finished_at = datetime.now(UTC) + timedelta(minutes=1)
+    return (
+        "INSERT INTO close.sync_state VALUES ("
+        f"'{run_id}', 'incremental', TIMESTAMPTZ '{finished_at.isoformat()}', "
+        f"TIMESTAMPTZ '{finished_at.isoformat()}', NULL, TIMESTAMPTZ '{mark.isoformat()}', "
+        "0, 0, 0, 0, 0, 0, 0, 0, 0)"
+    )
+
+
+CORRUPTIONS = {  # check -> what breaks it (built when the test runs)
+    "duplicate call id": (
+        call_ids_unique,
+        lambda: [("INSERT INTO close.calls SELECT * FROM close.calls "
+                 "WHERE id = (SELECT min(id) FROM close.calls)")],
+    ),
+    "utterance of a missing call": (
+        no_orphan_utterances,
+        lambda: [("INSERT INTO close.call_transcript_utterances VALUES "
+                 "('acti_missing', 'recording', 0, 'Speaker 1', 'contact', 0, 1, 'hello?', now())")],
+    ),
+    "utterance of a deleted call": (
+        no_orphan_utterances,
+        lambda: [("UPDATE close.calls SET _deleted_at = now() WHERE id = "
+                 "(SELECT min(call_id) FROM close.call_transcript_utterances)")],
+    ),
+    "high-water mark in the future": (
+        high_water_mark_sane,
+        lambda: [_mark_row("future", datetime.now(UTC) + timedelta(hours=3))],
+    ),
+    "high-water mark moving backwards": (
+        high_water_mark_sane,
+        lambda: [_mark_row("backwards", datetime(2020, 1, 1, tzinfo=UTC))],
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_asset_check_fails_on_corruption(ingested, corruption):
+    _, db_path = ingested
+    check, statements = CORRUPTIONS[corruption]
+    resource = WarehouseResource(path=str(db_path))
+    assert check(duckdb_warehouse=resource).passed
+    _corrupt(db_path, *statements())
+    failed = check(duckdb_warehouse=resource)
+    assert not failed.passed
+    assert failed.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_failing_blocking_check_stops_dbt(ingested):
+    definitions, db_path = ingested
+    _corrupt(db_path, *CORRUPTIONS["utterance of a missing call"][1]())
+    result = run_job(definitions, raise_on_error=False)
+    assert not result.success
+    assert not check_evaluations(result)[("close/call_transcript_utterances",
+                                          "no_orphan_utterances")].passed
+    built = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert CALLS_KEY in built
+    assert not any(key.path[0] == "analytics" for key in built), "dbt ran on corrupt data"
+    assert query(db_path, "SELECT count(*) FROM information_schema.tables "
+                          "WHERE table_schema = 'analytics'") == [(0,)]
+
+
+def test_run_pipeline_fails_clearly_on_a_bad_key(make_sandbox, db_path, monkeypatch):
+    sandbox = make_sandbox(calls=20, seed=5)
+    monkeypatch.setenv("CLOSE_API_KEY", "not-the-key")
+    monkeypatch.setenv("CLOSE_API_BASE_URL", sandbox.base_url)
+    from close_calls_pipeline.main_job import run_pipeline
+
+    out = io.StringIO()
+    assert run_pipeline(out=out) == 1
+    text = out.getvalue()
+    assert "FAILED" in text and "close_calls" in text
+    assert "not-the-key" not in text
+    assert run_pipeline(backfill_start="yesterday", out=io.StringIO()) == 2
+
+
+# --- headless ------------------------------------------------------------------------------------------
+
+
+def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
+    sandbox = make_sandbox(calls=CALLS, seed=11)
+    db_path = tmp_path / "headless.duckdb"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "CLOSE_API_BASE_URL": sandbox.base_url,
+        "CLOSE_API_KEY": sandbox.api_key,
+        "CLOSE_CALLS_DUCKDB": str(db_path),
+        "DAGSTER_HOME": str(home),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize",
+         "-m", "close_calls_pipeline.definitions", "--select", "*"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    assert "RUN_SUCCESS" in output
+    assert sandbox.api_key not in output
+    assert query(db_path, "SELECT count(*) FROM close.calls WHERE _deleted_at IS NULL") == \
+        [(len(sandbox.store.truth()),)]
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+    tables = {r[0] for r in query(db_path, "SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'analytics'")}
+    assert {"fct_calls", "call_metrics_daily", "call_metrics_by_disposition",
+            "call_metrics_by_outcome", "call_metrics_by_user_daily"} <= tables
