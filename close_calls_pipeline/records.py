@@ -273,8 +273,7 @@ def _type_calls_columnar(records: list[Any], loaded_at: datetime) -> TypedCalls:
     for name, arrow_type, _ in CALL_FIELD_COLUMNS:
         values = [r.get(name) for r in records]
         if name == "custom_fields":
-            values = [None if v is None else orjson.dumps(v) for v in values]
-            arrays.append(pa.array(values, pa.binary()).cast(pa.string()))
+            arrays.append(json_text_array(values))
         elif arrow_type in (TIMESTAMP, COST_TYPE):
             arrays.append(pa.array(values, pa.string()).cast(arrow_type))
         else:
@@ -292,11 +291,22 @@ def _type_calls_columnar(records: list[Any], loaded_at: datetime) -> TypedCalls:
         utterance_tables.append(_utterance_table(ids, kind, lists, loaded_at))
 
     count = len(records)
-    raw = pa.array([orjson.dumps(r) for r in records], pa.binary()).cast(pa.string())
+    raw = json_text_array(records)
     arrays += presence + summaries + [raw, constant(loaded_at, count, TIMESTAMP),
                                       pa.nulls(count, TIMESTAMP)]
     return TypedCalls(pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA),
                       pa.concat_tables(utterance_tables))
+
+
+def json_text_array(values: list[Any], chunk: int = 256) -> pa.Array:
+    """Serialise values to a JSON text column. Built in small chunks: each bytes object orjson
+    returns keeps a buffer of several KB, so a whole batch of them at once costs far more
+    memory than the text itself."""
+    parts = [
+        pa.array([None if v is None else orjson.dumps(v) for v in values[i:i + chunk]], pa.binary())
+        for i in range(0, len(values), chunk)
+    ]
+    return pa.concat_arrays(parts).cast(pa.string()) if parts else pa.array([], pa.string())
 
 
 def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:

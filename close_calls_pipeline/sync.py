@@ -55,7 +55,7 @@ class SyncOptions:
     backfill_start: datetime | None = None  # None: all history
     reconcile: bool = False  # force a full date_created walk
     workers: int = 8  # concurrent requests; enough that the rate limit, not latency, is the ceiling
-    batch_size: int = 5_000  # calls per landing transaction: bounds memory
+    batch_size: int = 4_000  # calls per landing transaction: bounds memory
     window_count: int = 64  # date_created windows a walk is split into
 
 
@@ -344,16 +344,19 @@ def _walk(run: _Run, plan: warehouse.WalkPlan | None, mark_before: datetime | No
                  len(plan.windows))
 
     mark_after = max(filter(None, [mark_before, plan.high_water_mark]))
+    # A backfill starts from an empty table, so there is nothing it could find deleted.
+    reconciling = plan.mode == "reconcile"
 
     def finalize() -> None:
-        s.calls_deleted += warehouse.mark_unseen_deleted(
-            con, plan.run_id, plan.windows[0][0], plan.windows[-1][1], plan.started_at
-        )
+        if reconciling:
+            s.calls_deleted += warehouse.mark_unseen_deleted(
+                con, plan.run_id, plan.windows[0][0], plan.windows[-1][1], plan.started_at
+            )
         warehouse.clear_walk_plan(con)
         warehouse.append_sync_state(con, run.finish(mark_after))
 
     done = len(plan.windows) - len(plan.pending)
-    with _Batcher(run, track_seen=True) as batcher:
+    with _Batcher(run, track_seen=reconciling) as batcher:
         fetch = lambda window: run.client.iter_call_window(*window)  # noqa: E731
         for window, page in _fetch_concurrently(plan.pending, fetch, run.options.workers):
             if page is None:

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS close.calls (
     voicemail_summary_html    VARCHAR,
     _raw                      JSON,
     _loaded_at                TIMESTAMPTZ NOT NULL,
-    _deleted_at               TIMESTAMPTZ
+    _deleted_at               TIMESTAMPTZ,
+    _raw_hash                 UBIGINT             -- internal: hash(_raw), to find changed calls cheaply
 );
 
 -- One row per transcript utterance of a call that exists in Close.
