@@ -55,8 +55,8 @@ class SyncOptions:
     backfill_start: datetime | None = None  # None: all history
     reconcile: bool = False  # force a full date_created walk
     workers: int = 8  # concurrent requests; enough that the rate limit, not latency, is the ceiling
-    batch_size: int = 4_000  # calls per landing transaction: bounds memory
-    window_count: int = 64  # date_created windows a walk is split into
+    batch_size: int = 3_000  # calls per landing transaction: bounds memory
+    window_count: int = 16  # date_created windows a walk is split into (each wastes ~half a page)
 
 
 @dataclass
@@ -304,13 +304,14 @@ def split_range(start: datetime, end: datetime, count: int) -> list[tuple[dateti
 
 
 def earliest_call_time(client: CloseClient, now: datetime) -> datetime:
-    """Binary-search the date_created of the oldest call (to the hour) with `_limit=1` probes."""
+    """Binary-search the date_created of the oldest call (to the day) with `_limit=1` probes:
+    about 14 requests, instead of walking empty windows back to 2000."""
     if not client.has_calls_before(now):
         return now
     low, high = EARLIEST_SEARCH_FROM, now
     if client.has_calls_before(low):
         return datetime(1970, 1, 1, tzinfo=UTC)
-    while high - low > timedelta(hours=1):  # invariant: nothing before low, something before high
+    while high - low > timedelta(days=1):  # invariant: nothing before low, something before high
         middle = low + (high - low) / 2
         if client.has_calls_before(middle):
             high = middle

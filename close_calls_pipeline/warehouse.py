@@ -33,7 +33,7 @@ def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = 
 
 
 def connect(
-    path: str, *, memory_limit: str = "128MB", checkpoint_threshold: str = "256MB"
+    path: str, *, memory_limit: str = "64MB", checkpoint_threshold: str = "256MB"
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating file, folder and schema as needed) with a UTC session.
 
