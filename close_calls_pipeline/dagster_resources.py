@@ -51,6 +51,11 @@ class CloseApiResource(ConfigurableResource):
         description="Close API base URL (from CLOSE_API_BASE_URL).",
     )
     workers: int = Field(default=8, description="Concurrent requests (HTTP pool size).")
+    extra_call_fields: list[str] = Field(
+        default_factory=list,
+        description="Call fields to request beyond the documented ones, e.g. custom fields "
+        "('custom.cf_...'): every call request names an explicit _fields list.",
+    )
     sandbox_calls: int = Field(
         default=SANDBOX_CALLS, description="Calls in the embedded sandbox's seeded history."
     )
@@ -64,7 +69,8 @@ class CloseApiResource(ConfigurableResource):
     def get_client(self) -> Iterator[CloseClient]:
         """A client for the duration of the `with` block (sandbox started and stopped with it)."""
         if self.api_key:
-            client = CloseClient(self.api_key, self.base_url, pool_size=self.workers)
+            client = CloseClient(self.api_key, self.base_url, pool_size=self.workers,
+                                 extra_call_fields=tuple(self.extra_call_fields))
             try:
                 yield client
             finally:
@@ -82,7 +88,8 @@ class CloseApiResource(ConfigurableResource):
             self.sandbox_seed,
         )
         try:
-            client = CloseClient(SANDBOX_API_KEY, server.base_url, pool_size=self.workers)
+            client = CloseClient(SANDBOX_API_KEY, server.base_url, pool_size=self.workers,
+                                 extra_call_fields=tuple(self.extra_call_fields))
             try:
                 yield client
             finally:
