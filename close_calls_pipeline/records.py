@@ -18,6 +18,8 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 COST_TYPE = pa.decimal128(18, 6)
+# JSON text as Arrow's JSON extension type: DuckDB lands it as JSON without parsing it again.
+JSON_TEXT = pa.json_(pa.string())
 MAX_COST_CENTS = Decimal("1e12")
 
 
@@ -147,7 +149,7 @@ CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
     ("sequence_subscription_id", pa.string(), to_str),
     ("quality_info", pa.string(), to_str),
     ("conversation_type_id", pa.string(), to_str),
-    ("custom_fields", pa.string(), to_json_text),
+    ("custom_fields", JSON_TEXT, to_json_text),
 ]
 
 TRANSCRIPT_TYPES = (("recording", "recording_transcript"), ("voicemail", "voicemail_transcript"))
@@ -162,7 +164,7 @@ CALLS_SCHEMA = pa.schema(
         ("recording_summary_html", pa.string()),
         ("voicemail_summary_text", pa.string()),
         ("voicemail_summary_html", pa.string()),
-        ("_raw", pa.string()),
+        ("_raw", JSON_TEXT),
         ("_loaded_at", TIMESTAMP),
         ("_deleted_at", TIMESTAMP),
     ]
@@ -306,7 +308,7 @@ def json_text_array(values: list[Any], chunk: int = 256) -> pa.Array:
         pa.array([None if v is None else orjson.dumps(v) for v in values[i:i + chunk]], pa.binary())
         for i in range(0, len(values), chunk)
     ]
-    return pa.concat_arrays(parts).cast(pa.string()) if parts else pa.array([], pa.string())
+    return pa.concat_arrays(parts).cast(pa.string()).cast(JSON_TEXT) if parts else pa.array([], JSON_TEXT)
 
 
 def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:
@@ -411,7 +413,7 @@ def type_reference(
                                       orjson.dumps(record).decode()))
             continue
         rows.append(row + [orjson.dumps(record).decode(), loaded_at])
-    schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", pa.string()), ("_loaded_at", TIMESTAMP)])
+    schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)])
     data = list(zip(*rows)) if rows else [()] * len(schema)
     table = pa.Table.from_arrays(
         [pa.array(column, type=schema.field(i).type) for i, column in enumerate(data)], schema=schema
