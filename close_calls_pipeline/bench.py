@@ -107,9 +107,9 @@ def raw_pull_rate(base_url: str, workers: int, seconds: float = 5.0) -> float:
     """Ceiling without a rate limit: calls/s the sandbox serves to bare clients (no landing)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from close_calls_pipeline.close_api import CALL_FIELDS
-
     import requests
+
+    from close_calls_pipeline.close_api import CALL_FIELDS
 
     deadline = time.perf_counter() + seconds
     fields = ",".join(CALL_FIELDS)

@@ -7,14 +7,15 @@ batch. The Arrow schemas mirror the DuckDB tables in `sql/schema.sql`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 COST_TYPE = pa.decimal128(18, 6)

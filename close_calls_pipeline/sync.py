@@ -22,11 +22,13 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Callable, Iterable, Iterator, TypeVar
+from itertools import pairwise
+from typing import TypeVar
 
 import duckdb
 
@@ -196,7 +198,7 @@ class _Batcher:
         self._lander = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-landing")
         self._landing: Future | None = None
 
-    def __enter__(self) -> "_Batcher":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -284,7 +286,7 @@ def _fetch_concurrently(
                 if not put((task, page, None)):
                     return
             put((task, None, None))
-        except BaseException as error:  # handed to the consumer, which raises it
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
             put((task, None, error))
 
     remaining = len(tasks)
@@ -315,7 +317,7 @@ def split_range(start: datetime, end: datetime, count: int) -> list[tuple[dateti
     while bounds[-1] + step < end:
         bounds.append(bounds[-1] + step)
     bounds.append(end)
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(pairwise(bounds))
 
 
 def earliest_call_time(client: CloseClient, now: datetime) -> datetime:
@@ -373,7 +375,7 @@ def _walk(run: _Run, plan: warehouse.WalkPlan | None, mark_before: datetime | No
 
     done = len(plan.windows) - len(plan.pending)
     with _Batcher(run, track_seen=reconciling) as batcher:
-        fetch = lambda window: run.client.iter_call_window(*window)  # noqa: E731
+        fetch = lambda window: run.client.iter_call_window(*window)
         for window, page in _fetch_concurrently(plan.pending, fetch, run.options.workers):
             if page is None:
                 batcher.windows_done.append(window)

@@ -6,12 +6,12 @@ commit a batch of data together with the state that describes it, or nothing at 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -66,7 +66,7 @@ class LandedCounts:
     updated: int = 0
     utterances: int = 0
 
-    def add(self, other: "LandedCounts") -> None:
+    def add(self, other: LandedCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.utterances += other.utterances

@@ -6,11 +6,11 @@ import random
 from datetime import timedelta
 
 import pytest
+from truth import assert_warehouse_matches_truth, warehouse_contents
 
 from close_calls_pipeline import warehouse
 from close_calls_pipeline.close_api import CloseApiError, CloseClient
 from close_calls_pipeline.sync import SyncOptions, split_range, sync_calls
-from truth import assert_warehouse_matches_truth, warehouse_contents
 
 FAST = SyncOptions(workers=4, batch_size=150, window_count=8)
 
@@ -245,15 +245,16 @@ def test_api_failure_mid_backfill_commits_nothing_wrong_and_the_rerun_completes(
     server = make_sandbox(calls=600, seed=9)
     con = connect()
 
-    def break_the_api_after_two_pages(name: str, pages=[]) -> None:
+    pages = []
+
+    def break_the_api_after_two_pages(name: str) -> None:
         if name == "page":
             pages.append(name)
             if len(pages) == 2:
                 server.fail_next(3, "503", group="activity")
 
-    with client_for(server, max_attempts=1) as client:
-        with pytest.raises(CloseApiError) as failure:
-            sync_calls(client, con, FAST, on_stage=break_the_api_after_two_pages)
+    with client_for(server, max_attempts=1) as client, pytest.raises(CloseApiError) as failure:
+        sync_calls(client, con, FAST, on_stage=break_the_api_after_two_pages)
     assert "503" in str(failure.value)
     assert warehouse.high_water_mark(con) is None
     with client_for(server) as client:  # retries through any failure left over
@@ -268,7 +269,7 @@ def test_reconcile_when_the_mark_is_older_than_the_event_log(sandbox, connect):
         gone = list(store.truth())[:5]
         for call_id in gone:
             store.delete_call(call_id)
-        store.update_call(list(store.truth())[0], note="edited while nobody looked")
+        store.update_call(next(iter(store.truth())), note="edited while nobody looked")
         store.advance(timedelta(days=31).total_seconds())  # those events have expired
         summary = sync_calls(client, con, FAST)
     assert summary.mode == "reconcile"
