@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import duckdb
 
