@@ -192,6 +192,12 @@ class Rejection:
     reason: str
     payload: str
 
+    @classmethod
+    def of(cls, record: Any, error: RecordError) -> Rejection:
+        object_id = record.get("id") if isinstance(record, dict) else None
+        return cls(object_id if isinstance(object_id, str) else None, str(error),
+                   orjson.dumps(record).decode())
+
 
 @dataclass
 class TypedCalls:
@@ -342,11 +348,7 @@ def _type_calls_one_by_one(records: list[Any], loaded_at: datetime) -> TypedCall
         try:
             values, utterance_rows = _type_call(record)
         except RecordError as error:
-            object_id = record.get("id") if isinstance(record, dict) else None
-            rejected.append(
-                Rejection(object_id if isinstance(object_id, str) else None, str(error),
-                          orjson.dumps(record).decode())
-            )
+            rejected.append(Rejection.of(record, error))
             continue
         values.append(orjson.dumps(record).decode())
         rows.append(values)
@@ -409,9 +411,7 @@ def type_reference(
                 except RecordError as error:
                     raise RecordError(f"{name}: {error}") from None
         except RecordError as error:
-            object_id = record.get("id") if isinstance(record, dict) else None
-            rejected.append(Rejection(object_id if isinstance(object_id, str) else None, str(error),
-                                      orjson.dumps(record).decode()))
+            rejected.append(Rejection.of(record, error))
             continue
         rows.append(row + [orjson.dumps(record).decode(), loaded_at])
     schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)])
