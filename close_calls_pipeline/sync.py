@@ -59,7 +59,7 @@ class SyncOptions:
     backfill_start: datetime | None = None  # None: all history
     reconcile: bool = False  # force a full date_created walk
     workers: int = 8  # concurrent requests; enough that the rate limit, not latency, is the ceiling
-    batch_size: int = 3_000  # calls per landing transaction: bounds memory
+    batch_size: int = 2_500  # calls per landing transaction: bounds memory
     window_count: int = 16  # date_created windows a walk is split into (each wastes ~half a page)
 
 
