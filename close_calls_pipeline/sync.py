@@ -128,6 +128,7 @@ def sync_calls(
     failure anywhere; it is a no-op in production.
     """
     options = options or SyncOptions()
+    counters_at_start = client.counters.snapshot()
     client.me()  # fails fast on a bad key, and reads the server's clock
     server_now = client.server_now() or datetime.now(UTC)
     mark = warehouse.high_water_mark(con)
@@ -136,8 +137,8 @@ def sync_calls(
     if plan is not None:
         mode = plan.mode
     elif options.reconcile or mark is None or mark - RESCAN < server_now - EVENT_RETENTION:
-        (live_rows,) = con.execute("SELECT count(*) FROM close.calls").fetchall()[0]
-        mode = "reconcile" if live_rows else "backfill"
+        (rows,) = con.execute("SELECT count(*) FROM close.calls").fetchall()[0]
+        mode = "reconcile" if rows else "backfill"
     else:
         mode = "incremental"
 
@@ -148,7 +149,7 @@ def sync_calls(
         high_water_mark_before=mark,
     )
     run = _Run(con, client, options, summary, server_now, on_stage or (lambda _: None),
-               client.counters.snapshot())
+               counters_at_start)
     log.info("sync %s starting: mode=%s, high-water mark=%s, server time=%s",
              summary.run_id, mode, mark, server_now)
     with _fewer_young_collections():
