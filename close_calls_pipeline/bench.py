@@ -103,31 +103,12 @@ def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict
     return result
 
 
-def raw_pull_rate(base_url: str, workers: int, seconds: float = 5.0) -> float:
+def raw_pull_rate(base_url: str, workers: int) -> float:
     """Ceiling without a rate limit: calls/s the sandbox serves to bare clients (no landing)."""
-    from concurrent.futures import ThreadPoolExecutor
+    from close_calls_pipeline.sandbox.bench import pull_all
 
-    import requests
-
-    from close_calls_pipeline.close_api import CALL_FIELDS
-
-    deadline = time.perf_counter() + seconds
-    fields = ",".join(CALL_FIELDS)
-
-    def pull(worker: int) -> int:
-        session, calls, skip = requests.Session(), 0, worker * 100
-        session.auth = (API_KEY, "")
-        while time.perf_counter() < deadline:
-            page = session.get(f"{base_url}/activity/call/",
-                               params={"_skip": skip, "_limit": 100, "_fields": fields}).json()
-            calls += len(page["data"])
-            skip = skip + workers * 100 if page["has_more"] else worker * 100
-        return calls
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        total = sum(pool.map(pull, range(workers)))
-    return total / (time.perf_counter() - started)
+    pulled = pull_all(base_url, API_KEY, threads=workers)
+    return pulled["calls"] / pulled["seconds"]
 
 
 # --- scenarios -----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from close_calls_pipeline import config
+
 
 def _sandbox_command(args: argparse.Namespace) -> int:
     from close_calls_pipeline.sandbox.server import serve
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--calls", type=int, default=5000, help="calls in the seeded history")
     sandbox.add_argument("--seed", type=int, default=42)
-    sandbox.add_argument("--api-key", default="sandbox-key")
+    sandbox.add_argument("--api-key", default=config.SANDBOX_API_KEY)
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="wait added to every request")
     sandbox.add_argument("--rps", type=float, default=None, help="rate limit per key and endpoint group")
     sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (5xx or cut body)")
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="walk every call by date_created and soft-delete the ones Close no longer has")
     run.add_argument("--backfill-start", metavar="YYYY-MM-DD", default=None,
                      help="where a backfill or reconcile walk starts (default: all history)")
-    run.add_argument("--sandbox-calls", type=int, default=3000,
+    run.add_argument("--sandbox-calls", type=int, default=config.SANDBOX_CALLS,
                      help="calls in the sandbox's seeded history (only without CLOSE_API_KEY)")
     run.set_defaults(func=_run_command)
 

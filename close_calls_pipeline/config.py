@@ -15,6 +15,12 @@ CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 DEFAULT_DUCKDB_PATH = REPO_ROOT / "data" / "close_calls.duckdb"
 
+# The embedded sandbox Close API used when no CLOSE_API_KEY is set. Its key is a fixed dummy, not
+# a secret: the sandbox listens on loopback only, for the duration of a run.
+SANDBOX_API_KEY = "sandbox-key"
+SANDBOX_SEED = 42
+SANDBOX_CALLS = 3_000
+
 
 def duckdb_path() -> str:
     """Absolute path of the warehouse file, so that Dagster and dbt always open the same one."""

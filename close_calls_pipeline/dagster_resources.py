@@ -33,10 +33,6 @@ from close_calls_pipeline.close_api import CloseClient
 
 log = logging.getLogger(__name__)
 
-# The embedded sandbox accepts this fixed dummy key; it is not a secret and opens nothing else.
-SANDBOX_API_KEY = "sandbox-key"
-SANDBOX_SEED = 42
-SANDBOX_CALLS = 3_000
 
 
 class CloseApiResource(ConfigurableResource):
@@ -57,9 +53,9 @@ class CloseApiResource(ConfigurableResource):
         "('custom.cf_...'): every call request names an explicit _fields list.",
     )
     sandbox_calls: int = Field(
-        default=SANDBOX_CALLS, description="Calls in the embedded sandbox's seeded history."
+        default=config.SANDBOX_CALLS, description="Calls in the embedded sandbox's seeded history."
     )
-    sandbox_seed: int = Field(default=SANDBOX_SEED, description="Seed of the embedded sandbox.")
+    sandbox_seed: int = Field(default=config.SANDBOX_SEED, description="Seed of the embedded sandbox.")
 
     @property
     def uses_sandbox(self) -> bool:
@@ -80,7 +76,7 @@ class CloseApiResource(ConfigurableResource):
         from close_calls_pipeline.sandbox import start_sandbox
 
         server = start_sandbox(
-            calls=self.sandbox_calls, seed=self.sandbox_seed, live=True, api_key=SANDBOX_API_KEY
+            calls=self.sandbox_calls, seed=self.sandbox_seed, live=True, api_key=config.SANDBOX_API_KEY
         )
         get_dagster_logger().info(  # shown in the run's logs in the UI
             "CLOSE_API_KEY is not set: using the embedded sandbox Close API at %s "
@@ -88,7 +84,7 @@ class CloseApiResource(ConfigurableResource):
             self.sandbox_seed,
         )
         try:
-            client = CloseClient(SANDBOX_API_KEY, server.base_url, pool_size=self.workers,
+            client = CloseClient(config.SANDBOX_API_KEY, server.base_url, pool_size=self.workers,
                                  extra_call_fields=tuple(self.extra_call_fields))
             try:
                 yield client

@@ -26,9 +26,6 @@ from close_calls_pipeline import config
 
 log = logging.getLogger(__name__)
 
-SANDBOX_CALLS = 3_000
-SANDBOX_SEED = 42
-
 
 class _Progress:
     """Progress lines on a stream: elapsed time, then what happened."""
@@ -172,16 +169,15 @@ def _sandbox_if_no_key(progress: _Progress, calls: int, seed: int) -> Iterator[b
         yield False
         return
 
-    from close_calls_pipeline.dagster_resources import SANDBOX_API_KEY
     from close_calls_pipeline.sandbox import start_sandbox
 
     progress.line(f"CLOSE_API_KEY is not set: starting the sandbox Close API ({calls} seeded "
                   f"calls, seed {seed}, live clock)")
-    server = start_sandbox(calls=calls, seed=seed, live=True, api_key=SANDBOX_API_KEY)
+    server = start_sandbox(calls=calls, seed=seed, live=True, api_key=config.SANDBOX_API_KEY)
     progress.line(f"sandbox Close API at {server.base_url}")
     saved = {name: os.environ.get(name)
              for name in (config.CLOSE_API_KEY_ENV, config.CLOSE_API_BASE_URL_ENV)}
-    os.environ[config.CLOSE_API_KEY_ENV] = SANDBOX_API_KEY  # a fixed dummy, not a secret
+    os.environ[config.CLOSE_API_KEY_ENV] = config.SANDBOX_API_KEY  # a fixed dummy, not a secret
     os.environ[config.CLOSE_API_BASE_URL_ENV] = server.base_url
     try:
         yield True
@@ -248,7 +244,7 @@ def summary_lines(path: str) -> list[str]:
 
 def run_pipeline(
     *, reconcile: bool = False, backfill_start: str | None = None,
-    sandbox_calls: int = SANDBOX_CALLS, sandbox_seed: int = SANDBOX_SEED,
+    sandbox_calls: int = config.SANDBOX_CALLS, sandbox_seed: int = config.SANDBOX_SEED,
     out: TextIO | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""

@@ -228,6 +228,26 @@ def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tup
     return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
 
 
+def _convert_fields(record: dict, columns: list[tuple[str, pa.DataType, Callable]]) -> list[Any]:
+    """Each column's converter applied to the record's value; errors name the field."""
+    values = []
+    for name, _, convert in columns:
+        try:
+            values.append(convert(record.get(name)))
+        except RecordError as error:
+            raise RecordError(f"{name}: {error}") from None
+    return values
+
+
+def _table_from_rows(rows: list[list[Any]] | list[tuple], schema: pa.Schema) -> pa.Table:
+    """Rows of Python values (one per schema field) into a typed Arrow table."""
+    columns = list(zip(*rows)) if rows else [()] * len(schema)
+    return pa.Table.from_arrays(
+        [pa.array(column, type=schema.field(i).type) for i, column in enumerate(columns)],
+        schema=schema,
+    )
+
+
 def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
     """One call's column values (after `id`, before the metadata columns) and utterance rows."""
     if not isinstance(record, dict):
@@ -235,12 +255,7 @@ def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
     call_id = record.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise RecordError("missing or empty `id`")
-    values = [call_id]
-    for name, _, convert in CALL_FIELD_COLUMNS:
-        try:
-            values.append(convert(record.get(name)))
-        except RecordError as error:
-            raise RecordError(f"{name}: {error}") from None
+    values = [call_id, *_convert_fields(record, CALL_FIELD_COLUMNS)]
     utterance_rows: list[tuple] = []
     present, summaries = [], []
     for kind, key in TRANSCRIPT_TYPES:
@@ -350,23 +365,10 @@ def _type_calls_one_by_one(records: list[Any], loaded_at: datetime) -> TypedCall
         except RecordError as error:
             rejected.append(Rejection.of(record, error))
             continue
-        values.append(orjson.dumps(record).decode())
-        rows.append(values)
-        utterances += utterance_rows
-
-    columns = list(zip(*rows)) if rows else [()] * (len(CALLS_SCHEMA) - 2)
-    arrays = [pa.array(column, type=CALLS_SCHEMA.field(i).type) for i, column in enumerate(columns)]
-    arrays.append(pa.array([loaded_at] * len(rows), type=TIMESTAMP))
-    arrays.append(pa.nulls(len(rows), type=TIMESTAMP))
-    calls = pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA)
-
-    utterance_columns = list(zip(*utterances)) if utterances else [()] * (len(UTTERANCES_SCHEMA) - 1)
-    utterance_arrays = [
-        pa.array(column, type=UTTERANCES_SCHEMA.field(i).type)
-        for i, column in enumerate(utterance_columns)
-    ]
-    utterance_arrays.append(pa.array([loaded_at] * len(utterances), type=TIMESTAMP))
-    return TypedCalls(calls, pa.Table.from_arrays(utterance_arrays, schema=UTTERANCES_SCHEMA), rejected)
+        rows.append(values + [orjson.dumps(record).decode(), loaded_at, None])
+        utterances += [row + (loaded_at,) for row in utterance_rows]
+    return TypedCalls(_table_from_rows(rows, CALLS_SCHEMA),
+                      _table_from_rows(utterances, UTTERANCES_SCHEMA), rejected)
 
 
 # --- reference tables --------------------------------------------------------------------------------
@@ -404,19 +406,10 @@ def type_reference(
         try:
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 raise RecordError("missing or empty `id`")
-            row = []
-            for name, _, convert in columns:
-                try:
-                    row.append(convert(record.get(name)))
-                except RecordError as error:
-                    raise RecordError(f"{name}: {error}") from None
+            row = _convert_fields(record, columns)
         except RecordError as error:
             rejected.append(Rejection.of(record, error))
             continue
         rows.append(row + [orjson.dumps(record).decode(), loaded_at])
     schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)])
-    data = list(zip(*rows)) if rows else [()] * len(schema)
-    table = pa.Table.from_arrays(
-        [pa.array(column, type=schema.field(i).type) for i, column in enumerate(data)], schema=schema
-    )
-    return table, rejected
+    return _table_from_rows(rows, schema), rejected

@@ -48,71 +48,78 @@ def _start_server(calls: int, seed: int) -> tuple[subprocess.Popen, str, str]:
     return proc, base_url, info
 
 
+def pull_all(base_url: str, api_key: str, threads: int = 8, windows: int = 64,
+             limit: int = 100) -> dict:
+    """Pull every call with transcripts through `threads` bare keep-alive clients (no decoding):
+    what the server can serve. Returns pages, calls, bytes, transcripts and seconds."""
+    probe = requests.get(base_url + "/me/", auth=(api_key, ""), timeout=30)
+    now = parsedate_to_datetime(probe.headers["Date"]).astimezone(UTC)
+    start = now - timedelta(days=400)
+    end = now + timedelta(days=1)
+    step = (end - start) / windows
+    work: queue.Queue = queue.Queue()
+    for i in range(windows):
+        work.put((start + step * i, start + step * (i + 1)))
+    totals = {"pages": 0, "calls": 0, "bytes": 0, "transcripts": 0}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        s = requests.Session()
+        s.auth = (api_key, "")
+        pages = n_calls = n_bytes = n_tx = 0
+        while True:
+            try:
+                lo, hi = work.get_nowait()
+            except queue.Empty:
+                break
+            skip = 0
+            while True:
+                r = s.get(base_url + "/activity/call/", params={
+                    "date_created__gte": lo.isoformat(), "date_created__lt": hi.isoformat(),
+                    "_skip": skip, "_limit": limit, "_fields": FIELDS}, timeout=60)
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:200]}")
+                    return
+                body = r.content
+                pages += 1
+                n_calls += body.count(b'"_type":"Call"')
+                n_bytes += len(body)
+                n_tx += body.count(b'"utterances":')
+                skip += limit
+                if not body.endswith(b'"has_more":true}'):
+                    break
+        with lock:
+            totals["pages"] += pages
+            totals["calls"] += n_calls
+            totals["bytes"] += n_bytes
+            totals["transcripts"] += n_tx
+
+    started = time.perf_counter()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise RuntimeError(f"errors during the pull: {errors[:3]}")
+    return {**totals, "seconds": time.perf_counter() - started}
+
+
 def run(calls: int, seed: int, threads: int, windows: int, limit: int) -> dict:
     t0 = time.perf_counter()
     proc, base_url, info = _start_server(calls, seed)
     startup = time.perf_counter() - t0
     print(f"sandbox up in {startup:.1f}s: {info}")
     try:
-        probe = requests.get(base_url + "/me/", auth=(KEY, ""), timeout=30)
-        now = parsedate_to_datetime(probe.headers["Date"]).astimezone(UTC)
-        start = now - timedelta(days=400)
-        end = now + timedelta(days=1)
-        step = (end - start) / windows
-        work: queue.Queue = queue.Queue()
-        for i in range(windows):
-            work.put((start + step * i, start + step * (i + 1)))
-        totals = {"pages": 0, "calls": 0, "bytes": 0, "transcripts": 0}
-        lock = threading.Lock()
-        errors: list[str] = []
-
-        def worker() -> None:
-            s = requests.Session()
-            s.auth = (KEY, "")
-            pages = n_calls = n_bytes = n_tx = 0
-            while True:
-                try:
-                    lo, hi = work.get_nowait()
-                except queue.Empty:
-                    break
-                skip = 0
-                while True:
-                    r = s.get(base_url + "/activity/call/", params={
-                        "date_created__gte": lo.isoformat(), "date_created__lt": hi.isoformat(),
-                        "_skip": skip, "_limit": limit, "_fields": FIELDS}, timeout=60)
-                    if r.status_code != 200:
-                        errors.append(f"{r.status_code} {r.text[:200]}")
-                        return
-                    body = r.content
-                    n = body.count(b'"_type":"Call"')
-                    pages += 1
-                    n_calls += n
-                    n_bytes += len(body)
-                    n_tx += body.count(b'"utterances":')
-                    skip += limit
-                    if not body.endswith(b'"has_more":true}'):
-                        break
-            with lock:
-                totals["pages"] += pages
-                totals["calls"] += n_calls
-                totals["bytes"] += n_bytes
-                totals["transcripts"] += n_tx
-
-        t1 = time.perf_counter()
-        ts = [threading.Thread(target=worker) for _ in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        elapsed = time.perf_counter() - t1
+        totals = pull_all(base_url, KEY, threads, windows, limit)
         stats = requests.get(base_url.rsplit("/api/v1", 1)[0] + "/_sandbox/stats",
                              auth=(KEY, ""), timeout=30).json()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    if errors:
-        raise RuntimeError(f"errors during the pull: {errors[:3]}")
-    result = {
+    elapsed = totals["seconds"]
+    return {
         "calls_in_store": calls,
         "startup_s": round(startup, 2),
         "pull_s": round(elapsed, 2),
@@ -125,7 +132,6 @@ def run(calls: int, seed: int, threads: int, windows: int, limit: int) -> dict:
         "mb_per_s": round(totals["bytes"] / 1e6 / elapsed, 1),
         "server_requests": stats["requests"],
     }
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
