@@ -1,21 +1,26 @@
 """Typing Close records into Arrow tables with explicit schemas.
 
-Each record is checked and converted in Python (cheap, and it tells exactly which record is bad);
-a record that cannot be typed is returned as a rejection with its reason instead of failing the
-batch. The Arrow schemas mirror the DuckDB tables in `sql/schema.sql`.
+Calls arrive as the JSON text Close sent. A batch is parsed in bulk by Arrow's JSON reader (C++,
+off the GIL); if anything in it is unusual, each record is checked and converted in Python, which
+tells exactly which record is bad. A record that cannot be typed is returned as a rejection with
+its reason instead of failing the batch. The Arrow schemas mirror the DuckDB tables in
+`sql/schema.sql`.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute
+import pyarrow.json
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 COST_TYPE = pa.decimal128(18, 6)
@@ -190,13 +195,13 @@ UTTERANCES_SCHEMA = pa.schema(
 class Rejection:
     object_id: str | None
     reason: str
-    payload: str
+    payload: str  # the record's JSON text
 
     @classmethod
-    def of(cls, record: Any, error: RecordError) -> Rejection:
+    def of(cls, record: Any, error: RecordError, payload: str | None = None) -> Rejection:
         object_id = record.get("id") if isinstance(record, dict) else None
         return cls(object_id if isinstance(object_id, str) else None, str(error),
-                   orjson.dumps(record).decode())
+                   payload if payload is not None else orjson.dumps(record).decode())
 
 
 @dataclass
@@ -204,6 +209,11 @@ class TypedCalls:
     calls: pa.Table
     utterances: pa.Table
     rejected: list[Rejection] = field(default_factory=list)
+
+    def ids(self) -> list[str]:
+        """Every call id the batch had: typed or rejected."""
+        rejected = [r.object_id for r in self.rejected if r.object_id]
+        return self.calls.column("id").to_pylist() + rejected
 
 
 def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tuple], str | None, str | None]:
@@ -271,66 +281,92 @@ def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
     return values + present + summaries, utterance_rows
 
 
-UTTERANCE_STRUCT = pa.list_(pa.struct([
+def type_calls(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
+    """Type a batch of calls (each the JSON text Close sent): good ones into Arrow tables, one row
+    per id (the last one wins), bad ones into rejections.
+
+    A clean batch (nearly all of them) is parsed in bulk by Arrow's JSON reader against the wire
+    schema; anything unusual makes that fast path raise, and the batch is then typed record by
+    record, which coerces what it can and rejects what it cannot, with the reason."""
+    try:
+        return _type_calls_columnar(raw_calls, loaded_at)
+    except (pa.ArrowException, msgspec.DecodeError, ValueError):
+        return _type_calls_one_by_one(raw_calls, loaded_at)
+
+
+# --- the fast path: Arrow's JSON reader over the whole batch -----------------------------------------
+
+UTTERANCE_STRUCT = pa.struct([
     ("speaker_label", pa.string()), ("speaker_side", pa.string()),
     ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
-]))
+])
+TRANSCRIPT_STRUCT = pa.struct([
+    ("summary_text", pa.string()), ("summary_html", pa.string()),
+    ("utterances", pa.list_(UTTERANCE_STRUCT)),
+])
+# Calls as they arrive: timestamps and cost as text (cast after), transcripts nested. custom_fields
+# is free-form JSON, which the reader cannot keep as text; `_CustomFields` extracts it.
+WIRE_SCHEMA = pa.schema(
+    [("id", pa.string())]
+    + [(name, pa.string() if arrow_type in (TIMESTAMP, COST_TYPE) else arrow_type)
+       for name, arrow_type, _ in CALL_FIELD_COLUMNS if name != "custom_fields"]
+    + [(key, TRANSCRIPT_STRUCT) for _, key in TRANSCRIPT_TYPES]
+)
+_JSON_PARSE = pyarrow.json.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 
 
-def type_calls(records: list[Any], loaded_at: datetime) -> TypedCalls:
-    """Type a batch of call records: good ones into Arrow tables, bad ones into rejections.
-
-    A clean batch (nearly all of them) is converted column by column in Arrow; anything unusual
-    makes that fast path raise, and the batch is then typed record by record, which coerces what
-    it can and rejects what it cannot, with the reason."""
-    try:
-        return _type_calls_columnar(records, loaded_at)
-    except (pa.ArrowException, TypeError, ValueError, AttributeError, KeyError):
-        return _type_calls_one_by_one(records, loaded_at)
+class _CustomFields(msgspec.Struct):
+    custom_fields: msgspec.Raw = msgspec.Raw(b"null")
 
 
-def _type_calls_columnar(records: list[Any], loaded_at: datetime) -> TypedCalls:
-    ids = pa.array([r["id"] for r in records], pa.string())
+_CUSTOM_FIELDS = msgspec.json.Decoder(list[_CustomFields])
+
+
+def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
+    # One JSON object per line; a newline inside a call can only be whitespace between tokens.
+    lines = [raw.replace(b"\n", b" ") if b"\n" in raw else raw for raw in raw_calls]
+    block_size = max(1 << 20, max(map(len, lines), default=0) + 1)
+    wire = pyarrow.json.read_json(
+        io.BytesIO(b"\n".join(lines)),
+        read_options=pyarrow.json.ReadOptions(block_size=block_size),
+        parse_options=_JSON_PARSE,
+    )
+    if wire.num_rows != len(raw_calls):
+        raise ValueError("a record is not a JSON object")
+    ids = wire.column("id").combine_chunks()
     if ids.null_count or (len(ids) and pa.compute.min(pa.compute.utf8_length(ids)).as_py() == 0):
         raise ValueError("a record has no id")
+    custom = [c.custom_fields for c in _CUSTOM_FIELDS.decode(b"[" + b",".join(raw_calls) + b"]")]
+    raw = pa.array(raw_calls, pa.binary())
+    if len(pa.compute.unique(ids)) < len(ids):
+        keep = pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
+        wire, ids, raw = wire.take(keep), ids.take(keep), raw.take(keep)
+        custom = [custom[i] for i in keep.to_pylist()]
+
     arrays = [ids]
     for name, arrow_type, _ in CALL_FIELD_COLUMNS:
-        values = [r.get(name) for r in records]
         if name == "custom_fields":
-            arrays.append(json_text_array(values))
-        elif arrow_type in (TIMESTAMP, COST_TYPE):
-            arrays.append(pa.array(values, pa.string()).cast(arrow_type))
+            arrays.append(_json_text([None if c == b"null" else bytes(c) for c in custom]))
         else:
-            arrays.append(pa.array(values, arrow_type))
+            arrays.append(wire.column(name).cast(arrow_type).combine_chunks())
 
     presence, summaries, utterance_tables = [], [], []
     for kind, key in TRANSCRIPT_TYPES:
-        transcripts = [r.get(key) for r in records]
-        presence.append(pa.array([t is not None for t in transcripts], pa.bool_()))
-        for part in ("summary_text", "summary_html"):
-            summaries.append(pa.array([None if t is None else t.get(part) for t in transcripts],
-                                      pa.string()))
-        lists = pa.array([None if t is None else t.get("utterances") for t in transcripts],
-                         UTTERANCE_STRUCT)
-        utterance_tables.append(_utterance_table(ids, kind, lists, loaded_at))
+        transcripts = wire.column(key).combine_chunks()
+        presence.append(transcripts.is_valid())
+        summaries += [transcripts.field("summary_text"), transcripts.field("summary_html")]
+        utterance_tables.append(_utterance_table(ids, kind, transcripts.field("utterances"), loaded_at))
 
-    count = len(records)
-    raw = json_text_array(records)
-    arrays += presence + summaries + [raw, constant(loaded_at, count, TIMESTAMP),
+    count = len(ids)
+    arrays += presence + summaries + [_json_text(raw), constant(loaded_at, count, TIMESTAMP),
                                       pa.nulls(count, TIMESTAMP)]
     return TypedCalls(pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA),
                       pa.concat_tables(utterance_tables))
 
 
-def json_text_array(values: list[Any], chunk: int = 256) -> pa.Array:
-    """Serialise values to a JSON text column. Built in small chunks: each bytes object orjson
-    returns keeps a buffer of several KB, so a whole batch of them at once costs far more
-    memory than the text itself."""
-    parts = [
-        pa.array([None if v is None else orjson.dumps(v) for v in values[i:i + chunk]], pa.binary())
-        for i in range(0, len(values), chunk)
-    ]
-    return pa.concat_arrays(parts).cast(pa.string()).cast(JSON_TEXT) if parts else pa.array([], JSON_TEXT)
+def _json_text(values: pa.Array | list[bytes | None]) -> pa.Array:
+    """JSON text (bytes, already valid JSON) as a column of the JSON extension type."""
+    return pa.array(values, pa.binary()).cast(pa.string()).cast(JSON_TEXT)
 
 
 def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:
@@ -355,18 +391,28 @@ def _utterance_table(ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: d
     )
 
 
-def _type_calls_one_by_one(records: list[Any], loaded_at: datetime) -> TypedCalls:
-    rows: list[list[Any]] = []
-    utterances: list[tuple] = []
+# --- the careful path: one record at a time -----------------------------------------------------------
+
+
+def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
+    typed: dict[str, tuple[list[Any], list[tuple]]] = {}
     rejected: list[Rejection] = []
-    for record in records:
+    for raw in raw_calls:
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            rejected.append(Rejection(None, f"not valid JSON: {error}", text))
+            continue
         try:
             values, utterance_rows = _type_call(record)
         except RecordError as error:
-            rejected.append(Rejection.of(record, error))
+            rejected.append(Rejection.of(record, error, text))
             continue
-        rows.append(values + [orjson.dumps(record).decode(), loaded_at, None])
-        utterances += [row + (loaded_at,) for row in utterance_rows]
+        typed[values[0]] = (values + [text, loaded_at, None],
+                            [row + (loaded_at,) for row in utterance_rows])
+    rows = [values for values, _ in typed.values()]
+    utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]
     return TypedCalls(_table_from_rows(rows, CALLS_SCHEMA),
                       _table_from_rows(utterances, UTTERANCES_SCHEMA), rejected)
 

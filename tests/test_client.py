@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from close_calls_pipeline.close_api import (
@@ -52,8 +53,13 @@ def projected(call: dict) -> dict:
     return {k: v for k, v in call.items() if k in CALL_FIELDS}
 
 
+def decoded(pages) -> list[dict]:
+    """The calls of pages of raw JSON text, decoded."""
+    return [orjson.loads(c) for page in pages for c in page]
+
+
 def all_ids(pages) -> list[str]:
-    return [c["id"] for page in pages for c in page]
+    return [c["id"] for c in decoded(pages)]
 
 
 def window_end(sb) -> datetime:
@@ -68,7 +74,8 @@ def test_paging_returns_each_call_once_with_every_field_and_transcripts(make_san
     client = make_client(sb)
     pages = list(client.iter_call_window(FAR_PAST, window_end(sb)))
     assert all(0 < len(p) <= 100 for p in pages)
-    calls = [c for p in pages for c in p]
+    assert all(isinstance(c, bytes) for p in pages for c in p)  # as received, parsed in bulk later
+    calls = decoded(pages)
     ids = [c["id"] for c in calls]
     assert len(ids) == len(set(ids)) == 300
     truth = sb.store.truth()
@@ -384,7 +391,7 @@ def test_calls_by_ids_use_params_body_and_skip_deleted(make_sandbox, make_client
     seen = record_methods(client)
     wanted = ids + ["acti_doesnotexist"]
     pages = list(client.iter_calls_by_ids(iter(wanted)))
-    got = [c for p in pages for c in p]
+    got = decoded(pages)
     assert sorted(c["id"] for c in got) == sorted(set(ids) - set(gone))
     truth = store.truth()
     assert all(c == projected(truth[c["id"]]) for c in got)

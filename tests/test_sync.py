@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 
@@ -108,6 +109,58 @@ def test_calls_on_window_edges_are_neither_lost_nor_duplicated(make_sandbox, con
         [edges],
     ).fetchall()[0][0]
     assert on_edges == 2 * len(edges)
+
+
+def test_a_backfill_that_meets_calls_twice_keeps_the_last_copy_and_its_utterances(
+    make_sandbox, connect
+):
+    # The client does not know the server's max_skip of 200: the pages it walks before learning
+    # it come again after the split, each in a later batch than its first copy.
+    server = make_sandbox(calls=1000, seed=12, max_skip=200)
+    store, con = server.store, connect()
+    changed: list[str] = []
+
+    def change_every_transcript_once(stage: str) -> None:
+        if stage == "landed" and not changed:  # so a second copy differs from the first
+            changed.extend(store.call_ids())
+            for call_id in changed:
+                store.update_call(call_id, recording_transcript={
+                    "summary_text": "changed", "summary_html": None,
+                    "utterances": [{"speaker_label": "A", "speaker_side": "contact",
+                                    "start": 0.0, "end": 1.5, "text": f"new {call_id}"}],
+                })
+
+    with client_for(server) as client:
+        summary = sync_calls(client, con, SyncOptions(workers=1, batch_size=100, window_count=1),
+                             on_stage=change_every_transcript_once)
+        assert server.stats()["by_endpoint"][("activity.call.list", 400)] >= 1  # it did split
+        assert summary.mode == "backfill"
+        rows = con.execute("SELECT id, _raw FROM close.calls").fetchall()
+        assert len(rows) == len({call_id for call_id, _ in rows}) == 1000
+        assert summary.calls_inserted == 1000
+        (utterances,) = con.execute(
+            "SELECT count(*) FROM close.call_transcript_utterances").fetchall()[0]
+        assert summary.utterances_written == utterances
+        # Each kept row has exactly the utterances of its own payload, whichever copy it is.
+        landed = {}
+        for call_id, kind, index, text in con.execute(
+            "SELECT call_id, transcript_type, utterance_index, text "
+            "FROM close.call_transcript_utterances"
+        ).fetchall():
+            landed[(call_id, kind, index)] = text
+        expected = {}
+        for call_id, raw in rows:
+            call = json.loads(raw)
+            for kind in ("recording", "voicemail"):
+                for index, u in enumerate((call.get(f"{kind}_transcript") or {}).get("utterances")
+                                          or []):
+                    expected[(call_id, kind, index)] = u["text"]
+        assert landed == expected
+        assert any(text.startswith("new ") for text in landed.values())  # some copies are newer
+
+        store.advance(10)
+        sync_calls(client, con, FAST)
+        assert_warehouse_matches_truth(con, store)
 
 
 def test_boundary_cases_between_two_syncs(sandbox, connect):

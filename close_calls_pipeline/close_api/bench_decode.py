@@ -1,10 +1,14 @@
-"""Decode time of one 100-call /activity/call/ page (all fields + transcripts): json vs orjson.
+"""Decode time of one 100-call /activity/call/ page (all fields + transcripts), and typing time.
 
     python -m close_calls_pipeline.close_api.bench_decode [--calls 3000] [--repeat 200]
 
 Pages are the exact bytes the sandbox serves (its store renders them) when the sandbox is
 importable, else synthetic calls shaped like close-api.md describes. Two kinds of page are timed:
 "mixed" (the seeded share of transcripts) and "transcripts" (100 calls that all carry one).
+Decoders: full decodes into Python objects (json, orjson, msgspec) against what the client does
+(split the page into each call's raw JSON text with msgspec). Then typing a whole batch: the
+bulk path of `records.type_calls` (Arrow's JSON reader) against the per-record path it falls
+back to (orjson + Python checks), both from raw call text to Arrow tables.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import string
 import time
 from collections.abc import Callable
 
+import msgspec
 import orjson
 
-from close_calls_pipeline.close_api.client import CALL_FIELDS
+from close_calls_pipeline.close_api.client import _CALL_PAGE, CALL_FIELDS
 
 PAGE = 100
 
@@ -160,13 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         "json.loads(bytes)": json.loads,
         "json.loads(text)": lambda b: json.loads(b.decode("utf-8")),
         "orjson.loads": orjson.loads,
+        "msgspec.json.decode": msgspec.json.Decoder().decode,
+        "client: raw calls": lambda b: [bytes(c) for c in _CALL_PAGE.decode(b).data],
     }
-    try:
-        import msgspec  # optional, not a dependency
-
-        decoders["msgspec.json.decode"] = msgspec.json.Decoder().decode
-    except ImportError:
-        pass
 
     print(f"pages from: {source}; {PAGE} calls per page, every field incl. transcripts")
     for kind, group in zip(("mixed", "transcripts"), pages):
@@ -182,7 +183,28 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:22s} {per_page * 1000:8.3f} ms/page  {size / per_page / 1e6:7.0f} MB/s"
                 f"  x{base / per_page:5.2f} vs json"
             )
+    _time_typing([c for group in pages for page in group for c in _CALL_PAGE.decode(page).data])
     return 0
+
+
+def _time_typing(raw_calls: list[bytes]) -> None:
+    from datetime import UTC, datetime
+
+    from close_calls_pipeline import records
+
+    now = datetime.now(UTC)
+    paths = {"bulk (Arrow JSON reader)": records._type_calls_columnar,
+             "per record (orjson + Python)": records._type_calls_one_by_one}
+    print(f"\ntyping {len(raw_calls)} calls from raw text to Arrow tables, batches of 2,500:")
+    best = {name: float("inf") for name in paths}
+    for _ in range(3):  # interleaved, best of three
+        for name, type_batch in paths.items():
+            t0 = time.perf_counter()
+            for i in range(0, len(raw_calls), 2500):
+                type_batch([bytes(c) for c in raw_calls[i:i + 2500]], now)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    for name, seconds in best.items():
+        print(f"  {name:30s} {seconds / len(raw_calls) * 1e6:7.1f} us/call")
 
 
 if __name__ == "__main__":

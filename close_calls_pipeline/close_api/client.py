@@ -29,6 +29,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
+import msgspec
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
@@ -106,6 +107,18 @@ _RETRYABLE_EXC = (
 )
 _MAX_SKIP_RE = re.compile(r"max_skip\s*=\s*(\d+)", re.IGNORECASE)
 _URL_RE = re.compile(r"(?:https?://|url: )\S+")
+
+
+
+class _CallPage(msgspec.Struct):
+    """A page of the call list, decoded only as far as paging needs: each call stays the raw
+    JSON text Close sent, so it is parsed once, in bulk, by the landing (see `records`)."""
+
+    data: list[msgspec.Raw] | None = None
+    has_more: bool | None = None
+
+
+_CALL_PAGE = msgspec.json.Decoder(_CallPage)
 
 _AUTH_HELP = (
     "Set CLOSE_API_KEY to a valid API key (Close → Settings → Developer → API Keys; an OAuth "
@@ -429,8 +442,10 @@ class CloseClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         not_found_ok: bool = False,
+        decoder: msgspec.json.Decoder | None = None,
     ) -> Any:
-        """One logical request with pacing and retries; returns the decoded JSON body."""
+        """One logical request with pacing and retries; returns the decoded JSON body (a dict, or
+        what `decoder` makes of it)."""
         url = self._base_url + path
         pacer = self._limiter.group(endpoint_group(path))
         failures = 0  # attempts that failed retryably (5xx, network, bad body)
@@ -494,7 +509,9 @@ class CloseClient:
                         wait,
                     )
                     continue
-                outcome = self._handle(resp, method, path, not_found_ok, failures + throttled + 1)
+                outcome = self._handle(
+                    resp, method, path, not_found_ok, failures + throttled + 1, decoder
+                )
                 if not isinstance(outcome, _Retryable):
                     return outcome
             # a retryable failure
@@ -524,7 +541,13 @@ class CloseClient:
             time.sleep(delay)
 
     def _handle(
-        self, resp: requests.Response, method: str, path: str, not_found_ok: bool, attempts: int
+        self,
+        resp: requests.Response,
+        method: str,
+        path: str,
+        not_found_ok: bool,
+        attempts: int,
+        decoder: msgspec.json.Decoder | None,
     ) -> Any:
         status = resp.status_code
         if 200 <= status < 300:
@@ -539,6 +562,11 @@ class CloseClient:
                 return _Retryable(
                     f"truncated body (HTTP {status}, {len(content)} of {expected} bytes)", status
                 )
+            if decoder is not None:
+                try:
+                    return decoder.decode(content)
+                except msgspec.DecodeError as exc:  # also a body of the wrong shape
+                    return _Retryable(f"body is not a valid page (HTTP {status}: {exc})", status)
             try:
                 data = orjson.loads(content)
             except orjson.JSONDecodeError as exc:
@@ -611,13 +639,27 @@ class CloseClient:
             return self._window_fits(start, end, self._max_skip)
         return not page.get("has_more")
 
-    def _walk_window(self, start: datetime, end: datetime) -> Iterator[list[dict]]:
+    def _call_page(self, method: str, params: dict[str, Any]) -> tuple[list[bytes], bool]:
+        """One page of the call list: each call's JSON text as received, and `has_more`."""
+        if method == "GET":
+            page = self._get("/activity/call/", params, decoder=_CALL_PAGE)
+        else:  # the `_params` body form, for id lists too long for a URL
+            page = self._request(
+                "POST",
+                "/activity/call/",
+                body=orjson.dumps({"_params": params}),
+                headers={"x-http-method-override": "GET", "Content-Type": "application/json"},
+                decoder=_CALL_PAGE,
+            )
+        return [bytes(call) for call in page.data or ()], bool(page.has_more)
+
+    def _walk_window(self, start: datetime, end: datetime) -> Iterator[list[bytes]]:
         """Offset-page one window; returns True (StopIteration value) when it must be split."""
         ps = self._page_size
         base = self._window_params(start, end)
         skip = 0
         probed = False
-        held: list[list[dict]] = []
+        held: list[list[bytes]] = []
         while True:
             max_skip = self._max_skip
             if skip > max_skip:
@@ -634,23 +676,23 @@ class CloseClient:
                 continue
             params = dict(base, _skip=skip, _limit=ps, _fields=self._fields)
             try:
-                page = self._get("/activity/call/", params)
+                data, has_more = self._call_page("GET", params)
             except MaxSkipExceeded as exc:
                 self._learn_max_skip(exc, skip)
                 return True
-            data = page.get("data") or []
             if data:
                 if not probed and threshold <= 4 * ps:
                     held.append(data)  # few pages: hold them until the probe says "fits"
                 else:
                     yield data
-            if not page.get("has_more") or not data:
+            if not has_more or not data:
                 yield from held
                 return False
             skip += len(data)
 
-    def iter_call_window(self, start: datetime, end: datetime) -> Iterator[list[dict]]:
-        """Pages of every call with ``start <= date_created < end``.
+    def iter_call_window(self, start: datetime, end: datetime) -> Iterator[list[bytes]]:
+        """Pages of every call with ``start <= date_created < end``, each call as the JSON text
+        Close sent (``records.type_calls`` types them).
 
         Windows whose offsets would pass ``max_skip`` are split at their midpoint (depth first,
         oldest half first). Calls yielded before a split may be yielded again: dedupe by id.
@@ -689,7 +731,7 @@ class CloseClient:
             not_found_ok=True,
         )
 
-    def _fetch_ids(self, ids: list[str]) -> Iterator[list[dict]]:
+    def _fetch_ids(self, ids: list[str]) -> Iterator[list[bytes]]:
         skip = 0
         while True:
             params: dict[str, Any] = {
@@ -699,22 +741,16 @@ class CloseClient:
             }
             if skip:
                 params["_skip"] = skip
-            page = self._request(
-                "POST",
-                "/activity/call/",
-                body=orjson.dumps({"_params": params}),
-                headers={"x-http-method-override": "GET", "Content-Type": "application/json"},
-            )
-            data = page.get("data") or []
+            data, has_more = self._call_page("POST", params)
             if data:
                 yield data
-            if not page.get("has_more") or not data:
+            if not has_more or not data:
                 return
             skip += len(data)
 
-    def iter_calls_by_ids(self, ids: Iterable[str]) -> Iterator[list[dict]]:
-        """Calls for the given ids in batches of <= 100 ids, one ``_params`` request each.
-        Ids that do not exist (deleted) are simply absent."""
+    def iter_calls_by_ids(self, ids: Iterable[str]) -> Iterator[list[bytes]]:
+        """Calls (JSON text as received) for the given ids in batches of <= 100 ids, one
+        ``_params`` request each. Ids that do not exist (deleted) are simply absent."""
         batch: dict[str, None] = {}
         for call_id in ids:
             batch[call_id] = None

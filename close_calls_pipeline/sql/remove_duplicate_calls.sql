@@ -1,0 +1,15 @@
+-- After an append-only backfill: of a call landed more than once, keep the copy loaded last and
+-- its utterances. Every batch has its own _loaded_at, so it tells the copies apart.
+CREATE OR REPLACE TEMP TABLE repeated_calls AS
+SELECT id, max(_loaded_at) AS kept_loaded_at, count(*) - 1 AS extra_copies
+FROM close.calls
+GROUP BY id
+HAVING count(*) > 1;
+
+DELETE FROM close.call_transcript_utterances AS u
+USING repeated_calls AS r
+WHERE u.call_id = r.id AND u._loaded_at <> r.kept_loaded_at;
+
+DELETE FROM close.calls AS c
+USING repeated_calls AS r
+WHERE c.id = r.id AND c._loaded_at <> r.kept_loaded_at;
