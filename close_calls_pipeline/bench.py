@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "all"],
                         default="all")
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
-    parser.add_argument("--limited-calls", type=int, default=40_000)
+    parser.add_argument("--limited-calls", type=int, default=100_000)
     parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args(argv)

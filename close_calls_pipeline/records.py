@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import accumulate
 from typing import Any
 
-import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute
@@ -98,10 +98,6 @@ def to_str_list(value: Any) -> list[str] | None:
     return [to_str(item) for item in value]
 
 
-def to_json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
 def to_float(value: Any) -> float | None:
     if value is None:
         return None
@@ -112,7 +108,7 @@ def to_float(value: Any) -> float | None:
 
 # --- the call table ----------------------------------------------------------------------------------
 
-# (column, Arrow type, converter) for every documented Call field, in table order.
+# (column, Arrow type, converter) for every documented Call field but one, in table order.
 CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
     ("_type", pa.string(), to_str),
     ("organization_id", pa.string(), to_str),
@@ -155,8 +151,8 @@ CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
     ("sequence_subscription_id", pa.string(), to_str),
     ("quality_info", pa.string(), to_str),
     ("conversation_type_id", pa.string(), to_str),
-    ("custom_fields", JSON_TEXT, to_json_text),
 ]
+# `custom_fields` (free-form JSON) is not typed here: the landing SQL takes it from `_raw`.
 
 TRANSCRIPT_TYPES = (("recording", "recording_transcript"), ("voicemail", "voicemail_transcript"))
 
@@ -290,7 +286,7 @@ def type_calls(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
     record, which coerces what it can and rejects what it cannot, with the reason."""
     try:
         return _type_calls_columnar(raw_calls, loaded_at)
-    except (pa.ArrowException, msgspec.DecodeError, ValueError):
+    except (pa.ArrowException, ValueError):
         return _type_calls_one_by_one(raw_calls, loaded_at)
 
 
@@ -304,31 +300,25 @@ TRANSCRIPT_STRUCT = pa.struct([
     ("summary_text", pa.string()), ("summary_html", pa.string()),
     ("utterances", pa.list_(UTTERANCE_STRUCT)),
 ])
-# Calls as they arrive: timestamps and cost as text (cast after), transcripts nested. custom_fields
-# is free-form JSON, which the reader cannot keep as text; `_CustomFields` extracts it.
+# Calls as they arrive: timestamps and cost as text (cast after), transcripts nested.
 WIRE_SCHEMA = pa.schema(
     [("id", pa.string())]
     + [(name, pa.string() if arrow_type in (TIMESTAMP, COST_TYPE) else arrow_type)
-       for name, arrow_type, _ in CALL_FIELD_COLUMNS if name != "custom_fields"]
+       for name, arrow_type, _ in CALL_FIELD_COLUMNS]
     + [(key, TRANSCRIPT_STRUCT) for _, key in TRANSCRIPT_TYPES]
 )
 _JSON_PARSE = pyarrow.json.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 
 
-class _CustomFields(msgspec.Struct):
-    custom_fields: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_CUSTOM_FIELDS = msgspec.json.Decoder(list[_CustomFields])
-
-
 def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
-    # One JSON object per line; a newline inside a call can only be whitespace between tokens.
-    lines = [raw.replace(b"\n", b" ") if b"\n" in raw else raw for raw in raw_calls]
-    block_size = max(1 << 20, max(map(len, lines), default=0) + 1)
+    # The reader wants one JSON object per line; a newline inside a call can only be whitespace.
+    text = b"\n".join(raw_calls)
+    if text.count(b"\n") != max(0, len(raw_calls) - 1):
+        text = b"\n".join(raw.replace(b"\n", b" ") for raw in raw_calls)
     wire = pyarrow.json.read_json(
-        io.BytesIO(b"\n".join(lines)),
-        read_options=pyarrow.json.ReadOptions(block_size=block_size),
+        io.BytesIO(text),
+        read_options=pyarrow.json.ReadOptions(
+            block_size=max(1 << 20, max(map(len, raw_calls), default=0) + 1)),
         parse_options=_JSON_PARSE,
     )
     if wire.num_rows != len(raw_calls):
@@ -336,19 +326,14 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
     ids = wire.column("id").combine_chunks()
     if ids.null_count or (len(ids) and pa.compute.min(pa.compute.utf8_length(ids)).as_py() == 0):
         raise ValueError("a record has no id")
-    custom = [c.custom_fields for c in _CUSTOM_FIELDS.decode(b"[" + b",".join(raw_calls) + b"]")]
-    raw = pa.array(raw_calls, pa.binary())
+    raw = _binary_array(raw_calls)
     if len(pa.compute.unique(ids)) < len(ids):
         keep = pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
         wire, ids, raw = wire.take(keep), ids.take(keep), raw.take(keep)
-        custom = [custom[i] for i in keep.to_pylist()]
 
     arrays = [ids]
     for name, arrow_type, _ in CALL_FIELD_COLUMNS:
-        if name == "custom_fields":
-            arrays.append(_json_text([None if c == b"null" else bytes(c) for c in custom]))
-        else:
-            arrays.append(wire.column(name).cast(arrow_type).combine_chunks())
+        arrays.append(wire.column(name).cast(arrow_type).combine_chunks())
 
     presence, summaries, utterance_tables = [], [], []
     for kind, key in TRANSCRIPT_TYPES:
@@ -364,9 +349,17 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
                       pa.concat_tables(utterance_tables))
 
 
-def _json_text(values: pa.Array | list[bytes | None]) -> pa.Array:
+def _binary_array(values: list[bytes]) -> pa.Array:
+    """Many bytes objects as one Arrow binary array: one copy of the data, offsets from lengths
+    (much cheaper than `pa.array` converting each object)."""
+    offsets = pa.array([0, *accumulate(map(len, values))], pa.int64())
+    data = pa.py_buffer(b"".join(values))
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [None, offsets.buffers()[1], data])
+
+
+def _json_text(values: pa.Array) -> pa.Array:
     """JSON text (bytes, already valid JSON) as a column of the JSON extension type."""
-    return pa.array(values, pa.binary()).cast(pa.string()).cast(JSON_TEXT)
+    return values.cast(pa.string()).cast(JSON_TEXT)
 
 
 def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 from close_calls_pipeline.records import TIMESTAMP, Rejection
 
 
+@cache
 def read_sql(name: str) -> str:
     return resources.files("close_calls_pipeline").joinpath("sql", name).read_text()
 

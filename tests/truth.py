@@ -20,7 +20,7 @@ def assert_warehouse_matches_truth(con: duckdb.DuckDBPyConnection, store) -> Non
     ids = [r[0] for r in con.execute("SELECT id FROM close.calls").fetchall()]
     assert len(ids) == len(set(ids)), "an id appears twice in close.calls"
 
-    columns = ["id"] + [name for name, _, _ in CALL_FIELD_COLUMNS] + [
+    columns = ["id", "custom_fields"] + [name for name, _, _ in CALL_FIELD_COLUMNS] + [
         "has_recording_transcript", "has_voicemail_transcript", "recording_summary_text",
         "voicemail_summary_text", "_raw",
     ]
@@ -39,10 +39,9 @@ def assert_warehouse_matches_truth(con: duckdb.DuckDBPyConnection, store) -> Non
         for name, _, convert in CALL_FIELD_COLUMNS:
             expected = convert(call.get(name))
             actual = row[name]
-            if name == "custom_fields":
-                expected = None if expected is None else json.loads(expected)
-                actual = None if actual is None else json.loads(actual)
             assert actual == expected, f"{call_id}.{name}: {actual!r} != {expected!r}"
+        custom_fields = None if row["custom_fields"] is None else json.loads(row["custom_fields"])
+        assert custom_fields == call.get("custom_fields"), f"{call_id}.custom_fields"
         for kind, key in TRANSCRIPT_TYPES:
             transcript = call.get(key)
             assert row[f"has_{kind}_transcript"] == (transcript is not None), (call_id, kind)
