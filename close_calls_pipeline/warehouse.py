@@ -40,9 +40,10 @@ def run_script(
 
 
 # Rows per DuckDB row group (its default: 122,880). A checkpoint rewrites every row group that
-# was appended to since the last one; smaller groups keep that rewrite small. Measured on a
-# 500k-call backfill: 38% less landing time and a 31% smaller file than the default.
-ROW_GROUP_SIZE = 30_720
+# was appended to since the last one; smaller groups keep that rewrite small. Measured landing
+# 500k calls in 2,500-call batches: half the time of the default and a 28% smaller file (the
+# default leaves rewritten blocks free); 8,192 is no faster and the file grows.
+ROW_GROUP_SIZE = 16_384
 
 
 def connect(
