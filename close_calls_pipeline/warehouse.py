@@ -53,7 +53,8 @@ def connect(
 
     The memory limit bounds DuckDB's share of the sync's memory; a larger checkpoint threshold
     than DuckDB's 16 MB default stops every other landed batch from paying for a checkpoint.
-    The file is attached under its stem, as `duckdb.connect(path)` would name it."""
+    The file is ATTACHed (under its stem, as `duckdb.connect(path)` would name it) because that
+    is where DuckDB takes a row group size."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     literal = "'" + str(path).replace("'", "''") + "'"
@@ -79,25 +80,30 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[None]:
+    """Arrow tables readable from SQL under the given names for the duration of the block."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        yield
+    finally:
+        for name in tables:
+            con.unregister(name)
+
+
 @dataclass
 class LandedCounts:
     inserted: int = 0
     updated: int = 0
     utterances: int = 0
 
-    def add(self, other: LandedCounts) -> None:
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.utterances += other.utterances
-
 
 def land_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.Table) -> LandedCounts:
     """Upsert a batch of typed calls (unique ids) and replace the utterances of changed calls."""
     if calls.num_rows == 0:
         return LandedCounts()
-    con.register("batch_calls", calls)
-    con.register("batch_utterances", utterances)
-    try:
+    with registered(con, batch_calls=calls, batch_utterances=utterances):
         run_script(con, "find_changed_calls.sql")
         inserted, updated = con.execute(
             "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM changed_calls"
@@ -109,22 +115,14 @@ def land_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.T
         (written,) = con.execute(
             "SELECT count(*) FROM batch_utterances WHERE call_id IN (SELECT id FROM changed_calls)"
         ).fetchall()[0]
-    finally:
-        con.unregister("batch_calls")
-        con.unregister("batch_utterances")
     return LandedCounts(inserted, updated, written)
 
 
 def append_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.Table) -> LandedCounts:
     """Append a batch of typed calls (unique ids) and their utterances without looking for them
     in the table: a backfill's landing, which `remove_duplicate_calls` completes."""
-    con.register("batch_calls", calls)
-    con.register("batch_utterances", utterances)
-    try:
+    with registered(con, batch_calls=calls, batch_utterances=utterances):
         run_script(con, "append_calls.sql")
-    finally:
-        con.unregister("batch_calls")
-        con.unregister("batch_utterances")
     return LandedCounts(calls.num_rows, 0, utterances.num_rows)
 
 
@@ -141,11 +139,8 @@ def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -
         {"id": pa.array(list(deleted), pa.string()),
          "deleted_at": pa.array(list(deleted.values()), TIMESTAMP)}
     )
-    con.register("deleted_batch", table)
-    try:
+    with registered(con, deleted_batch=table):
         con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls AS SELECT * FROM deleted_batch")
-    finally:
-        con.unregister("deleted_batch")
     return _apply_deletes(con)
 
 
@@ -187,11 +182,8 @@ def record_rejections(
 def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, rows: pa.Table) -> None:
     """Replace a reference table (outcomes, users) with a fresh full copy."""
     con.execute(f"DELETE FROM close.{table_name}")
-    con.register("fresh_rows", rows)
-    try:
+    with registered(con, fresh_rows=rows):
         con.execute(f"INSERT INTO close.{table_name} BY NAME SELECT * FROM fresh_rows")
-    finally:
-        con.unregister("fresh_rows")
 
 
 # --- sync state --------------------------------------------------------------------------------------
@@ -264,11 +256,8 @@ def mark_windows_done(con: duckdb.DuckDBPyConnection, windows: list[tuple[dateti
 def record_seen_ids(con: duckdb.DuckDBPyConnection, run_id: str, ids: list[str]) -> None:
     if ids:
         seen = pa.table({"run_id": pa.array([run_id] * len(ids)), "id": pa.array(ids, pa.string())})
-        con.register("seen_batch", seen)
-        try:
+        with registered(con, seen_batch=seen):
             con.execute("INSERT INTO close.sync_seen_ids SELECT run_id, id FROM seen_batch")
-        finally:
-            con.unregister("seen_batch")
 
 
 def clear_walk_plan(con: duckdb.DuckDBPyConnection) -> None:
