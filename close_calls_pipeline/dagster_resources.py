@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -64,34 +64,23 @@ class CloseApiResource(ConfigurableResource):
     @contextmanager
     def get_client(self) -> Iterator[CloseClient]:
         """A client for the duration of the `with` block (sandbox started and stopped with it)."""
-        if self.api_key:
-            client = CloseClient(self.api_key, self.base_url, pool_size=self.workers,
-                                 extra_call_fields=tuple(self.extra_call_fields))
-            try:
-                yield client
-            finally:
-                client.close()
-            return
+        with ExitStack() as stack:
+            api_key, base_url = self.api_key, self.base_url
+            if not api_key:
+                from close_calls_pipeline.sandbox import start_sandbox
 
-        from close_calls_pipeline.sandbox import start_sandbox
-
-        server = start_sandbox(
-            calls=self.sandbox_calls, seed=self.sandbox_seed, live=True, api_key=config.SANDBOX_API_KEY
-        )
-        get_dagster_logger().info(  # shown in the run's logs in the UI
-            "CLOSE_API_KEY is not set: using the embedded sandbox Close API at %s "
-            "(%d seeded calls, seed %d, live)", server.base_url, self.sandbox_calls,
-            self.sandbox_seed,
-        )
-        try:
-            client = CloseClient(config.SANDBOX_API_KEY, server.base_url, pool_size=self.workers,
-                                 extra_call_fields=tuple(self.extra_call_fields))
-            try:
-                yield client
-            finally:
-                client.close()
-        finally:
-            server.stop()
+                server = start_sandbox(calls=self.sandbox_calls, seed=self.sandbox_seed, live=True,
+                                       api_key=config.SANDBOX_API_KEY)
+                stack.callback(server.stop)
+                get_dagster_logger().info(  # shown in the run's logs in the UI
+                    "CLOSE_API_KEY is not set: using the embedded sandbox Close API at %s "
+                    "(%d seeded calls, seed %d, live)", server.base_url, self.sandbox_calls,
+                    self.sandbox_seed,
+                )
+                api_key, base_url = config.SANDBOX_API_KEY, server.base_url
+            yield stack.enter_context(CloseClient(
+                api_key, base_url, pool_size=self.workers,
+                extra_call_fields=tuple(self.extra_call_fields)))
 
     @classmethod
     def from_env(cls) -> CloseApiResource:
