@@ -7,7 +7,7 @@ commit a batch of data together with the state that describes it, or nothing at 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -89,7 +89,9 @@ def registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[N
         yield
     finally:
         for name in tables:
-            con.unregister(name)
+            # In an aborted transaction this fails (and would hide why); the rollback drops it.
+            with suppress(duckdb.TransactionException):
+                con.unregister(name)
 
 
 @dataclass
