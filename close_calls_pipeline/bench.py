@@ -98,6 +98,9 @@ def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict
     parent, child = ctx.Pipe()
     process = ctx.Process(target=_sync_process, args=(child, base_url, db_path, workers))
     process.start()
+    while not parent.poll(1.0):
+        if not process.is_alive():  # it printed its traceback; do not wait for it forever
+            raise RuntimeError(f"the sync process failed (exit code {process.exitcode})")
     result = parent.recv()
     process.join()
     return result
