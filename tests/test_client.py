@@ -212,7 +212,9 @@ def test_pacing_sustains_the_rate_limit_with_few_429s(make_sandbox, make_client)
     ok, limited = by.get(("activity.call.get", 200), 0), by.get(("activity.call.get", 429), 0)
     assert ok == sum(done.values())
     rate = ok / elapsed
-    assert rate >= 18, f"{rate:.1f} requests/s"
+    # Lenient on purpose (a shared machine can starve the threads): this catches pacing that
+    # throttles itself; `close-calls bench` measures how close to the limit it really gets.
+    assert rate >= 10, f"{rate:.1f} requests/s"
     assert limited <= 0.01 * (ok + limited), f"{limited} of {ok + limited} answered 429"
     assert client.counters.snapshot()["rate_limited"] == limited
 
