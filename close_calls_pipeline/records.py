@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import accumulate
 from typing import Any
 
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute
@@ -106,6 +107,22 @@ def to_float(value: Any) -> float | None:
     return float(value)
 
 
+class _CustomFields(msgspec.Struct):
+    custom_fields: msgspec.Raw = msgspec.Raw()
+
+
+_decode_custom_fields = msgspec.json.Decoder(_CustomFields).decode
+
+
+def custom_fields_json(raw_call: bytes) -> str | None:
+    """A call's `custom_fields` as compact JSON text, or None when absent or null. Read from the
+    call's text without decoding anything else (msgspec skips the other fields)."""
+    value = _decode_custom_fields(raw_call).custom_fields
+    if not value or bytes(value) == b"null":
+        return None
+    return msgspec.json.format(value, indent=-1).decode()
+
+
 # --- the call table ----------------------------------------------------------------------------------
 
 # (column, Arrow type, converter) for every documented Call field but one, in table order.
@@ -152,7 +169,7 @@ CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
     ("quality_info", pa.string(), to_str),
     ("conversation_type_id", pa.string(), to_str),
 ]
-# `custom_fields` (free-form JSON) is not typed here: the landing SQL takes it from `_raw`.
+# and `custom_fields`: free-form JSON, kept as JSON text (see `custom_fields_json`).
 
 TRANSCRIPT_TYPES = (("recording", "recording_transcript"), ("voicemail", "voicemail_transcript"))
 
@@ -166,6 +183,7 @@ CALLS_SCHEMA = pa.schema(
         ("recording_summary_html", pa.string()),
         ("voicemail_summary_text", pa.string()),
         ("voicemail_summary_html", pa.string()),
+        ("custom_fields", JSON_TEXT),
         ("_raw", JSON_TEXT),
         ("_loaded_at", TIMESTAMP),
         ("_deleted_at", TIMESTAMP),
@@ -327,9 +345,11 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
     if ids.null_count or (len(ids) and pa.compute.min(pa.compute.utf8_length(ids)).as_py() == 0):
         raise ValueError("a record has no id")
     raw = _binary_array(raw_calls)
+    custom_fields = pa.array(map(custom_fields_json, raw_calls), pa.string(), size=len(raw_calls))
     if len(pa.compute.unique(ids)) < len(ids):
         keep = pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
-        wire, ids, raw = wire.take(keep), ids.take(keep), raw.take(keep)
+        wire, ids, raw, custom_fields = (
+            wire.take(keep), ids.take(keep), raw.take(keep), custom_fields.take(keep))
 
     arrays = [ids]
     for name, arrow_type, _ in CALL_FIELD_COLUMNS:
@@ -343,8 +363,8 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
         utterance_tables.append(_utterance_table(ids, kind, transcripts.field("utterances"), loaded_at))
 
     count = len(ids)
-    arrays += presence + summaries + [_json_text(raw), constant(loaded_at, count, TIMESTAMP),
-                                      pa.nulls(count, TIMESTAMP)]
+    arrays += presence + summaries + [custom_fields.cast(JSON_TEXT), _json_text(raw),
+                                      constant(loaded_at, count, TIMESTAMP), pa.nulls(count, TIMESTAMP)]
     return TypedCalls(pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA),
                       pa.concat_tables(utterance_tables))
 
@@ -402,7 +422,7 @@ def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> Typed
         except RecordError as error:
             rejected.append(Rejection.of(record, error, text))
             continue
-        typed[values[0]] = (values + [text, loaded_at, None],
+        typed[values[0]] = (values + [custom_fields_json(raw), text, loaded_at, None],
                             [row + (loaded_at,) for row in utterance_rows])
     rows = [values for values, _ in typed.values()]
     utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from close_calls_pipeline.records import type_calls
+from close_calls_pipeline.records import custom_fields_json, type_calls
 
 LOADED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -59,3 +59,11 @@ def test_the_per_record_path_gives_the_bulk_paths_rows_and_names_the_bad_record(
         ("acti_bad", "cost: cost is not a number: 'a lot'"),
         (None, "record is not a JSON object"),
     ]
+
+
+def test_custom_fields_are_kept_as_compact_json_text_and_null_when_absent():
+    assert custom_fields_json(b'{"id": "a", "custom_fields": {\n "cf_x" : [1, "two"]}}') == (
+        '{"cf_x":[1,"two"]}')
+    assert custom_fields_json(b'{"id": "a", "custom_fields": {}}') == "{}"
+    assert custom_fields_json(b'{"id": "a", "custom_fields": null}') is None
+    assert custom_fields_json(b'{"id": "a"}') is None

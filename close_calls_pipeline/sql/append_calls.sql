@@ -6,6 +6,5 @@ INSERT INTO close.call_transcript_utterances BY NAME
 SELECT * FROM batch_utterances;
 
 INSERT INTO close.calls BY NAME
-SELECT b.*, hash(b._raw) AS _raw_hash,
-       nullif(json_extract(b._raw, '$.custom_fields'), 'null') AS custom_fields  -- free-form JSON
+SELECT b.*, hash(b._raw) AS _raw_hash
 FROM batch_calls AS b;
