@@ -229,6 +229,21 @@ class TypedCalls:
         rejected = [r.object_id for r in self.rejected if r.object_id]
         return self.calls.column("id").to_pylist() + rejected
 
+    @classmethod
+    def concat(cls, parts: list[TypedCalls]) -> TypedCalls:
+        """Batches typed one after another (each with its own, later `_loaded_at`) as one batch
+        with one row per id: a repeated call keeps its last copy and that copy's utterances."""
+        calls = pa.concat_tables([part.calls for part in parts], promote_options="none")
+        utterances = pa.concat_tables([part.utterances for part in parts], promote_options="none")
+        rejected = [rejection for part in parts for rejection in part.rejected]
+        ids = calls.column("id")
+        if len(pa.compute.unique(ids)) < len(ids):
+            last = {call_id: i for i, call_id in enumerate(ids.to_pylist())}
+            calls = calls.take(pa.array(sorted(last.values())))
+            kept = calls.select(["id", "_loaded_at"]).rename_columns(["call_id", "_loaded_at"])
+            utterances = utterances.join(kept, ["call_id", "_loaded_at"], join_type="left semi")
+        return cls(calls, utterances, rejected)
+
 
 def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tuple], str | None, str | None]:
     """Utterance rows and summaries of one transcript, or RecordError if its shape is wrong."""

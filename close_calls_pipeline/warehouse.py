@@ -39,11 +39,12 @@ def run_script(
     return results
 
 
-# Rows per DuckDB row group (its default: 122,880). A checkpoint rewrites every row group that
-# was appended to since the last one; smaller groups keep that rewrite small. Measured landing
-# 500k calls in 2,500-call batches: half the time of the default and a 28% smaller file (the
-# default leaves rewritten blocks free); 8,192 is no faster and the file grows.
-ROW_GROUP_SIZE = 16_384
+# Rows per DuckDB row group (its default: 122,880), and the calls of a full landing batch (see
+# `sync.SyncOptions`). A transaction that appends a full row group has it written straight to the
+# file, compressed; a smaller one goes to the WAL, and its rows are written again at the next
+# checkpoint. Measured end to end (100k calls): twice the landing speed of 2,500-call batches;
+# 16,384-row batches are no faster and take ~90 MB more memory.
+ROW_GROUP_SIZE = 8_192
 
 
 def connect(

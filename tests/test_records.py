@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from close_calls_pipeline.records import custom_fields_json, type_calls
+from close_calls_pipeline.records import TypedCalls, custom_fields_json, type_calls
 
 LOADED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -59,6 +59,23 @@ def test_the_per_record_path_gives_the_bulk_paths_rows_and_names_the_bad_record(
         ("acti_bad", "cost: cost is not a number: 'a lot'"),
         (None, "record is not a JSON object"),
     ]
+
+
+def test_batches_typed_apart_join_with_the_last_copy_of_a_repeated_call():
+    later = LOADED_AT + timedelta(seconds=1)
+    first = type_calls([json.dumps(c).encode() for c in (call("acti_1", note="first"),
+                                                         call("acti_2"))], LOADED_AT)
+    last = type_calls([json.dumps(call("acti_1", note="last", recording_transcript={
+        "utterances": [{"speaker_label": "C", "start": 5, "end": 6, "text": "new"}]})).encode(),
+        b'{"id": 5}'], later)
+    joined = TypedCalls.concat([first, last])
+    calls, utterances = rows(joined)
+    assert [(c["id"], c["note"], c["_loaded_at"]) for c in calls] == [
+        ("acti_1", "last", later), ("acti_2", None, LOADED_AT)]
+    assert [(u["call_id"], u["text"]) for u in utterances] == [
+        ("acti_1", "new"), ("acti_2", "hi"), ("acti_2", "yo")]
+    assert [r.reason for r in joined.rejected] == ["missing or empty `id`"]
+    assert rows(TypedCalls.concat([first])) == rows(first)
 
 
 def test_custom_fields_are_kept_as_compact_json_text_and_null_when_absent():

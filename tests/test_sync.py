@@ -294,6 +294,33 @@ def test_an_interrupted_backfill_resumes_without_refetching_finished_windows(mak
     assert_warehouse_matches_truth(con, server.store)
 
 
+def test_a_window_is_done_only_once_all_its_calls_have_landed(make_sandbox, connect):
+    """Batches are cut at a fixed number of calls, not at page or window ends: a crash after a
+    batch that ended inside a finished window must not leave the rest of that window unfetched."""
+    server = make_sandbox(calls=600, seed=12)
+    options = SyncOptions(workers=1, batch_size=120, window_count=12)
+    with client_for(server) as client:
+        for nth in range(3, 9):
+            con = connect(f"crashed-at-page-{nth}.duckdb")
+            with pytest.raises(Crash):
+                sync_calls(client, con, options, on_stage=crash_at("page", nth))
+            sync_calls(client, con, options)
+            assert_warehouse_matches_truth(con, server.store)
+
+
+def test_batches_are_cut_by_size_too_so_large_calls_do_not_make_large_batches(make_sandbox, connect):
+    server = make_sandbox(calls=600, seed=13)
+    landed = []
+    options = SyncOptions(workers=2, batch_size=10_000, batch_bytes=60_000, window_count=4)
+    with client_for(server) as client:
+        con = connect()
+        sync_calls(client, con, options, on_stage=lambda stage: landed.append(stage == "landed"))
+    sizes = [len(json.dumps(call)) for call in server.store.truth().values()]
+    assert min(sizes) * 100 > 60_000  # so each page (of up to 100 calls) fills a batch
+    assert sum(landed) >= len(sizes) / 100
+    assert_warehouse_matches_truth(con, server.store)
+
+
 def test_api_failure_mid_backfill_commits_nothing_wrong_and_the_rerun_completes(make_sandbox, connect):
     server = make_sandbox(calls=600, seed=9)
     con = connect()
