@@ -233,16 +233,22 @@ class TypedCalls:
     def concat(cls, parts: list[TypedCalls]) -> TypedCalls:
         """Batches typed one after another (each with its own, later `_loaded_at`) as one batch
         with one row per id: a repeated call keeps its last copy and that copy's utterances."""
-        calls = pa.concat_tables([part.calls for part in parts], promote_options="none")
-        utterances = pa.concat_tables([part.utterances for part in parts], promote_options="none")
+        calls = pa.concat_tables([part.calls for part in parts])
+        utterances = pa.concat_tables([part.utterances for part in parts])
         rejected = [rejection for part in parts for rejection in part.rejected]
-        ids = calls.column("id")
-        if len(pa.compute.unique(ids)) < len(ids):
-            last = {call_id: i for i, call_id in enumerate(ids.to_pylist())}
-            calls = calls.take(pa.array(sorted(last.values())))
+        keep = _last_copies(calls.column("id"))
+        if keep is not None:
+            calls = calls.take(keep)
             kept = calls.select(["id", "_loaded_at"]).rename_columns(["call_id", "_loaded_at"])
             utterances = utterances.join(kept, ["call_id", "_loaded_at"], join_type="left semi")
         return cls(calls, utterances, rejected)
+
+
+def _last_copies(ids: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """Positions of the last occurrence of each id, in order; None when no id repeats."""
+    if len(pa.compute.unique(ids)) == len(ids):
+        return None
+    return pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
 
 
 def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tuple], str | None, str | None]:
@@ -361,8 +367,8 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
         raise ValueError("a record has no id")
     raw = _binary_array(raw_calls)
     custom_fields = pa.array(map(custom_fields_json, raw_calls), pa.string(), size=len(raw_calls))
-    if len(pa.compute.unique(ids)) < len(ids):
-        keep = pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
+    keep = _last_copies(ids)
+    if keep is not None:
         wire, ids, raw, custom_fields = (
             wire.take(keep), ids.take(keep), raw.take(keep), custom_fields.take(keep))
 
