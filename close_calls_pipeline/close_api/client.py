@@ -109,7 +109,6 @@ _MAX_SKIP_RE = re.compile(r"max_skip\s*=\s*(\d+)", re.IGNORECASE)
 _URL_RE = re.compile(r"(?:https?://|url: )\S+")
 
 
-
 class _CallPage(msgspec.Struct):
     """A page of the call list, decoded only as far as paging needs: each call stays the raw
     JSON text Close sent, so it is parsed once, in bulk, by the landing (see `records`)."""
