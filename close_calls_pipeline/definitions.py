@@ -25,14 +25,14 @@ from dagster import (
     in_process_executor,
 )
 
-from close_calls_pipeline import config
-from close_calls_pipeline.dagster_assets import (
+from close_calls_pipeline.core import config
+from close_calls_pipeline.dagster_component.assets import (
     close_calls,
     close_calls_dbt,
     close_reference_tables,
 )
-from close_calls_pipeline.dagster_checks import ASSET_CHECKS
-from close_calls_pipeline.dagster_resources import (
+from close_calls_pipeline.dagster_component.checks import ASSET_CHECKS
+from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     WarehouseResource,
     dbt_resource,

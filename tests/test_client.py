@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from close_calls_pipeline.close_api import (
+from close_calls_pipeline.core.close_api import (
     CALL_FIELDS,
     CloseApiError,
     CloseAuthError,

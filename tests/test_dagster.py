@@ -22,20 +22,20 @@ import dagster as dg
 import duckdb
 import pytest
 
-from close_calls_pipeline import warehouse
-from close_calls_pipeline.dagster_assets import (
+from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.dagster_component.assets import (
     CALLS_KEY,
     INGESTION_KEYS,
     OUTCOMES_KEY,
     USERS_KEY,
     UTTERANCES_KEY,
 )
-from close_calls_pipeline.dagster_checks import (
+from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
     high_water_mark_sane,
     no_orphan_utterances,
 )
-from close_calls_pipeline.dagster_resources import CloseApiResource, WarehouseResource
+from close_calls_pipeline.dagster_component.resources import CloseApiResource, WarehouseResource
 from close_calls_pipeline.definitions import (
     PIPELINE_JOB,
     RECONCILE_JOB,
@@ -211,7 +211,7 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     sandbox.store.advance(60)
     monkeypatch.setenv("CLOSE_API_KEY", sandbox.api_key)
     monkeypatch.setenv("CLOSE_API_BASE_URL", sandbox.base_url)
-    from close_calls_pipeline.main_job import run_pipeline
+    from close_calls_pipeline.cli.run import run_pipeline
 
     out = io.StringIO()
     assert run_pipeline(out=out) == 0, out.getvalue()
@@ -343,7 +343,7 @@ def test_run_pipeline_fails_clearly_on_a_bad_key(make_sandbox, db_path, monkeypa
     sandbox = make_sandbox(calls=20, seed=5)
     monkeypatch.setenv("CLOSE_API_KEY", "not-the-key")
     monkeypatch.setenv("CLOSE_API_BASE_URL", sandbox.base_url)
-    from close_calls_pipeline.main_job import run_pipeline
+    from close_calls_pipeline.cli.run import run_pipeline
 
     out = io.StringIO()
     assert run_pipeline(out=out) == 1

@@ -36,7 +36,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-SCHEMA_SQL = REPO_ROOT / "close_calls_pipeline" / "sql" / "schema.sql"
+SCHEMA_SQL = REPO_ROOT / "close_calls_pipeline" / "core" / "sql" / "schema.sql"
 
 LOADED_AT = "2024-03-04 10:00:00+00"
 

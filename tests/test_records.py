@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from close_calls_pipeline.records import TypedCalls, custom_fields_json, type_calls
+from close_calls_pipeline.core.records import TypedCalls, custom_fields_json, type_calls
 
 LOADED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from truth import assert_warehouse_matches_truth, warehouse_contents
 
-from close_calls_pipeline import warehouse
-from close_calls_pipeline.close_api import CloseApiError, CloseClient
-from close_calls_pipeline.sync import SyncOptions, split_range, sync_calls
+from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core.close_api import CloseApiError, CloseClient
+from close_calls_pipeline.core.sync import SyncOptions, split_range, sync_calls
 
 FAST = SyncOptions(workers=4, batch_size=150, window_count=8)
 

@@ -6,8 +6,8 @@ import json
 
 import duckdb
 
-from close_calls_pipeline.close_api import CALL_FIELDS
-from close_calls_pipeline.records import CALL_FIELD_COLUMNS, TRANSCRIPT_TYPES
+from close_calls_pipeline.core.close_api import CALL_FIELDS
+from close_calls_pipeline.core.records import CALL_FIELD_COLUMNS, TRANSCRIPT_TYPES
 
 
 def expected_payload(call: dict) -> dict:

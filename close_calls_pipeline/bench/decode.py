@@ -1,6 +1,6 @@
 """Decode time of one 100-call /activity/call/ page (all fields + transcripts), and typing time.
 
-    python -m close_calls_pipeline.close_api.bench_decode [--calls 3000] [--repeat 200]
+    python -m close_calls_pipeline.bench.decode [--calls 3000] [--repeat 200]
 
 Pages are the exact bytes the sandbox serves (its store renders them) when the sandbox is
 importable, else synthetic calls shaped like close-api.md describes. Two kinds of page are timed:
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import msgspec
 import orjson
 
-from close_calls_pipeline.close_api.client import _CALL_PAGE, CALL_FIELDS
+from close_calls_pipeline.core.close_api.client import _CALL_PAGE, CALL_FIELDS
 
 PAGE = 100
 
@@ -35,7 +35,7 @@ def _wrap(items: list[bytes]) -> bytes:
 
 def sandbox_pages(calls: int, seed: int) -> tuple[list[bytes], list[bytes]] | None:
     try:
-        from close_calls_pipeline.sandbox.store import SandboxStore
+        from close_calls_pipeline.core.sandbox.store import SandboxStore
     except Exception:  # noqa: BLE001 - the sandbox is optional here
         return None
     store = SandboxStore(calls=calls, seed=seed)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 def _time_typing(raw_calls: list[bytes]) -> None:
     from datetime import UTC, datetime
 
-    from close_calls_pipeline import records
+    from close_calls_pipeline.core import records
 
     now = datetime.now(UTC)
     paths = {"bulk (Arrow JSON reader)": records._type_calls_columnar,

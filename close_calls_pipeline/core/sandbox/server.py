@@ -23,8 +23,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from close_calls_pipeline.sandbox.data import parse_ts
-from close_calls_pipeline.sandbox.store import SandboxStore
+from close_calls_pipeline.core.sandbox.data import parse_ts
+from close_calls_pipeline.core.sandbox.store import SandboxStore
 
 API_PREFIX = "/api/v1"
 CALL_LIST_MAX_LIMIT = 100
@@ -556,6 +556,6 @@ def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = 5000, seed: in
         server.stop()
 
 
-if __name__ == "__main__":  # python -m close_calls_pipeline.sandbox.server [calls] [port]
+if __name__ == "__main__":  # python -m close_calls_pipeline.core.sandbox.server [calls] [port]
     serve(calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
           port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from close_calls_pipeline.sandbox.data import (
+from close_calls_pipeline.core.sandbox.data import (
     ANCHOR,
     US_PER_DAY,
     US_PER_S,

@@ -17,12 +17,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from close_calls_pipeline.records import TIMESTAMP, Rejection
+from close_calls_pipeline.core.records import TIMESTAMP, Rejection
 
 
 @cache
 def read_sql(name: str) -> str:
-    return resources.files("close_calls_pipeline").joinpath("sql", name).read_text()
+    return resources.files("close_calls_pipeline.core").joinpath("sql", name).read_text()
 
 
 def run_script(

@@ -32,9 +32,9 @@ from typing import Self, TypeVar
 import duckdb
 import pyarrow as pa
 
-from close_calls_pipeline import warehouse
-from close_calls_pipeline.close_api import CloseClient
-from close_calls_pipeline.records import (
+from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.records import (
     OUTCOMES_COLUMNS,
     USERS_COLUMNS,
     RecordError,

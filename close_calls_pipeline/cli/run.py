@@ -22,7 +22,7 @@ from typing import TextIO
 
 import duckdb
 
-from close_calls_pipeline import config
+from close_calls_pipeline.core import config
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _sandbox_if_no_key(progress: _Progress, calls: int, seed: int) -> Iterator[b
         yield False
         return
 
-    from close_calls_pipeline.sandbox import start_sandbox
+    from close_calls_pipeline.core.sandbox import start_sandbox
 
     progress.line(f"CLOSE_API_KEY is not set: starting the sandbox Close API ({calls} seeded "
                   f"calls, seed {seed}, live clock)")

@@ -23,7 +23,7 @@ API_KEY = "bench-key"
 
 
 def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
-    from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
+    from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
 
     store = SandboxStore(calls=calls, seed=seed)
     server = SandboxServer(store, api_key=API_KEY, port=0, **server_kwargs).start()
@@ -79,9 +79,9 @@ class SandboxProcess:
 
 
 def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
-    from close_calls_pipeline import warehouse
-    from close_calls_pipeline.close_api import CloseClient
-    from close_calls_pipeline.sync import SyncOptions, sync_calls
+    from close_calls_pipeline.core import warehouse
+    from close_calls_pipeline.core.close_api import CloseClient
+    from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 
     con = warehouse.connect(db_path)
     started = time.perf_counter()
@@ -108,7 +108,7 @@ def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict
 
 def raw_pull_rate(base_url: str, workers: int) -> float:
     """Ceiling without a rate limit: calls/s the sandbox serves to bare clients (no landing)."""
-    from close_calls_pipeline.sandbox.bench import pull_all
+    from close_calls_pipeline.bench.sandbox import pull_all
 
     pulled = pull_all(base_url, API_KEY, threads=workers)
     return pulled["calls"] / pulled["seconds"]

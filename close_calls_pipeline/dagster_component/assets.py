@@ -37,15 +37,15 @@ from dagster_dbt import (
 )
 from pydantic import Field, field_validator
 
-from close_calls_pipeline import warehouse
-from close_calls_pipeline.config import CLOSE_CALLS_DUCKDB_ENV
-from close_calls_pipeline.dagster_resources import (
+from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core.config import CLOSE_CALLS_DUCKDB_ENV
+from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     WarehouseResource,
     dbt_project,
     prepare_dbt_manifest,
 )
-from close_calls_pipeline.sync import SyncOptions, refresh_reference_tables, sync_calls
+from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from close_calls_pipeline import config
+from close_calls_pipeline.core import config
 
 
 def _sandbox_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.sandbox.server import serve
+    from close_calls_pipeline.core.sandbox.server import serve
 
     serve(
         host=args.host,
@@ -27,7 +27,7 @@ def _sandbox_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.main_job import run_pipeline
+    from close_calls_pipeline.cli.run import run_pipeline
 
     return run_pipeline(reconcile=args.reconcile, backfill_start=args.backfill_start,
                         sandbox_calls=args.sandbox_calls)
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="calls in the sandbox's seeded history (only without CLOSE_API_KEY)")
     run.set_defaults(func=_run_command)
 
-    # `bench` has its own options (close_calls_pipeline.bench); listed here for --help only.
+    # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
     sub.add_parser("bench", help="benchmark the sync against the sandbox (prints figures)")
     return parser
 
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from close_calls_pipeline.bench import main as bench_main
+        from close_calls_pipeline.bench.sync import main as bench_main
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)

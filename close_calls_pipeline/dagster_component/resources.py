@@ -28,8 +28,8 @@ from dagster import ConfigurableResource, EnvVar, get_dagster_logger
 from dagster_dbt import DbtCliResource, DbtProject
 from pydantic import Field
 
-from close_calls_pipeline import config, warehouse
-from close_calls_pipeline.close_api import CloseClient
+from close_calls_pipeline.core import config, warehouse
+from close_calls_pipeline.core.close_api import CloseClient
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class CloseApiResource(ConfigurableResource):
         with ExitStack() as stack:
             api_key, base_url = self.api_key, self.base_url
             if not api_key:
-                from close_calls_pipeline.sandbox import start_sandbox
+                from close_calls_pipeline.core.sandbox import start_sandbox
 
                 server = start_sandbox(calls=self.sandbox_calls, seed=self.sandbox_seed, live=True,
                                        api_key=config.SANDBOX_API_KEY)

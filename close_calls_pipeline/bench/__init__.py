@@ -1,0 +1,1 @@
+"""Benchmarks (`close-calls bench`, the sandbox and decode benches): outside the product's import graph."""

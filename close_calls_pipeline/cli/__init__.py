@@ -1,0 +1,1 @@
+"""The `close-calls` command line: run, sandbox, bench."""

@@ -1,0 +1,1 @@
+"""Dagster: the assets, checks, resources and jobs of the Close calls pipeline."""
