@@ -1,0 +1,27 @@
+"""close-calls-pipeline: Close CRM calls into DuckDB, modelled with dbt, orchestrated by Dagster.
+
+    core/               orchestrator-free: Close client, sandbox, typing, warehouse, sync
+    dagster_component/  the Dagster Component and the assets, checks, jobs it yields
+    defs/               this repository's own `dg` defs folder (one CloseCallsComponent)
+    cli/                `close-calls run | sandbox | bench`
+    bench/              benchmarks, outside the product's import graph
+
+`close_calls_pipeline.CloseCallsComponent` is imported lazily, so that importing the core does
+not import Dagster.
+"""
+
+from typing import Any
+
+__all__ = ["CloseCallsComponent"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CloseCallsComponent":
+        from close_calls_pipeline.dagster_component.component import CloseCallsComponent
+
+        return CloseCallsComponent
+    raise AttributeError(f"module 'close_calls_pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])  # so that dg's component registry finds it

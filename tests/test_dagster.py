@@ -22,26 +22,32 @@ import dagster as dg
 import duckdb
 import pytest
 
+from close_calls_pipeline.cli.run import load_component
 from close_calls_pipeline.core import warehouse
-from close_calls_pipeline.dagster_component.assets import (
-    CALLS_KEY,
-    INGESTION_KEYS,
-    OUTCOMES_KEY,
-    USERS_KEY,
-    UTTERANCES_KEY,
-)
 from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
     high_water_mark_sane,
     no_orphan_utterances,
 )
-from close_calls_pipeline.dagster_component.resources import CloseApiResource, WarehouseResource
-from close_calls_pipeline.definitions import (
+from close_calls_pipeline.dagster_component.component import (
+    CloseCallsComponent,
+    build_definitions,
+)
+from close_calls_pipeline.dagster_component.keys import (
+    CALLS_KEY,
+    INGESTION_KEYS,
+    OUTCOMES_KEY,
     PIPELINE_JOB,
     RECONCILE_JOB,
-    build_definitions,
-    defs,
+    USERS_KEY,
+    UTTERANCES_KEY,
 )
+from close_calls_pipeline.dagster_component.resources import (
+    CloseApiResource,
+    SandboxCloseApiResource,
+    WarehouseResource,
+)
+from close_calls_pipeline.definitions import defs as load_repo_defs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CALLS = 300
@@ -52,9 +58,10 @@ INGESTION_CHECKS = {"call_ids_unique", "no_orphan_utterances", "high_water_mark_
 
 
 def sandbox_defs(sandbox, db_path: Path) -> dg.Definitions:
+    settings = CloseCallsComponent(duckdb_path=str(db_path)).settings(REPO_ROOT)
     return build_definitions(
+        settings,
         close_api=CloseApiResource(api_key=sandbox.api_key, base_url=sandbox.base_url, workers=4),
-        duckdb_path=str(db_path),
     )
 
 
@@ -138,6 +145,7 @@ def test_definitions_load_from_workspace_yaml(tmp_path):
 
 
 def test_one_lineage_from_ingestion_to_marts():
+    defs = load_repo_defs()
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()
     assert set(INGESTION_KEYS) <= keys
@@ -179,6 +187,9 @@ def test_one_lineage_from_ingestion_to_marts():
     assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == PIPELINE_JOB
     reconcile = defs.resolve_job_def(RECONCILE_JOB)
     assert reconcile.run_config["ops"]["close_calls"]["config"]["reconcile"] is True
+    weekly = defs.resolve_schedule_def("close_calls_weekly_reconcile")
+    assert weekly.job_name == RECONCILE_JOB
+    assert weekly.default_status == dg.DefaultScheduleStatus.RUNNING
     assert defs.resolve_job_def(PIPELINE_JOB).executor_def.name == "in_process"
 
 
@@ -233,20 +244,31 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
 def test_without_a_key_the_embedded_sandbox_serves_the_run(db_path, monkeypatch):
     monkeypatch.delenv("CLOSE_API_KEY", raising=False)
     monkeypatch.delenv("CLOSE_API_BASE_URL", raising=False)
-    resource = CloseApiResource.from_env()
-    assert resource.api_key is None and resource.uses_sandbox
+    settings = load_component().settings(REPO_ROOT)  # this repository's defs.yaml
+    assert settings.api_key is None and settings.duckdb_path == db_path
+    assert isinstance(build_definitions(settings).resources["close_api"], SandboxCloseApiResource)
 
+    monkeypatch.setenv("CLOSE_API_KEY", "")  # empty counts as unset
+    assert load_component().api_key is None
     monkeypatch.setenv("CLOSE_API_KEY", "from-the-env")
-    assert isinstance(CloseApiResource.from_env().api_key, dg.EnvVar)  # resolved at launch
+    key = load_component().api_key
+    assert isinstance(key, dg.EnvVar) and key.env_var_name == "CLOSE_API_KEY"  # read at launch
+    resource = build_definitions(load_component().settings(REPO_ROOT)).resources["close_api"]
+    assert type(resource) is CloseApiResource and "from-the-env" not in repr(resource)
 
-    definitions = build_definitions(close_api=CloseApiResource(sandbox_calls=50),
-                                    duckdb_path=str(db_path))
-    result = run_job(definitions, asset_selection=[CALLS_KEY, UTTERANCES_KEY])
+    settings.sandbox_calls = 50
+    instance = dg.DagsterInstance.ephemeral()
+    result = build_definitions(settings).resolve_job_def(PIPELINE_JOB).execute_in_process(
+        instance=instance, asset_selection=list(INGESTION_KEYS))
     assert result.success
     meta = result.asset_materializations_for_node("close_calls")[0].metadata
     assert meta["source"].value == "sandbox"
     assert meta["live_calls"].value > 0
     assert all(c.passed for c in check_evaluations(result).values())
+    # two steps (calls, reference tables), one sandbox for the run
+    started = [e for e in instance.all_logs(result.run_id)
+               if "embedded sandbox Close API at" in (e.user_message or "")]
+    assert len(started) == 1
 
 
 # --- asset checks fail on what they guard against ------------------------------------------------

@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="walk every call by date_created and soft-delete the ones Close no longer has")
     run.add_argument("--backfill-start", metavar="YYYY-MM-DD", default=None,
                      help="where a backfill or reconcile walk starts (default: all history)")
-    run.add_argument("--sandbox-calls", type=int, default=config.SANDBOX_CALLS,
-                     help="calls in the sandbox's seeded history (only without CLOSE_API_KEY)")
+    run.add_argument("--sandbox-calls", type=int, default=None,
+                     help="calls in the sandbox's seeded history, only without CLOSE_API_KEY "
+                     f"(default: {config.SANDBOX_CALLS})")
     run.set_defaults(func=_run_command)
 
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.

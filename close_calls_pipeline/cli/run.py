@@ -16,8 +16,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from datetime import date
+from pathlib import Path
 from typing import TextIO
 
 import duckdb
@@ -160,34 +159,15 @@ def _progress_logger(progress: _Progress, asset_steps: set[str]):
     return progress_logger
 
 
-@contextlib.contextmanager
-def _sandbox_if_no_key(progress: _Progress, calls: int, seed: int) -> Iterator[bool]:
-    """Without CLOSE_API_KEY: a sandbox Close API on loopback, exported in os.environ for the run."""
-    if os.environ.get(config.CLOSE_API_KEY_ENV):
-        base_url = os.environ.get(config.CLOSE_API_BASE_URL_ENV) or config.DEFAULT_BASE_URL
-        progress.line(f"Close API: {base_url} (key from CLOSE_API_KEY)")
-        yield False
-        return
+def load_component(project_root: Path = config.REPO_ROOT):
+    """This project's `CloseCallsComponent`, from `defs/close_calls/defs.yaml` (so the same
+    environment templates decide the key, base URL and warehouse as for `dg` and the UI)."""
+    from dagster.components.core.component_tree import ComponentTree
 
-    from close_calls_pipeline.core.sandbox import start_sandbox
+    from close_calls_pipeline.dagster_component.component import CloseCallsComponent
 
-    progress.line(f"CLOSE_API_KEY is not set: starting the sandbox Close API ({calls} seeded "
-                  f"calls, seed {seed}, live clock)")
-    server = start_sandbox(calls=calls, seed=seed, live=True, api_key=config.SANDBOX_API_KEY)
-    progress.line(f"sandbox Close API at {server.base_url}")
-    saved = {name: os.environ.get(name)
-             for name in (config.CLOSE_API_KEY_ENV, config.CLOSE_API_BASE_URL_ENV)}
-    os.environ[config.CLOSE_API_KEY_ENV] = config.SANDBOX_API_KEY  # a fixed dummy, not a secret
-    os.environ[config.CLOSE_API_BASE_URL_ENV] = server.base_url
-    try:
-        yield True
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        server.stop()
+    tree = ComponentTree.for_project(project_root)
+    return tree.load_component("close_calls", CloseCallsComponent)
 
 
 def _instance():
@@ -244,22 +224,17 @@ def summary_lines(path: str) -> list[str]:
 
 def run_pipeline(
     *, reconcile: bool = False, backfill_start: str | None = None,
-    sandbox_calls: int = config.SANDBOX_CALLS, sandbox_seed: int = config.SANDBOX_SEED,
-    out: TextIO | None = None,
+    sandbox_calls: int | None = None, out: TextIO | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""
     out = out or sys.stdout
     progress = _Progress(out)
-    if backfill_start:
-        try:
-            date.fromisoformat(backfill_start)
-        except ValueError:
-            out.write(f"error: --backfill-start must be an ISO date (YYYY-MM-DD), got "
-                      f"{backfill_start!r}\n")
-            return 2
+    try:
+        config.parse_backfill_start(backfill_start)
+    except ValueError as error:
+        out.write(f"error: --backfill-start: {error}\n")
+        return 2
 
-    path = config.duckdb_path()
-    os.environ[config.CLOSE_CALLS_DUCKDB_ENV] = path  # dbt's profiles.yml reads it
     package_logger = logging.getLogger("close_calls_pipeline")
     handler = _PythonLogHandler(progress)
     saved_level = package_logger.level
@@ -269,29 +244,41 @@ def run_pipeline(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Dagster beta/preview notices are not for this output
-            progress.line(f"warehouse: {path}")
             progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
-            from close_calls_pipeline.definitions import ASSETS, PIPELINE_JOB, build_definitions
+            from close_calls_pipeline.dagster_component.component import build_definitions
+            from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
-            with _sandbox_if_no_key(progress, sandbox_calls, sandbox_seed):
-                asset_steps = {assets.node_def.name for assets in ASSETS}
-                defs = build_definitions(
-                    duckdb_path=path, loggers={"progress": _progress_logger(progress, asset_steps)}
+            settings = load_component().settings(config.REPO_ROOT)
+            if sandbox_calls is not None:
+                settings.sandbox_calls = sandbox_calls
+            path = str(settings.duckdb_path)
+            progress.line(f"warehouse: {path}")
+            if settings.api_key:
+                progress.line(f"Close API: {settings.base_url} (key from CLOSE_API_KEY)")
+            else:
+                progress.line(f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
+                              f"API ({settings.sandbox_calls} seeded calls, seed "
+                              f"{settings.sandbox_seed}, live clock)")
+            asset_steps: set[str] = set()  # filled once the definitions exist
+            defs = build_definitions(
+                settings, loggers={"progress": _progress_logger(progress, asset_steps)}
+            )
+            asset_steps.update(a.node_def.name for a in defs.resolve_asset_graph().assets_defs
+                               if a.keys)
+            job = defs.resolve_job_def(PIPELINE_JOB)
+            sync_config = {"reconcile": reconcile}
+            if backfill_start:
+                sync_config["backfill_start"] = backfill_start
+            run_config = {
+                "ops": {"close_calls": {"config": sync_config}},
+                "loggers": {"progress": {}},
+            }
+            progress.line(f"running the Dagster job {PIPELINE_JOB}"
+                          f"{' (full reconcile)' if reconcile else ''}")
+            with contextlib.redirect_stdout(dbt_output):
+                result = job.execute_in_process(
+                    run_config=run_config, instance=_instance(), raise_on_error=False
                 )
-                job = defs.resolve_job_def(PIPELINE_JOB)
-                sync_config = {"reconcile": reconcile}
-                if backfill_start:
-                    sync_config["backfill_start"] = backfill_start
-                run_config = {
-                    "ops": {"close_calls": {"config": sync_config}},
-                    "loggers": {"progress": {}},
-                }
-                progress.line(f"running the Dagster job {PIPELINE_JOB}"
-                              f"{' (full reconcile)' if reconcile else ''}")
-                with contextlib.redirect_stdout(dbt_output):
-                    result = job.execute_in_process(
-                        run_config=run_config, instance=_instance(), raise_on_error=False
-                    )
     except Exception as error:  # noqa: BLE001 - before or around the run: say what, not a traceback
         out.write(f"\nerror: the pipeline could not run: {type(error).__name__}: {error}\n")
         return 1

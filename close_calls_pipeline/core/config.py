@@ -1,28 +1,60 @@
-"""Where configuration comes from: environment variables, with defaults that run the sandbox."""
+"""Every default of the product, declared once; and where the repository's own files are.
+
+Nothing here reads the environment: configuration arrives as values (from a `defs.yaml`, the
+command line or a test) and the code falls back to these defaults.
+"""
 
 from __future__ import annotations
 
-import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
-CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
+# Environment variables the project's own `defs.yaml` and `.env.example` name.
 CLOSE_API_KEY_ENV = "CLOSE_API_KEY"
+CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
 CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
-DEFAULT_DUCKDB_PATH = REPO_ROOT / "data" / "close_calls.duckdb"
+# The warehouse file, relative to the Dagster project's root (this repository's, or a user's).
+DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
+# Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
+DEFAULT_WORKERS = 8
+# DuckDB memory limit of every connection the product opens (the sync's, the checks', dbt's).
+# DuckDB spills to disk beyond it.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
+# Schedules (UTC): the incremental sync hourly, a full reconcile weekly (Sunday 03:00).
+DEFAULT_CRON_SCHEDULE = "0 * * * *"
+DEFAULT_RECONCILE_CRON_SCHEDULE = "0 3 * * 0"
 
-# The embedded sandbox Close API used when no CLOSE_API_KEY is set. Its key is a fixed dummy, not
-# a secret: the sandbox listens on loopback only, for the duration of a run.
+# The embedded sandbox Close API used when no API key is configured. Its key is a fixed dummy,
+# not a secret: the sandbox listens on loopback only, for the duration of a run.
 SANDBOX_API_KEY = "sandbox-key"
 SANDBOX_SEED = 42
 SANDBOX_CALLS = 3_000
 
 
-def duckdb_path() -> str:
-    """Absolute path of the warehouse file, so that Dagster and dbt always open the same one."""
-    raw = os.environ.get(CLOSE_CALLS_DUCKDB_ENV) or str(DEFAULT_DUCKDB_PATH)
-    return str(Path(raw).expanduser().resolve())
+def resolve_path(raw: str | Path | None, root: Path, default: Path) -> Path:
+    """An absolute path: `raw` (relative ones resolved against `root`), else `root / default`.
+    Dagster and dbt are always handed the same absolute path."""
+    text = str(raw or "").strip()
+    path = Path(text).expanduser() if text else default
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def parse_backfill_start(text: str | None, now: datetime | None = None) -> datetime | None:
+    """Where a first walk starts: an ISO date (midnight UTC) not in the future; None = all
+    history. Refused before anything runs: a typo'd year would otherwise walk an empty window
+    and commit a high-water mark of now, so later runs would never fetch the history."""
+    if not text:
+        return None
+    try:
+        start = datetime.combine(date.fromisoformat(str(text).strip()), datetime.min.time(), UTC)
+    except ValueError:
+        raise ValueError(f"backfill_start must be an ISO date (YYYY-MM-DD), got {text!r}") from None
+    if start > (now or datetime.now(UTC)):
+        raise ValueError(f"backfill_start {text} is in the future: no call can be that recent; "
+                         "check the year")
+    return start

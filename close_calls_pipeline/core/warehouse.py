@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from close_calls_pipeline.core import config
 from close_calls_pipeline.core.records import TIMESTAMP, Rejection
 
 
@@ -48,7 +49,8 @@ ROW_GROUP_SIZE = 8_192
 
 
 def connect(
-    path: str, *, memory_limit: str = "64MB", checkpoint_threshold: str = "256MB"
+    path: str, *, memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
+    checkpoint_threshold: str = "256MB",
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating file, folder and schema as needed) with a UTC session.
 

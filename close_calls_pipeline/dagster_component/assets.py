@@ -1,4 +1,5 @@
-"""Dagster assets: Close ingestion (calls + utterances, outcomes, users) and the dbt models.
+"""Dagster assets of the Close ingestion: calls + utterances (one sync writes both), outcomes,
+users.
 
 Lineage: close/calls, close/call_transcript_utterances, close/outcomes, close/users are the
 tables the sync lands in DuckDB; the dbt sources of the same names are mapped to these keys, so
@@ -8,18 +9,17 @@ DuckDB has one writer: the steps write one at a time (in-process executor, depen
 and each opens its connection only for its own work.
 """
 
-import logging
-import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import duckdb
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
     Config,
     FreshnessPolicy,
@@ -29,35 +29,20 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    dbt_assets,
-)
 from pydantic import Field, field_validator
 
 from close_calls_pipeline.core import warehouse
-from close_calls_pipeline.core.config import CLOSE_CALLS_DUCKDB_ENV
-from close_calls_pipeline.dagster_component.resources import (
-    CloseApiResource,
-    WarehouseResource,
-    dbt_project,
-    prepare_dbt_manifest,
-)
+from close_calls_pipeline.core.config import parse_backfill_start
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
-
-log = logging.getLogger(__name__)
-
-INGESTION_GROUP = "close_ingestion"
-ANALYTICS_GROUP = "analytics"
-WAREHOUSE_POOL = "close_calls_duckdb"  # every step that writes the DuckDB file
-
-CALLS_KEY = AssetKey(["close", "calls"])
-UTTERANCES_KEY = AssetKey(["close", "call_transcript_utterances"])
-OUTCOMES_KEY = AssetKey(["close", "outcomes"])
-USERS_KEY = AssetKey(["close", "users"])
-INGESTION_KEYS = (CALLS_KEY, UTTERANCES_KEY, OUTCOMES_KEY, USERS_KEY)
+from close_calls_pipeline.dagster_component.keys import (
+    CALLS_KEY,
+    INGESTION_GROUP,
+    OUTCOMES_KEY,
+    USERS_KEY,
+    UTTERANCES_KEY,
+    WAREHOUSE_POOL,
+)
+from close_calls_pipeline.dagster_component.resources import CloseApiResource, WarehouseResource
 
 # The sync runs hourly; the calls table is stale after two hours without a successful sync.
 CALLS_FRESHNESS = FreshnessPolicy.time_window(
@@ -68,6 +53,7 @@ CALLS_FRESHNESS = FreshnessPolicy.time_window(
 # --- column schemas: types from the warehouse contract, descriptions from the dbt sources -------
 
 
+@cache
 def _contract_columns() -> dict[str, list[tuple[str, str]]]:
     """Column names and DuckDB types of every `close.*` table, from `sql/schema.sql`."""
     con = duckdb.connect(":memory:")
@@ -85,39 +71,19 @@ def _contract_columns() -> dict[str, list[tuple[str, str]]]:
     return columns
 
 
-def _source_descriptions(manifest: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, str]]]:
-    """Table and column descriptions of the dbt `close` source, keyed by table name."""
-    out = {}
-    for source in manifest.get("sources", {}).values():
-        if source.get("source_name") == "close":
-            out[source["name"]] = (
-                (source.get("description") or "").strip(),
-                {name: (col.get("description") or "").strip()
-                 for name, col in (source.get("columns") or {}).items()},
-            )
-    return out
+ColumnDescriptions = dict[str, dict[str, str]]  # table -> column -> description
 
 
-def _load_manifest() -> dict:
-    import json
-
-    return json.loads(prepare_dbt_manifest().read_text())
-
-
-DBT_MANIFEST = _load_manifest()
-_CONTRACT = _contract_columns()
-_DESCRIPTIONS = _source_descriptions(DBT_MANIFEST)
-
-
-def table_schema(table: str) -> TableSchema:
-    described = _DESCRIPTIONS.get(table, ("", {}))[1]
+def table_schema(table: str, described: dict[str, str]) -> TableSchema:
     return TableSchema(
-        columns=[TableColumn(name, data_type, description=described.get(name) or None)
-                 for name, data_type in _CONTRACT[table]]
+        columns=[
+            TableColumn(name, data_type, description=described.get(name) or None)
+            for name, data_type in _contract_columns()[table]
+        ]
     )
 
 
-def _spec(key: AssetKey, description: str, **kwargs: Any) -> AssetSpec:
+def _spec(key: AssetKey, description: str, columns: ColumnDescriptions, **kwargs: Any) -> AssetSpec:
     table = key.path[-1]
     return AssetSpec(
         key,
@@ -125,7 +91,7 @@ def _spec(key: AssetKey, description: str, **kwargs: Any) -> AssetSpec:
         group_name=INGESTION_GROUP,
         kinds={"python", "duckdb"},
         metadata={
-            "dagster/column_schema": table_schema(table),
+            "dagster/column_schema": table_schema(table, columns.get(table, {})),
             "dagster/table_name": f"close.{table}",
             "warehouse_table": f"close.{table}",
         },
@@ -146,23 +112,15 @@ class SyncConfig(Config):
     )
     backfill_start: str | None = Field(
         default=None,
-        description="ISO date (YYYY-MM-DD, UTC): where a backfill or reconcile walk starts. "
-        "Unset: the whole history.",
+        description="ISO date (YYYY-MM-DD, UTC), not in the future: where a first walk starts. "
+        "Unset: the component's backfill_start, else the whole history.",
     )
 
     @field_validator("backfill_start")
     @classmethod
     def _iso_date(cls, value: str | None) -> str | None:
-        if value:
-            date.fromisoformat(value)
+        parse_backfill_start(value)
         return value or None
-
-    def sync_options(self, workers: int) -> SyncOptions:
-        start = None
-        if self.backfill_start:
-            start = datetime.combine(date.fromisoformat(self.backfill_start),
-                                     datetime.min.time(), UTC)
-        return SyncOptions(backfill_start=start, reconcile=self.reconcile, workers=workers)
 
 
 def _markdown(columns: list[str], rows: list[tuple]) -> str:
@@ -189,171 +147,147 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
 
 
-@multi_asset(
-    name="close_calls",
-    specs=[
-        _spec(
-            CALLS_KEY,
-            "Close call activities, one row per call id ever seen (deleted calls kept with "
-            "`_deleted_at`). Synced incrementally through the Close Event Log since the "
-            "high-water mark kept in close.sync_state; a walk by date_created on the first run, "
-            "on a stale cursor or on request (`reconcile`).",
-            freshness_policy=CALLS_FRESHNESS,
-        ),
-        _spec(
-            UTTERANCES_KEY,
-            "Transcript utterances (recording and voicemail) of the calls that exist in Close, "
-            "one row per utterance; replaced whenever their call changes.",
-        ),
-    ],
-    pool=WAREHOUSE_POOL,
-)
-def close_calls(
-    context: AssetExecutionContext, config: SyncConfig, close_api: CloseApiResource,
-    duckdb_warehouse: WarehouseResource,
-) -> Iterator[MaterializeResult]:
-    """Sync Close calls (and their transcripts) into close.calls / close.call_transcript_utterances."""
-    options = config.sync_options(close_api.workers)
-    with close_api.get_client() as client, duckdb_warehouse.connect() as con:
-        summary = sync_calls(client, con, options)
-        counts = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE _deleted_at IS NULL), "
-            "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
-        ).fetchone()
-        (utterance_rows,) = con.execute(
-            "SELECT count(*) FROM close.call_transcript_utterances"
-        ).fetchone()
-        calls_preview = _preview(
-            con,
-            "SELECT id, activity_at, date_updated, direction, disposition, duration, user_name "
-            "FROM close.calls WHERE _deleted_at IS NULL ORDER BY date_updated DESC, id LIMIT 5",
-        )
-        utterances_preview = _preview(
-            con,
-            "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, u.text "
-            "FROM close.call_transcript_utterances u JOIN close.calls c ON c.id = u.call_id "
-            "ORDER BY c.date_updated DESC, u.call_id, u.transcript_type, u.utterance_index "
-            "LIMIT 5",
-        )
+def build_ingestion_assets(
+    columns: ColumnDescriptions, default_backfill_start: str | None = None
+) -> list[AssetsDefinition]:
+    """The calls + utterances multi-asset and the reference tables' multi-asset."""
 
-    s = summary
-    source = "sandbox" if close_api.uses_sandbox else "close"
-    yield MaterializeResult(
-        asset_key=CALLS_KEY,
-        metadata={
-            "source": source,
-            "sync_run_id": s.run_id,
-            "mode": s.mode,
-            "calls_inserted": s.calls_inserted,
-            "calls_updated": s.calls_updated,
-            "calls_deleted": s.calls_deleted,
-            "records_rejected": s.records_rejected,
-            "requests": s.requests,
-            "rate_limited_429": s.rate_limited,
-            "retries": s.retries,
-            "seconds_waited": MetadataValue.float(float(s.seconds_waited)),
-            "high_water_mark_before": _iso(s.high_water_mark_before),
-            "high_water_mark_after": _iso(s.high_water_mark_after),
-            "duration_seconds": MetadataValue.float(float(s.duration_seconds)),
-            "dagster/row_count": counts[0],
-            "live_calls": counts[1],
-            "deleted_calls": counts[2],
-            "preview": calls_preview,
-        },
+    @multi_asset(
+        name="close_calls",
+        specs=[
+            _spec(
+                CALLS_KEY,
+                "Close call activities, one row per call id ever seen (deleted calls kept with "
+                "`_deleted_at`). Synced incrementally through the Close Event Log since the "
+                "high-water mark kept in close.sync_state; a walk by date_created on the first run, "
+                "on a stale cursor or on request (`reconcile`).",
+                columns,
+                freshness_policy=CALLS_FRESHNESS,
+            ),
+            _spec(
+                UTTERANCES_KEY,
+                "Transcript utterances (recording and voicemail) of the calls that exist in Close, "
+                "one row per utterance; replaced whenever their call changes.",
+                columns,
+            ),
+        ],
+        pool=WAREHOUSE_POOL,
     )
-    yield MaterializeResult(
-        asset_key=UTTERANCES_KEY,
-        metadata={
-            "sync_run_id": s.run_id,
-            "utterances_written": s.utterances_written,
-            "dagster/row_count": utterance_rows,
-            "preview": utterances_preview,
-        },
-    )
+    def close_calls(
+        context: AssetExecutionContext,
+        config: SyncConfig,
+        close_api: CloseApiResource,
+        duckdb_warehouse: WarehouseResource,
+    ) -> Iterator[MaterializeResult]:
+        """Sync Close calls (and their transcripts) into close.calls / close.call_transcript_utterances."""
+        options = SyncOptions(
+            backfill_start=parse_backfill_start(config.backfill_start or default_backfill_start),
+            reconcile=config.reconcile,
+            workers=close_api.workers,
+        )
+        with close_api.get_client() as client, duckdb_warehouse.connect() as con:
+            summary = sync_calls(client, con, options)
+            counts = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE _deleted_at IS NULL), "
+                "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
+            ).fetchone()
+            (utterance_rows,) = con.execute(
+                "SELECT count(*) FROM close.call_transcript_utterances"
+            ).fetchone()
+            calls_preview = _preview(
+                con,
+                "SELECT id, activity_at, date_updated, direction, disposition, duration, user_name "
+                "FROM close.calls WHERE _deleted_at IS NULL ORDER BY date_updated DESC, id LIMIT 5",
+            )
+            utterances_preview = _preview(
+                con,
+                "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, u.text "
+                "FROM close.call_transcript_utterances u JOIN close.calls c ON c.id = u.call_id "
+                "ORDER BY c.date_updated DESC, u.call_id, u.transcript_type, u.utterance_index "
+                "LIMIT 5",
+            )
 
-
-@multi_asset(
-    name="close_reference_tables",
-    specs=[
-        _spec(OUTCOMES_KEY, "Close custom call outcomes, a full copy refreshed on every run."),
-        _spec(USERS_KEY, "Close users of the organization, a full copy refreshed on every run."),
-    ],
-    can_subset=True,
-    pool=WAREHOUSE_POOL,
-)
-def close_reference_tables(
-    context: AssetExecutionContext, close_api: CloseApiResource,
-    duckdb_warehouse: WarehouseResource,
-) -> Iterator[MaterializeResult]:
-    """Replace close.outcomes / close.users with a fresh copy from Close."""
-    keys = [key for key in (OUTCOMES_KEY, USERS_KEY) if key in context.selected_asset_keys]
-    tables = tuple(key.path[-1] for key in keys)
-    with close_api.get_client() as client, duckdb_warehouse.connect() as con:
-        started = time.monotonic()
-        counts = refresh_reference_tables(client, con, tables=tables)
-        duration = time.monotonic() - started
-        previews = {
-            "outcomes": _preview(con, "SELECT id, name, type FROM close.outcomes ORDER BY name, id LIMIT 5"),
-            "users": _preview(con, "SELECT id, first_name, last_name, email FROM close.users "
-                                   "ORDER BY last_name, first_name, id LIMIT 5"),
-        }
-    for key, table in zip(keys, tables):
+        s = summary
         yield MaterializeResult(
-            asset_key=key,
+            asset_key=CALLS_KEY,
             metadata={
-                "dagster/row_count": counts[table],
-                "duration_seconds": MetadataValue.float(duration),
-                "preview": previews[table],
+                "source": close_api.source,
+                "sync_run_id": s.run_id,
+                "mode": s.mode,
+                "calls_inserted": s.calls_inserted,
+                "calls_updated": s.calls_updated,
+                "calls_deleted": s.calls_deleted,
+                "records_rejected": s.records_rejected,
+                "requests": s.requests,
+                "rate_limited_429": s.rate_limited,
+                "retries": s.retries,
+                "seconds_waited": MetadataValue.float(float(s.seconds_waited)),
+                "high_water_mark_before": _iso(s.high_water_mark_before),
+                "high_water_mark_after": _iso(s.high_water_mark_after),
+                "duration_seconds": MetadataValue.float(float(s.duration_seconds)),
+                "dagster/row_count": counts[0],
+                "live_calls": counts[1],
+                "deleted_calls": counts[2],
+                "preview": calls_preview,
+            },
+        )
+        yield MaterializeResult(
+            asset_key=UTTERANCES_KEY,
+            metadata={
+                "sync_run_id": s.run_id,
+                "utterances_written": s.utterances_written,
+                "dagster/row_count": utterance_rows,
+                "preview": utterances_preview,
             },
         )
 
+    @multi_asset(
+        name="close_reference_tables",
+        specs=[
+            _spec(
+                OUTCOMES_KEY,
+                "Close custom call outcomes, a full copy refreshed on every run.",
+                columns,
+            ),
+            _spec(
+                USERS_KEY,
+                "Close users of the organization, a full copy refreshed on every run.",
+                columns,
+            ),
+        ],
+        can_subset=True,
+        pool=WAREHOUSE_POOL,
+    )
+    def close_reference_tables(
+        context: AssetExecutionContext,
+        close_api: CloseApiResource,
+        duckdb_warehouse: WarehouseResource,
+    ) -> Iterator[MaterializeResult]:
+        """Replace close.outcomes / close.users with a fresh copy from Close."""
+        keys = [key for key in (OUTCOMES_KEY, USERS_KEY) if key in context.selected_asset_keys]
+        tables = tuple(key.path[-1] for key in keys)
+        with close_api.get_client() as client, duckdb_warehouse.connect() as con:
+            started = time.monotonic()
+            counts = refresh_reference_tables(client, con, tables=tables)
+            duration = time.monotonic() - started
+            previews = {
+                "outcomes": _preview(
+                    con, "SELECT id, name, type FROM close.outcomes ORDER BY name, id LIMIT 5"
+                ),
+                "users": _preview(
+                    con,
+                    "SELECT id, first_name, last_name, email FROM close.users "
+                    "ORDER BY last_name, first_name, id LIMIT 5",
+                ),
+            }
+        for key, table in zip(keys, tables):
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": counts[table],
+                    "duration_seconds": MetadataValue.float(duration),
+                    "preview": previews[table],
+                },
+            )
 
-# --- dbt ---------------------------------------------------------------------------------------------
-
-
-class CloseDbtTranslator(DagsterDbtTranslator):
-    """dbt models in the `analytics` group; the `close` source tables are the ingestion assets."""
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and \
-                dbt_resource_props["source_name"] == "close":
-            return AssetKey(["close", dbt_resource_props["name"]])
-        return super().get_asset_key(dbt_resource_props)
-
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return ANALYTICS_GROUP
-
-
-DBT_TRANSLATOR = CloseDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)  # dbt tests -> asset checks
-)
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
-@dbt_assets(
-    manifest=DBT_MANIFEST,
-    project=dbt_project,
-    dagster_dbt_translator=DBT_TRANSLATOR,
-    pool=WAREHOUSE_POOL,
-)
-def close_calls_dbt(
-    context: AssetExecutionContext, dbt: DbtCliResource, duckdb_warehouse: WarehouseResource
-):
-    """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
-    # dbt's profiles.yml reads the warehouse path from CLOSE_CALLS_DUCKDB: give dbt exactly the
-    # file the ingestion steps wrote (the env is copied into the dbt process when it starts).
-    with _env(CLOSE_CALLS_DUCKDB_ENV, duckdb_warehouse.path):
-        invocation = dbt.cli(["build"], context=context)
-    yield from invocation.stream()
+    return [close_calls, close_reference_tables]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from close_calls_pipeline.dagster_component.assets import CALLS_KEY, UTTERANCES_KEY, WAREHOUSE_POOL
+from close_calls_pipeline.dagster_component.keys import CALLS_KEY, UTTERANCES_KEY, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
 # How far ahead of this machine's clock the mark may be (clock skew with the Close servers).

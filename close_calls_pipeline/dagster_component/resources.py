@@ -1,103 +1,118 @@
-"""Dagster resources: the Close API client, the DuckDB warehouse and the dbt project.
+"""Dagster resources: Close (or the sandbox Close API), the DuckDB warehouse and dbt.
 
-* `CloseApiResource` hands out a `CloseClient` for the duration of a step. Without an API key it
-  starts the embedded sandbox Close API on loopback (live mode: its data is a deterministic
-  function of the seed and the wall clock, so every hourly run sees new, updated and deleted
-  calls) and points the client at it. The key is read through `EnvVar`, so it is resolved at
-  launch and never shown in the UI, logs or metadata.
-* `WarehouseResource` opens the DuckDB file through `warehouse.connect` (UTC session, memory
-  limit, the `close` schema) for as short as possible: DuckDB has one writer per file, and dbt
-  opens the same file in its own process after the ingestion steps.
-* `dbt_project` / `DbtCliResource`: the dbt project in `dbt_project/`, whose manifest is
-  prepared at load time when it is missing or older than the project's files.
+* `CloseApiResource` hands out a `CloseClient` for a step. Its key is an `EnvVar`, resolved at
+  launch and never shown in the UI, logs, metadata or run config.
+* `SandboxCloseApiResource` is its stand-in when no key is configured (like the live / fake
+  client pair of Dagster's `project_fully_featured` example): it starts the sandbox Close API on
+  loopback once per run (the steps run in one process) and stops it when the run ends. Its data
+  is a deterministic function of the seed and the wall clock, so every hourly run sees new,
+  updated and deleted calls.
+* `close_api_resource` is the one place that chooses between them.
+* `WarehouseResource` opens the DuckDB file briefly through `warehouse.connect`: DuckDB has one
+  writer per file, and dbt opens the same file in its own process after the ingestion steps.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
-import shutil
-import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import contextmanager
 
 import duckdb
-from dagster import ConfigurableResource, EnvVar, get_dagster_logger
-from dagster_dbt import DbtCliResource, DbtProject
-from pydantic import Field
+from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
+from pydantic import Field, PrivateAttr
 
 from close_calls_pipeline.core import config, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 
-log = logging.getLogger(__name__)
-
-
 
 class CloseApiResource(ConfigurableResource):
-    """Close API access. No `api_key`: an embedded sandbox Close API serves the step."""
+    """The Close API, with an API key."""
 
-    api_key: str | None = Field(
-        default=None,
-        description="Close API key (from CLOSE_API_KEY). Unset: the embedded sandbox is used.",
+    api_key: str = Field(description="Close API key (an EnvVar: resolved at launch, never shown).")
+    base_url: str = Field(default=config.DEFAULT_BASE_URL, description="Close API base URL.")
+    workers: int = Field(
+        default=config.DEFAULT_WORKERS, description="Concurrent requests (HTTP pool size)."
     )
-    base_url: str = Field(
-        default=config.DEFAULT_BASE_URL,
-        description="Close API base URL (from CLOSE_API_BASE_URL).",
-    )
-    workers: int = Field(default=8, description="Concurrent requests (HTTP pool size).")
     extra_call_fields: list[str] = Field(
         default_factory=list,
         description="Call fields to request beyond the documented ones, e.g. custom fields "
         "('custom.cf_...'): every call request names an explicit _fields list.",
     )
-    sandbox_calls: int = Field(
-        default=config.SANDBOX_CALLS, description="Calls in the embedded sandbox's seeded history."
-    )
-    sandbox_seed: int = Field(default=config.SANDBOX_SEED, description="Seed of the embedded sandbox.")
 
     @property
-    def uses_sandbox(self) -> bool:
-        return not self.api_key
+    def source(self) -> str:
+        """What the metadata calls this source."""
+        return "close"
+
+    def _endpoint(self) -> tuple[str, str]:
+        return self.api_key, self.base_url
 
     @contextmanager
     def get_client(self) -> Iterator[CloseClient]:
-        """A client for the duration of the `with` block (sandbox started and stopped with it)."""
-        with ExitStack() as stack:
-            api_key, base_url = self.api_key, self.base_url
-            if not api_key:
-                from close_calls_pipeline.core.sandbox import start_sandbox
+        """A client for the duration of the `with` block."""
+        api_key, base_url = self._endpoint()
+        with CloseClient(
+            api_key, base_url, pool_size=self.workers,
+            extra_call_fields=tuple(self.extra_call_fields),
+        ) as client:
+            yield client
 
-                server = start_sandbox(calls=self.sandbox_calls, seed=self.sandbox_seed, live=True,
-                                       api_key=config.SANDBOX_API_KEY)
-                stack.callback(server.stop)
-                get_dagster_logger().info(  # shown in the run's logs in the UI
-                    "CLOSE_API_KEY is not set: using the embedded sandbox Close API at %s "
-                    "(%d seeded calls, seed %d, live)", server.base_url, self.sandbox_calls,
-                    self.sandbox_seed,
-                )
-                api_key, base_url = config.SANDBOX_API_KEY, server.base_url
-            yield stack.enter_context(CloseClient(
-                api_key, base_url, pool_size=self.workers,
-                extra_call_fields=tuple(self.extra_call_fields)))
 
-    @classmethod
-    def from_env(cls) -> CloseApiResource:
-        """Key and base URL from the environment, as `EnvVar`s (resolved at launch, not now)."""
-        return cls(
-            api_key=EnvVar(config.CLOSE_API_KEY_ENV) if os.environ.get(config.CLOSE_API_KEY_ENV)
-            else None,
-            base_url=EnvVar(config.CLOSE_API_BASE_URL_ENV)
-            if os.environ.get(config.CLOSE_API_BASE_URL_ENV) else config.DEFAULT_BASE_URL,
+class SandboxCloseApiResource(CloseApiResource):
+    """The embedded sandbox Close API, started on loopback for the duration of a run."""
+
+    api_key: str = Field(default=config.SANDBOX_API_KEY, description="The sandbox's dummy key.")
+    calls: int = Field(default=config.SANDBOX_CALLS, description="Calls in the seeded history.")
+    seed: int = Field(default=config.SANDBOX_SEED, description="Seed of the sandbox's data.")
+    _server = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        return "sandbox"
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from close_calls_pipeline.core.sandbox import start_sandbox
+
+        self._server = start_sandbox(calls=self.calls, seed=self.seed, live=True,
+                                     api_key=self.api_key)
+        get_dagster_logger().info(
+            "No Close API key is configured: using the embedded sandbox Close API at %s "
+            "(%d seeded calls plus live growth since 2026-01-01, seed %d)",
+            self._server.base_url, self.calls, self.seed,
         )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _endpoint(self) -> tuple[str, str]:
+        if self._server is None:
+            raise RuntimeError("the sandbox Close API is started when a run initializes resources")
+        return self.api_key, self._server.base_url
+
+
+def close_api_resource(
+    api_key: str | EnvVar | None, *, base_url: str | None = None,
+    workers: int = config.DEFAULT_WORKERS, extra_call_fields: list[str] | None = None,
+    sandbox_calls: int = config.SANDBOX_CALLS, sandbox_seed: int = config.SANDBOX_SEED,
+) -> CloseApiResource:
+    """Close when there is a key, else the embedded sandbox: the one place that chooses."""
+    if api_key:
+        return CloseApiResource(api_key=api_key, base_url=base_url or config.DEFAULT_BASE_URL,
+                                workers=workers, extra_call_fields=extra_call_fields or [])
+    return SandboxCloseApiResource(calls=sandbox_calls, seed=sandbox_seed, workers=workers,
+                                   extra_call_fields=extra_call_fields or [])
 
 
 class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse file (absolute path), opened briefly with `warehouse.connect`."""
 
-    path: str = Field(description="Absolute path of the DuckDB file (CLOSE_CALLS_DUCKDB).")
-    memory_limit: str = Field(default="256MB", description="DuckDB memory limit of a session.")
+    path: str = Field(description="Absolute path of the DuckDB file.")
+    memory_limit: str = Field(
+        default=config.DEFAULT_DUCKDB_MEMORY_LIMIT,
+        description="DuckDB memory limit of every connection (dbt's too); DuckDB spills beyond.",
+    )
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -106,66 +121,3 @@ class WarehouseResource(ConfigurableResource):
             yield con
         finally:
             con.close()
-
-
-# --- dbt ------------------------------------------------------------------------------------------
-
-dbt_project = DbtProject(project_dir=config.DBT_PROJECT_DIR, profiles_dir=config.DBT_PROJECT_DIR)
-
-_DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "seeds",
-                "snapshots", "analyses")
-
-
-def _newest_project_file(project_dir: Path) -> float:
-    newest = 0.0
-    for name in _DBT_SOURCES:
-        path = project_dir / name
-        if path.is_file():
-            newest = max(newest, path.stat().st_mtime)
-        elif path.is_dir():
-            for child in path.rglob("*"):
-                if child.is_file():
-                    newest = max(newest, child.stat().st_mtime)
-    return newest
-
-
-def _dbt_executable() -> str:
-    """`dbt` on PATH, else the one installed next to this Python (a venv used without activation)."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    return shutil.which("dbt") or str(beside_python)
-
-
-DBT_EXECUTABLE = _dbt_executable()
-
-
-def prepare_dbt_manifest(project: DbtProject = dbt_project) -> Path:
-    """Make sure `target/manifest.json` exists and is current (`dbt parse`), then return it.
-
-    A fresh clone has no target/ directory; `dagster dev`, `dagster asset materialize`, the main
-    job and the tests all load the definitions through here, so none needs a manual step.
-    `dbt parse` does not open the warehouse; a file lock keeps concurrent loaders (the code
-    server and run workers of `dagster dev`) from parsing at the same time.
-    """
-    manifest = project.manifest_path
-
-    def stale() -> bool:
-        return not manifest.exists() or \
-            manifest.stat().st_mtime < _newest_project_file(project.project_dir)
-
-    if stale():
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        with open(manifest.parent / ".prepare.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                if stale():
-                    log.info("preparing the dbt manifest (dbt parse) at %s", manifest)
-                    DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
-                        ["parse", "--quiet"], target_path=project.target_path
-                    ).wait()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    return manifest
-
-
-def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
