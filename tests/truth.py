@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 
@@ -88,4 +90,52 @@ def warehouse_contents(con: duckdb.DuckDBPyConnection) -> dict:
         "rejected": con.execute(
             "SELECT object_id, reason FROM close.rejected_records ORDER BY ALL"
         ).fetchall(),
+    }
+
+
+# --- the marts' headline figures against the truth ------------------------------------------------
+
+
+def query(db_path: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def truth_counts(store) -> dict:
+    """The headline figures of the marts, computed from the sandbox's ground truth."""
+    calls = list(store.truth().values())
+    by_disposition: dict[str, int] = {}
+    for c in calls:
+        by_disposition[c["disposition"]] = by_disposition.get(c["disposition"], 0) + 1
+    return {
+        "calls": len(calls),
+        "answered": sum(1 for c in calls if c.get("disposition") == "answered"),
+        "voicemails_left": sum(1 for c in calls if c.get("disposition") == "vm-left"),
+        "duration": sum(c.get("duration") or 0 for c in calls),
+        "cost_usd": sum(Decimal(c["cost"]) for c in calls if c.get("cost")) / 100,
+        "utterances": sum(len((c.get(key) or {}).get("utterances") or [])
+                          for c in calls for key in ("recording_transcript", "voicemail_transcript")),
+        "by_disposition": by_disposition,
+    }
+
+
+def mart_counts(db_path: Path) -> dict:
+    fct = query(db_path, "SELECT count(*), count(*) FILTER (WHERE is_answered), "
+                         "sum(utterance_count) FROM analytics.fct_calls")[0]
+    daily = query(db_path, "SELECT sum(calls), sum(answered_calls), sum(voicemails_left), "
+                           "sum(total_duration_seconds), sum(total_cost_usd) "
+                           "FROM analytics.call_metrics_daily")[0]
+    assert tuple(int(v) for v in daily[:2]) == fct[:2], "call_metrics_daily disagrees with fct_calls"
+    return {
+        "calls": int(daily[0]),
+        "answered": int(daily[1]),
+        "voicemails_left": int(daily[2]),
+        "duration": int(daily[3]),
+        "cost_usd": Decimal(daily[4]),
+        "utterances": int(fct[2]),
+        "by_disposition": dict(query(db_path, "SELECT disposition, calls::INT FROM "
+                                              "analytics.call_metrics_by_disposition")),
     }
