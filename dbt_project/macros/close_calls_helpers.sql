@@ -49,3 +49,10 @@
     user_talk_seconds,
     contact_talk_share
 {%- endmacro %}
+
+{#- A list of strings as SQL string literals, comma separated: ['a', "b'c"] -> 'a', 'b''c'. -#}
+{% macro sql_string_list(values) -%}
+    {%- for value in values -%}
+        '{{ value | string | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}
