@@ -31,6 +31,7 @@ from close_calls_pipeline.report import (
     resolve_period,
     write_report,
 )
+from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.sync import SyncOptions, refresh_reference_tables, sync_calls
@@ -287,21 +288,47 @@ def test_report_figures_equal_the_marts_and_the_file_stays_small(sandbox_warehou
 
 
 def test_report_talk_share_matches_the_transcripts(sandbox_warehouse, tmp_path):
-    """Talk share, summed over the team's transcribed calls, equals the utterances' own sum."""
+    """The team's talk share is the mean over transcribed calls of the rep's speaking share,
+    recomputed here from the utterances themselves."""
     report = write_report(str(sandbox_warehouse), tmp_path / "r.html")
     (share,) = query(
         sandbox_warehouse,
         """
-        select sum(u.duration_seconds) filter (where u.speaker_side = 'close-user')
-               / sum(u.duration_seconds)
-        from staging.stg_close__call_transcript_utterances u
-        join analytics.fct_calls c on c.call_id = u.call_id
-        where u.transcript_type = 'recording' and c.call_date between ? and ?
+        with per_call as (
+            select u.call_id,
+                   sum(greatest(u.end_seconds - u.start_seconds, 0))
+                       filter (where u.speaker_side = 'close-user')
+                   / nullif(sum(greatest(u.end_seconds - u.start_seconds, 0)), 0) as share
+            from close.call_transcript_utterances u
+            join analytics.fct_calls c on c.call_id = u.call_id
+            where u.transcript_type = 'recording' and c.call_date between ? and ?
+            group by u.call_id
+        )
+        select avg(share) from per_call
         """,
         [report.period.start, report.period.end],
     )[0]
     team_row = report.path.read_text().split('<tr class="team">')[1].split("</tr>")[0]
     assert f"{share * 100:.1f}%" in team_row
+
+
+def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_warehouse):
+    first, last = query(
+        sandbox_warehouse, "select min(call_date), max(call_date) from analytics.fct_calls"
+    )[0]
+    data = load(str(sandbox_warehouse), start=first, end=last, timezone="UTC")
+    cells = {
+        (row["weekday"], row["hour"]): (row["calls"], row["answered_calls"]) for row in data.hours
+    }
+    mart = {
+        (weekday, hour): (calls, answered)
+        for weekday, hour, calls, answered in query(
+            sandbox_warehouse,
+            "select weekday, hour, calls, answered_calls from analytics.call_metrics_by_hour"
+            " where calls > 0",
+        )
+    }
+    assert cells == mart and data.calls_without_time == 0
 
 
 # --- edge cases ----------------------------------------------------------------------------------

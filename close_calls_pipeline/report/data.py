@@ -6,7 +6,7 @@ outcome, rep and weekday-hour, whatever the number of calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -17,8 +17,7 @@ import duckdb
 
 from close_calls_pipeline.report.period import Period, resolve_period
 
-CONVERSATIONS_MART = "fct_call_conversations"
-REQUIRED_MARTS = ("fct_calls", "call_metrics_daily")
+REQUIRED_MARTS = ("fct_calls", "call_metrics_daily", "fct_call_conversations")
 
 
 class ReportError(RuntimeError):
@@ -79,8 +78,6 @@ class ReportData:
     calls_without_time: int
     talk_share_buckets: list[int]  # calls per 10 % bucket of the rep's talk share
     talk_share_by_rep: list[dict[str, Any]]
-    conversations_from_mart: bool
-    notes: list[str] = field(default_factory=list)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> list[dict[str, Any]]:
@@ -123,7 +120,7 @@ def load(
             )
         (last_call_date,) = con.execute("select max(call_date) from analytics.fct_calls").fetchone()
         period = resolve_period(last_call_date, days=days, start=start, end=end)
-        return _load_period(con, str(path), period, timezone, last_call_date, tables)
+        return _load_period(con, str(path), period, timezone, last_call_date)
     finally:
         con.close()
 
@@ -134,7 +131,6 @@ def _load_period(
     period: Period,
     timezone: str,
     last_call_date: date | None,
-    tables: set[str],
 ) -> ReportData:
     previous = period.previous
     params = {"start": period.start, "end": period.end}
@@ -155,21 +151,6 @@ def _load_period(
         int(head["prev_total_duration_seconds"]),
         Decimal(head["prev_total_cost_usd"]),
     )
-
-    # `conversations`: the mart, or the same definitions over the transcripts when it is missing
-    from_mart = CONVERSATIONS_MART in tables
-    source = (
-        f"select * from analytics.{CONVERSATIONS_MART}"
-        if from_mart
-        else read_sql("conversations_fallback.sql")
-    )
-    con.execute(f"create temp view conversations as\n{source}")
-    notes = []
-    if not from_mart:
-        notes.append(
-            "Conversation figures (talk share, monologue, questions, patience) are computed from "
-            "the transcripts: this warehouse has no analytics.fct_call_conversations yet."
-        )
 
     hours = _rows(con, read_sql("hours.sql"), {**params, "tz": timezone})
     calls_without_time = sum(row["calls"] for row in hours if row["hour"] is None)
@@ -194,6 +175,4 @@ def _load_period(
         calls_without_time=calls_without_time,
         talk_share_buckets=buckets,
         talk_share_by_rep=_rows(con, read_sql("talk_share_by_rep.sql"), params),
-        conversations_from_mart=from_mart,
-        notes=notes,
     )

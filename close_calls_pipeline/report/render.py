@@ -185,7 +185,7 @@ def rep_rows(reps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     fmt_hours(rep["total_duration_seconds"]),
                     fmt_usd(rep["total_cost_usd"]),
                     fmt_int(transcribed),
-                    fmt_pct(rep["user_talk_share"]),
+                    fmt_pct(rep["avg_user_talk_share"]),
                     fmt_seconds(rep["avg_longest_user_monologue_seconds"]),
                     fmt_number(rep["user_questions_per_call"]),
                     fmt_seconds(rep["avg_patience_seconds"]),
@@ -211,8 +211,8 @@ REP_COLUMNS = [
     (
         "Talk share",
         (
-            "The rep's share of speaking time: the rep's speaking time / (the rep's + the "
-            "contact's), over the transcribed calls."
+            "The rep's share of the speaking time on a call: the rep's speaking time / (the "
+            "rep's + the contact's), averaged over the transcribed calls."
         ),
     ),
     (
@@ -222,12 +222,13 @@ REP_COLUMNS = [
             "transcribed calls, seconds."
         ),
     ),
-    ("Questions per call", "The rep's utterances with a question mark, per transcribed call."),
+    ("Questions per call", "The rep's utterances containing '?', per transcribed call."),
     (
         "Patience",
         (
-            "How long the rep waits, on average, before speaking after the contact stops, "
-            "seconds (calls with no contact-to-rep turn are left out)."
+            "How long the rep lets the contact finish before speaking (overlap counts as 0), "
+            "averaged over the call's contact-to-rep turns, then over the transcribed calls, "
+            "seconds."
         ),
     ),
 ]
@@ -390,7 +391,6 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
         "hour_calls": fmt_int(hour_calls),
         "calls_without_time": data.calls_without_time,
         "calls_without_time_text": fmt_int(data.calls_without_time),
-        "notes": data.notes,
         "style": _static("report.css"),
         "scripts": [_static(name) for name in STATIC_SCRIPTS],
         "data_json": _json_for_script({"charts": specs}),

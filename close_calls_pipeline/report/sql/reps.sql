@@ -1,6 +1,6 @@
 -- Per rep (user_id) in the period, plus the team (all calls) as the first row. Conversation
--- figures come from `conversations` (one row per call with a non-empty recording transcript) and
--- cover those calls only; talk share is over the summed speaking time of the rep's calls.
+-- figures are means over the calls with a row in fct_call_conversations (a non-empty recording
+-- transcript), as in call_metrics_by_user_weekly; questions are the rep's own.
 with calls as (
 
     select * from analytics.fct_calls
@@ -17,13 +17,13 @@ per_call as (
         calls.duration_seconds,
         calls.cost_usd,
         conversations.call_id is not null as has_conversation,
-        conversations.user_talk_seconds,
-        conversations.contact_talk_seconds,
+        conversations.user_talk_share,
         conversations.longest_user_monologue_seconds,
         conversations.user_questions,
         conversations.patience_seconds
     from calls
-    left join conversations on conversations.call_id = calls.call_id
+    left join analytics.fct_call_conversations as conversations
+        on conversations.call_id = calls.call_id
 
 )
 
@@ -37,8 +37,7 @@ select
     cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
     cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd,
     count(*) filter (where has_conversation) as transcribed_calls,
-    sum(user_talk_seconds) / nullif(sum(user_talk_seconds + contact_talk_seconds), 0)
-        as user_talk_share,
+    avg(user_talk_share) as avg_user_talk_share,
     avg(longest_user_monologue_seconds) as avg_longest_user_monologue_seconds,
     avg(user_questions) as user_questions_per_call,
     avg(patience_seconds) as avg_patience_seconds

@@ -3,7 +3,7 @@
 with shares as (
 
     select conversations.user_talk_share
-    from conversations
+    from analytics.fct_call_conversations as conversations
     join analytics.fct_calls as calls on calls.call_id = conversations.call_id
     where calls.call_date between $start and $end
       and conversations.user_talk_share is not null

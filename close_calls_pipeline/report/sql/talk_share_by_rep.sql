@@ -4,7 +4,7 @@ select
     max(calls.user_name) as user_name,
     count(*) as calls,
     quantile_cont(conversations.user_talk_share, [0.1, 0.25, 0.5, 0.75, 0.9]) as percentiles
-from conversations
+from analytics.fct_call_conversations as conversations
 join analytics.fct_calls as calls on calls.call_id = conversations.call_id
 where calls.call_date between $start and $end
   and conversations.user_talk_share is not null
