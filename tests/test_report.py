@@ -33,6 +33,7 @@ from close_calls_pipeline.report import (
 )
 from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
+from close_calls_pipeline.report.render import heat_scale
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.sync import SyncOptions, refresh_reference_tables, sync_calls
 
@@ -518,3 +519,14 @@ def test_the_browser_harness_sees_and_blocks_every_request(browser, tmp_path):
         )
     finally:
         opened.close()
+
+
+def test_the_heat_map_scale_fits_the_cells_in_whole_tens():
+    def cells(*rates):
+        return [{"calls": 100, "answered_calls": rate} for rate in rates]
+
+    assert heat_scale([]) == (0, 100)
+    assert heat_scale(cells(42, 57, 48)) == (40, 60)
+    assert heat_scale(cells(50)) == (40, 60)
+    assert heat_scale(cells(0, 100)) == (0, 100)
+    assert heat_scale([*cells(45), {"calls": 0, "answered_calls": 0}]) == (40, 50)

@@ -7,6 +7,7 @@ script and style): the page makes no request at all, which its Content-Security-
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -254,6 +255,18 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round(value * 100, 2)
 
 
+def heat_scale(hours: list[dict[str, Any]]) -> tuple[int, int]:
+    """The colour scale of the heat map: the cells' answer rates, widened to whole tens of %.
+
+    A scale fitted to the data shows where the rate is higher or lower; the legend says where
+    it starts and ends."""
+    rates = [row["answered_calls"] / row["calls"] * 100 for row in hours if row["calls"]]
+    if not rates:
+        return 0, 100
+    low, high = math.floor(min(rates) / 10) * 10, math.ceil(max(rates) / 10) * 10
+    return (low, high) if high > low else (max(low - 10, 0), min(high + 10, 100))
+
+
 def chart_specs(data: ReportData) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = []
     if data.current.calls:
@@ -301,6 +314,7 @@ def chart_specs(data: ReportData) -> list[dict[str, Any]]:
                 ],
                 "xTitle": f"Hour of the call ({data.timezone})",
                 "yTitle": "Weekday",
+                "scale": heat_scale(data.hours),
             }
         )
     if sum(data.talk_share_buckets):
@@ -389,6 +403,7 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
             transcribed / data.current.calls if data.current.calls else None
         ),
         "hour_calls": fmt_int(hour_calls),
+        "heat_scale": heat_scale(data.hours),
         "calls_without_time": data.calls_without_time,
         "calls_without_time_text": fmt_int(data.calls_without_time),
         "style": _static("report.css"),

@@ -164,7 +164,8 @@
             label: "Answer rate", data: cells,
             backgroundColor: function (ctx) {
               var raw = ctx.raw;
-              return !raw || raw.rate === null ? NO_CALLS : interpolate(HEAT, raw.rate / 100);
+              if (!raw || raw.rate === null) { return NO_CALLS; }
+              return interpolate(HEAT, (raw.rate - spec.scale[0]) / (spec.scale[1] - spec.scale[0]));
             },
             borderColor: function (ctx) {
               return ctx.raw && ctx.raw.calls ? "#ffffff" : "#e2e8f0";
