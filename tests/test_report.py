@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -33,7 +35,7 @@ from close_calls_pipeline.report import (
 )
 from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
-from close_calls_pipeline.report.render import heat_scale
+from close_calls_pipeline.report.render import _json_for_script, heat_scale
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.sync import SyncOptions, refresh_reference_tables, sync_calls
 
@@ -530,3 +532,17 @@ def test_the_heat_map_scale_fits_the_cells_in_whole_tens():
     assert heat_scale(cells(50)) == (40, 60)
     assert heat_scale(cells(0, 100)) == (0, 100)
     assert heat_scale([*cells(45), {"calls": 0, "answered_calls": 0}]) == (40, 50)
+
+
+def test_text_from_the_warehouse_cannot_break_out_of_the_page():
+    payload = _json_for_script({"name": "</script><script>alert(1)</script> & <!--"})
+    assert "<" not in payload and ">" not in payload and "&" not in payload
+    assert json.loads(payload) == {"name": "</script><script>alert(1)</script> & <!--"}
+
+
+def test_the_report_package_does_not_import_dagster():
+    code = (
+        "import sys, close_calls_pipeline.report; "
+        "sys.exit(any(m == 'dagster' or m.startswith('dagster.') for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -53,7 +53,11 @@ def fmt_usd(value: Decimal | float | None) -> str:
 
 
 def fmt_hours(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds / 3600:,.1f} h"
+    """Hours, with one decimal (two under an hour, where one would round minutes away)."""
+    if seconds is None:
+        return "–"
+    hours = seconds / 3600
+    return f"{hours:,.1f} h" if round(hours, 1) >= 1 else f"{hours:.2f} h"
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -79,7 +83,7 @@ def _change(current, previous, *, points: bool = False, higher_is_better: bool =
     elif previous == 0:
         if current == 0:
             return {"text": "no change", "direction": "none", "tone": "neutral"}
-        return {"text": "none in the previous period", "direction": "up", "tone": "neutral"}
+        return {"text": "none before", "direction": "up", "tone": "neutral"}
     else:
         delta = (current - previous) / previous * 100
         text = f"{delta:+.1f}%"
