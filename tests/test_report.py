@@ -21,11 +21,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from sandbox_warehouse import sync
 from test_dbt_project import build_warehouse, run_dbt
 
-from close_calls_pipeline import warehouse
 from close_calls_pipeline.cli import main as cli_main
-from close_calls_pipeline.close_api import CloseClient
 from close_calls_pipeline.report import (
     PeriodError,
     ReportError,
@@ -37,7 +36,6 @@ from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.report.render import _json_for_script, heat_scale
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
-from close_calls_pipeline.sync import SyncOptions, refresh_reference_tables, sync_calls
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -83,13 +81,7 @@ def sandbox_warehouse(tmp_path_factory) -> Path:
     db_path = work / "close_calls.duckdb"
     server = SandboxServer(SandboxStore(calls=3000, seed=7, start=SANDBOX_END), api_key="k").start()
     try:
-        con = warehouse.connect(str(db_path))
-        try:
-            with CloseClient(server.api_key, server.base_url) as client:
-                sync_calls(client, con, SyncOptions(workers=4))
-                refresh_reference_tables(client, con)
-        finally:
-            con.close()
+        sync(server, db_path)
     finally:
         server.stop()
     result = run_dbt(["run"], db_path, work)
