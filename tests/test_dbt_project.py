@@ -204,7 +204,7 @@ def test_build_runs_every_node_and_only_the_outcome_relationship_warns(built):
     unit_tests = [u for u in statuses if u.startswith("unit_test.")]
     assert len(unit_tests) >= 7
     assert all(statuses[u] == "pass" for u in unit_tests)
-    assert sum(1 for u in statuses if u.startswith("model.")) == 11
+    assert sum(1 for u in statuses if u.startswith("model.")) == 16
     warned = {u for u, s in statuses.items() if s == "warn"}
     # c2 points at an outcome unknown to close.outcomes: expected, reported at warn severity.
     assert len(warned) == 1 and "relationships_fct_calls_outcome_id" in next(iter(warned))
@@ -226,6 +226,10 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         "call_metrics_by_disposition": "BASE TABLE",
         "call_metrics_by_outcome": "BASE TABLE",
         "call_metrics_by_user_daily": "BASE TABLE",
+        "unknown_enum_values": "BASE TABLE",
+        "fct_call_conversations": "BASE TABLE",
+        "call_metrics_by_user_weekly": "BASE TABLE",
+        "call_metrics_by_hour": "BASE TABLE",
     }
     assert set(by_schema["staging"]) == {
         "stg_close__calls",
@@ -236,6 +240,7 @@ def test_marts_land_in_the_analytics_schema(warehouse):
     assert set(by_schema["intermediate"]) == {
         "int_call_transcripts_aggregated",
         "int_calls_enriched",
+        "int_call_utterances_sequenced",
     }
 
 

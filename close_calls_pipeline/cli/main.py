@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
+from pathlib import Path
 
 from close_calls_pipeline.core import config
 
@@ -31,6 +33,28 @@ def _run_command(args: argparse.Namespace) -> int:
 
     return run_pipeline(reconcile=args.reconcile, backfill_start=args.backfill_start,
                         sandbox_calls=args.sandbox_calls)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.run import warehouse_path
+    from close_calls_pipeline.report import PeriodError, ReportError, write_report
+
+    try:
+        report = write_report(
+            str(warehouse_path()), args.out, days=args.days, start=args.start, end=args.end
+        )
+    except (PeriodError, ReportError) as error:
+        print(f"close-calls report: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, PeriodError) else 1
+    print(report.path)
+    return 0
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +89,50 @@ def build_parser() -> argparse.ArgumentParser:
                      help="calls in the sandbox's seeded history, only without CLOSE_API_KEY "
                      f"(default: {config.SANDBOX_CALLS})")
     run.set_defaults(func=_run_command)
+
+    report = sub.add_parser(
+        "report",
+        help="write the call report (one self-contained HTML file) from the analytics marts",
+        description="Write the call-analytics report for a period: headline figures against the "
+        "previous period of the same length, calls and answer rate per day, dispositions, "
+        "outcomes, reps, answer rate by weekday and hour, talk share. One HTML file that opens "
+        "from disk with no network. Prints the path it wrote.",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write the HTML file (default: call_report.html in the folder of the "
+        f"DuckDB file, {config.DEFAULT_DUCKDB_RELATIVE_PATH.parent}/ unless CLOSE_CALLS_DUCKDB "
+        "says otherwise)",
+    )
+    report.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the last N days, ending on the last day with calls (default: 30); "
+        "not with --from/--to",
+    )
+    report.add_argument(
+        "--from",
+        dest="start",
+        type=_iso_date,
+        default=None,
+        metavar="DATE",
+        help="first day, YYYY-MM-DD (default: 30 days before --to; without --to, "
+        "the period runs to the last day with calls)",
+    )
+    report.add_argument(
+        "--to",
+        dest="end",
+        type=_iso_date,
+        default=None,
+        metavar="DATE",
+        help="last day, YYYY-MM-DD, included (default: the last day with calls)",
+    )
+    report.set_defaults(func=_report_command)
 
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
     sub.add_parser("bench", help="benchmark the sync against the sandbox (prints figures)")

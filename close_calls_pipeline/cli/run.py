@@ -170,6 +170,11 @@ def load_component(project_root: Path = config.REPO_ROOT):
     return tree.load_component("close_calls", CloseCallsComponent)
 
 
+def warehouse_path() -> Path:
+    """The warehouse file this project's component uses (CLOSE_CALLS_DUCKDB, else the default)."""
+    return load_component().settings(config.REPO_ROOT).duckdb_path
+
+
 def _instance():
     from dagster import DagsterInstance
 

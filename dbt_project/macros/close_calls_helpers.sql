@@ -3,9 +3,19 @@
     cast(cast({{ column_name }} as decimal(38, 6)) * 0.01 as decimal(20, 8))
 {%- endmacro %}
 
+{#- Wall-clock TIMESTAMP of a TIMESTAMPTZ expression in the `reporting_timezone` var (default UTC). -#}
+{% macro to_reporting_timestamp(timestamp_expression) -%}
+    timezone('{{ var("reporting_timezone", "UTC") }}', {{ timestamp_expression }})
+{%- endmacro %}
+
 {#- Calendar date of a TIMESTAMPTZ expression in the `reporting_timezone` var (default UTC). -#}
 {% macro to_reporting_date(timestamp_expression) -%}
-    cast(timezone('{{ var("reporting_timezone", "UTC") }}', {{ timestamp_expression }}) as date)
+    cast({{ to_reporting_timestamp(timestamp_expression) }} as date)
+{%- endmacro %}
+
+{#- A DOUBLE expression floored at 0, null when it is null (DuckDB's greatest() ignores nulls). -#}
+{% macro floor_at_zero(expression) -%}
+    case when ({{ expression }}) < 0 then cast(0 as double) else ({{ expression }}) end
 {%- endmacro %}
 
 {#- Additive call measures over rows of fct_calls (used with a GROUP BY). -#}
@@ -48,4 +58,11 @@
     contact_talk_seconds,
     user_talk_seconds,
     contact_talk_share
+{%- endmacro %}
+
+{#- A list of strings as SQL string literals, comma separated: ['a', "b'c"] -> 'a', 'b''c'. -#}
+{% macro sql_string_list(values) -%}
+    {%- for value in values -%}
+        '{{ value | string | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
 {%- endmacro %}

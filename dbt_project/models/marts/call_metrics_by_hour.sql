@@ -1,0 +1,45 @@
+-- "When do we reach people?": one row per ISO weekday (1 = Monday .. 7 = Sunday) and hour
+-- (0-23) of when the call happened (activity_at, else created_at) in var reporting_timezone,
+-- over all existing calls. All 7 x 24 cells are present; cells without calls have zeros.
+with calls as (
+
+    select
+        {{ to_reporting_timestamp('coalesce(activity_at, created_at)') }} as called_at_local,
+        is_answered
+    from {{ ref('fct_calls') }}
+
+),
+
+per_cell as (
+
+    select
+        isodow(called_at_local) as weekday,
+        hour(called_at_local) as hour,
+        count(*) as calls,
+        count(*) filter (where is_answered) as answered_calls
+    from calls
+    where called_at_local is not null
+    group by all
+
+),
+
+cells as (
+
+    select
+        weekdays.range as weekday,
+        hours.range as hour
+    from range(1, 8) as weekdays, range(0, 24) as hours
+
+)
+
+select
+    cast(cells.weekday as integer) as weekday,
+    ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'][cells.weekday] as weekday_name,
+    cast(cells.hour as integer) as hour,
+    coalesce(per_cell.calls, 0) as calls,
+    coalesce(per_cell.answered_calls, 0) as answered_calls,
+    cast(per_cell.answered_calls as double) / nullif(per_cell.calls, 0) as answer_rate
+
+from cells
+left join per_cell on cells.weekday = per_cell.weekday and cells.hour = per_cell.hour
+order by cells.weekday, cells.hour

@@ -1,0 +1,55 @@
+-- One row per existing call whose recording transcript has at least one utterance: conversation
+-- metrics from its utterances (int_call_utterances_sequenced), with user_id and call_date as in
+-- fct_calls. Voicemail transcripts (one-sided) are not used.
+with calls as (
+
+    select * from {{ ref('fct_calls') }}
+
+),
+
+utterances as (
+
+    select * from {{ ref('int_call_utterances_sequenced') }}
+
+),
+
+per_call as (
+
+    select
+        call_id,
+        count(*) as utterance_count,
+        {{ floor_at_zero('max(end_seconds) - min(start_seconds)') }} as conversation_seconds,
+        coalesce(sum(speaking_seconds) filter (where speaker_side = 'close-user'), 0.0) as user_talk_seconds,
+        coalesce(sum(speaking_seconds) filter (where speaker_side = 'contact'), 0.0) as contact_talk_seconds,
+        coalesce(max(side_run_seconds) filter (where speaker_side = 'close-user'), 0.0) as longest_user_monologue_seconds,
+        coalesce(max(side_run_seconds) filter (where speaker_side = 'contact'), 0.0) as longest_contact_monologue_seconds,
+        count(*) filter (where is_speaker_switch) as speaker_switches,
+        count(*) filter (where speaker_side = 'close-user' and is_question) as user_questions,
+        count(*) filter (where speaker_side = 'contact' and is_question) as contact_questions,
+        avg(user_response_gap_seconds) as patience_seconds
+
+    from utterances
+    group by call_id
+
+)
+
+select
+    calls.call_id,
+    calls.user_id,
+    calls.call_date,
+    per_call.utterance_count,
+    per_call.conversation_seconds,
+    per_call.user_talk_seconds,
+    per_call.contact_talk_seconds,
+    per_call.user_talk_seconds
+        / nullif(per_call.user_talk_seconds + per_call.contact_talk_seconds, 0) as user_talk_share,
+    per_call.longest_user_monologue_seconds,
+    per_call.longest_contact_monologue_seconds,
+    per_call.speaker_switches,
+    per_call.speaker_switches / nullif(per_call.conversation_seconds / 60.0, 0) as switches_per_minute,
+    per_call.user_questions,
+    per_call.contact_questions,
+    per_call.patience_seconds
+
+from per_call
+inner join calls on per_call.call_id = calls.call_id
