@@ -184,7 +184,8 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     created, deleted_ids = set(touched["created"]), set(touched["deleted"])
     assert f"incremental: {len(created - deleted_ids)} inserted" in text, text
     assert f"{len(deleted_ids - created)} deleted" in text, text
-    assert str(db_path) in text and "analytics.call_metrics_daily" in text and "dagster dev" in text
+    assert str(db_path) in text and "analytics.call_metrics_daily" in text and "dg dev" in text
+    assert f"Call report: {db_path.parent / 'call_report.html'}" in text
     assert sandbox.api_key not in text
     assert mart_counts(db_path) == truth_counts(sandbox.store)
     deleted = "', '".join(touched["deleted"])

@@ -22,6 +22,7 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.core import config
+from close_calls_pipeline.report import default_report_path
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,7 @@ def _hours(seconds: float | None) -> str:
 
 
 def summary_lines(path: str) -> list[str]:
-    """Rows landed, headline metrics from the marts, and where to look next."""
-    lines = []
+    """Rows landed, headline metrics from the marts, what the warnings mean, where to look next."""
     con = duckdb.connect(path, read_only=True)
     try:
         live, deleted = con.execute(
@@ -204,25 +204,46 @@ def summary_lines(path: str) -> list[str]:
             "SELECT min(call_date), max(call_date), sum(calls), sum(answered_calls), "
             "sum(total_duration_seconds), sum(total_cost_usd) FROM analytics.call_metrics_daily"
         ).fetchone()
+        (deleted_outcomes,) = con.execute(
+            "SELECT count(*) FROM analytics.fct_calls "
+            "WHERE outcome_id IS NOT NULL AND outcome_name IS NULL"
+        ).fetchone()
+        new_values = con.execute(
+            "SELECT column_name, value, calls FROM analytics.unknown_enum_values "
+            "ORDER BY calls DESC, column_name, value"
+        ).fetchall()
     finally:
         con.close()
     calls, answered = int(calls or 0), int(answered or 0)
     rate = f"{answered / calls:.1%}" if calls else "n/a"
-    daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
-    python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
-    lines += [
+    marts = (f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered (answer "
+             f"rate {rate}), talk time (call duration) {_hours(talk)}, cost "
+             f"{float(cost or 0):.2f} USD") if calls else "  analytics marts: no calls yet"
+    lines = [
         "",
         "Summary",
         f"  close.calls: {live} calls ({deleted} more deleted in Close, kept with _deleted_at)",
         f"  close.call_transcript_utterances: {utterances} utterances",
-        (f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered "
-         f"(answer rate {rate}), talk time {_hours(talk)}, cost {float(cost or 0):.2f} USD"),
-        "",
-        f"DuckDB file: {path}",
-        "Open the UI: dagster dev   (from the repo root, then http://127.0.0.1:3000)",
+        marts,
+    ]
+    if deleted_outcomes:
+        lines.append(f"  {deleted_outcomes} calls point at outcomes deleted in Close: expected "
+                     "(Close keeps old outcome ids on calls; their outcome_name is null; the dbt "
+                     "test calls_point_at_known_outcomes warns about them)")
+    if new_values:
+        lines.append("  New enumeration values (the marts still build; values are kept as sent):")
+        lines += [f"    {column} = {value!r} on {n} calls" for column, value, n in new_values]
+    lines += ["", f"DuckDB file: {path}"]
+    report = default_report_path(path)
+    if report.exists():
+        lines.append(f"Call report: {report}")
+    daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
+    python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
+    lines += [
+        (f"Open the UI: cd {shlex.quote(str(config.REPO_ROOT))} && "
+         f"{shlex.quote(str(Path(sys.executable).parent / 'dg'))} dev"),
         "Query the marts:",
-        f"  duckdb -readonly {shlex.quote(path)} -c {shlex.quote(daily)}",
-        f"  python -c {shlex.quote(python)}",
+        f"  {shlex.quote(sys.executable)} -c {shlex.quote(python)}",
     ]
     return lines
 

@@ -7,7 +7,7 @@ steps that write it).
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from close_calls_pipeline.dagster_component.keys import CALLS_KEY, UTTERANCES_KEY, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
@@ -118,4 +118,35 @@ def high_water_mark_sane(duckdb_warehouse: WarehouseResource) -> AssetCheckResul
     )
 
 
-ASSET_CHECKS = [call_ids_unique, no_orphan_utterances, high_water_mark_sane]
+UNKNOWN_ENUM_VALUES_KEY = AssetKey(["analytics", "unknown_enum_values"])
+
+
+@asset_check(
+    asset=UNKNOWN_ENUM_VALUES_KEY,
+    name="no_new_enum_values",
+    pool=WAREHOUSE_POOL,
+    description="Warns when Close sends an enumeration value (disposition, status, call_method, "
+    "...) that the marts do not know yet; the marts still build, with the value as sent.",
+)
+def no_new_enum_values(duckdb_warehouse: WarehouseResource) -> AssetCheckResult:
+    with duckdb_warehouse.connect() as con:
+        rows = con.execute(
+            "SELECT column_name, value, calls FROM analytics.unknown_enum_values "
+            "ORDER BY calls DESC, column_name, value"
+        ).fetchall()
+    return AssetCheckResult(
+        passed=not rows,
+        severity=AssetCheckSeverity.WARN,
+        description=", ".join(f"{column} = {value!r} on {calls} calls"
+                              for column, value, calls in rows) or "every value is known",
+        metadata={
+            "new_values": len(rows),
+            "values": MetadataValue.md("\n".join(
+                ["| column | value | calls |", "|---|---|---|"]
+                + [f"| {column} | {value} | {calls} |" for column, value, calls in rows])),
+        },
+    )
+
+
+INGESTION_CHECKS = [call_ids_unique, no_orphan_utterances, high_water_mark_sane]
+DBT_CHECKS = [no_new_enum_values]  # on dbt models: only with dbt_marts

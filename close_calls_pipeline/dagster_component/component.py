@@ -35,7 +35,7 @@ from dagster.components.component_scaffolding import scaffold_component
 
 from close_calls_pipeline.core import config
 from close_calls_pipeline.dagster_component.assets import build_ingestion_assets
-from close_calls_pipeline.dagster_component.checks import ASSET_CHECKS
+from close_calls_pipeline.dagster_component.checks import DBT_CHECKS, INGESTION_CHECKS
 from close_calls_pipeline.dagster_component.dbt import (
     build_dbt_assets,
     dbt_project,
@@ -45,6 +45,7 @@ from close_calls_pipeline.dagster_component.dbt import (
     source_descriptions,
 )
 from close_calls_pipeline.dagster_component.jobs import jobs_and_schedules
+from close_calls_pipeline.dagster_component.report import build_report_asset
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     WarehouseResource,
@@ -211,19 +212,21 @@ def build_definitions(
         "duckdb_warehouse": warehouse,
     }
     assets: list[Any] = []
+    checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}
     if settings.dbt_marts:
         project = dbt_project(settings.dbt_project_dir)
         manifest = load_manifest(prepare_manifest(project))
         columns = {table: described for table, (_, described) in
                    source_descriptions(manifest).items()}
-        assets.append(build_dbt_assets(project))
+        assets += [build_dbt_assets(project), build_report_asset()]
+        checks += DBT_CHECKS
         resources["dbt"] = dbt_resource(project)
     assets = build_ingestion_assets(columns, settings.backfill_start) + assets
     jobs, schedules = jobs_and_schedules(settings.cron_schedule, settings.reconcile_cron_schedule)
     return Definitions(
         assets=assets,
-        asset_checks=ASSET_CHECKS,
+        asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         resources=resources,

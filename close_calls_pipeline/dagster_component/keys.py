@@ -16,3 +16,4 @@ PIPELINE_JOB = "close_calls_pipeline"
 RECONCILE_JOB = "close_calls_full_reconcile"
 HOURLY_SCHEDULE = "close_calls_hourly"
 RECONCILE_SCHEDULE = "close_calls_weekly_reconcile"
+REPORT_KEY = AssetKey(["analytics", "call_report"])

@@ -1,0 +1,40 @@
+"""`analytics/call_report`: the offline HTML call report, rewritten after every dbt build."""
+
+from dagster import AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from close_calls_pipeline.dagster_component.keys import (
+    ANALYTICS_GROUP,
+    REPORT_KEY,
+    WAREHOUSE_POOL,
+)
+from close_calls_pipeline.dagster_component.resources import WarehouseResource
+from close_calls_pipeline.report import write_report
+
+# The marts the report reads.
+REPORT_MARTS = ("fct_calls", "fct_call_conversations", "call_metrics_daily",
+                "call_metrics_by_hour", "call_metrics_by_disposition", "call_metrics_by_outcome")
+
+
+def build_report_asset() -> AssetsDefinition:
+    @asset(
+        key=REPORT_KEY,
+        deps=[AssetKey(["analytics", mart]) for mart in REPORT_MARTS],
+        group_name=ANALYTICS_GROUP,
+        kinds={"html"},
+        pool=WAREHOUSE_POOL,
+        description="The call-analytics report: one self-contained HTML file (opens from disk "
+        "with no network) for the last 30 days with calls, beside the warehouse file.",
+    )
+    def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
+        report = write_report(duckdb_warehouse.path)
+        figures = {f"headline/{name}": value for name, value in report.figures.items()
+                   if value is not None}
+        return MaterializeResult(metadata={
+            "path": MetadataValue.path(str(report.path)),
+            "period": f"{report.period.start} to {report.period.end}",
+            "summary": MetadataValue.md(report.markdown_summary),
+            "size_bytes": report.size_bytes,
+            **figures,
+        })
+
+    return call_report
