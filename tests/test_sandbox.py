@@ -69,10 +69,15 @@ def ts(s: str) -> datetime:
 def test_auth_basic_bearer_and_401(sandbox):
     url = sandbox.base_url + "/activity/call/"
     assert requests.get(url, auth=(KEY, ""), timeout=5).status_code == 200
-    assert requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
-    for kwargs in ({}, {"auth": ("wrong-key", "")},
-                   {"headers": {"Authorization": "Bearer wrong-key"}},
-                   {"headers": {"Authorization": "Basic !!notbase64"}}):
+    assert (
+        requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
+    )
+    for kwargs in (
+        {},
+        {"auth": ("wrong-key", "")},
+        {"headers": {"Authorization": "Bearer wrong-key"}},
+        {"headers": {"Authorization": "Basic !!notbase64"}},
+    ):
         r = requests.get(url, timeout=5, **kwargs)
         assert r.status_code == 401
         assert r.json() == {"error": "Unauthorized"}
@@ -108,8 +113,10 @@ def test_max_skip(make_sandbox):
     assert get(server, "/activity/call/", _skip=200).status_code == 200
     r = get(server, "/activity/call/", _skip=201)
     assert r.status_code == 400
-    assert r.json() == {"error": "The skip you set is larger than the maximum skip for this "
-                                 "resource (max_skip = 200). Please refine your search query."}
+    assert r.json() == {
+        "error": "The skip you set is larger than the maximum skip for this "
+        "resource (max_skip = 200). Please refine your search query."
+    }
 
 
 def test_paging_returns_each_call_once_in_order(sandbox):
@@ -142,15 +149,25 @@ def test_date_created_filters_edges_and_forms(sandbox):
     # the same instant written naive (= UTC), with another offset, and with Z
     t = ts(edge)
     assert ids(date_created__gte=t.replace(tzinfo=None).isoformat()) == gte
-    assert ids(date_created__gte=t.astimezone(
-        __import__("datetime").timezone(timedelta(hours=-5))).isoformat()) == gte
+    assert (
+        ids(
+            date_created__gte=t.astimezone(
+                __import__("datetime").timezone(timedelta(hours=-5))
+            ).isoformat()
+        )
+        == gte
+    )
     assert ids(date_created__gte=t.isoformat().replace("+00:00", "Z")) == gte
     # plain dates are midnight UTC
     day = t.date().isoformat()
     midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    assert ids(date_created__gte=day, date_created__lt=(t.date() + timedelta(days=1)).isoformat()) \
-        == {k for k, v in truth.items()
-            if midnight <= ts(v["date_created"]) < midnight + timedelta(days=1)}
+    assert ids(
+        date_created__gte=day, date_created__lt=(t.date() + timedelta(days=1)).isoformat()
+    ) == {
+        k
+        for k, v in truth.items()
+        if midnight <= ts(v["date_created"]) < midnight + timedelta(days=1)
+    }
     r = get(sandbox, "/activity/call/", date_created__gte="not-a-date")
     assert r.status_code == 400 and "date_created__gte" in r.json()["error"]
 
@@ -160,11 +177,15 @@ def test_activity_at_and_id_filters(sandbox):
     assert any(v["activity_at"] is None for v in truth.values())
     mid = sorted(v["activity_at"] for v in truth.values() if v["activity_at"])[100]
     got = {x["id"] for x in pull_all(sandbox, activity_at__lt=mid)}
-    assert got == {k for k, v in truth.items() if v["activity_at"] and ts(v["activity_at"]) < ts(mid)}
+    assert got == {
+        k for k, v in truth.items() if v["activity_at"] and ts(v["activity_at"]) < ts(mid)
+    }
     some = next(iter(truth.values()))
     for name in ("lead_id", "user_id", "contact_id"):
         got = pull_all(sandbox, **{name: some[name]})
-        assert got and {x["id"] for x in got} == {k for k, v in truth.items() if v[name] == some[name]}
+        assert got and {x["id"] for x in got} == {
+            k for k, v in truth.items() if v[name] == some[name]
+        }
     two_users = [u["id"] for u in sandbox.store.users[:2]]
     got = {x["id"] for x in pull_all(sandbox, user_id=",".join(two_users))}
     assert got == {k for k, v in truth.items() if v["user_id"] in two_users}
@@ -173,8 +194,9 @@ def test_activity_at_and_id_filters(sandbox):
 def test_unknown_params_are_ignored(sandbox):
     base = get(sandbox, "/activity/call/", _limit=50).json()
     far = (sandbox.store.now + timedelta(days=365)).isoformat()
-    other = get(sandbox, "/activity/call/", _limit=50, date_updated__gt=far, _order_by="id",
-                whatever="1").json()
+    other = get(
+        sandbox, "/activity/call/", _limit=50, date_updated__gt=far, _order_by="id", whatever="1"
+    ).json()
     assert other == base
 
 
@@ -199,18 +221,32 @@ def test_fields_restriction_and_transcripts_only_when_named(sandbox):
 def test_params_body_form_with_id_in(sandbox):
     ids = sorted(sandbox.store.truth())[:40]
     s = _session()
-    r = s.post(sandbox.base_url + "/activity/call/", headers={"x-http-method-override": "GET"},
-               data=orjson.dumps({"_params": {"id__in": ids, "_fields": ["id", "note"],
-                                              "_limit": 100}}), timeout=5)
+    r = s.post(
+        sandbox.base_url + "/activity/call/",
+        headers={"x-http-method-override": "GET"},
+        data=orjson.dumps({"_params": {"id__in": ids, "_fields": ["id", "note"], "_limit": 100}}),
+        timeout=5,
+    )
     assert r.status_code == 200, r.text
     got = r.json()["data"]
     assert {c["id"] for c in got} == set(ids) and all(set(c) == {"id", "note"} for c in got)
-    r = s.post(sandbox.base_url + "/activity/call/", headers={"x-http-method-override": "GET"},
-               data=orjson.dumps({"_params": {"id__in": ",".join(ids[:3])}}), timeout=5)
+    r = s.post(
+        sandbox.base_url + "/activity/call/",
+        headers={"x-http-method-override": "GET"},
+        data=orjson.dumps({"_params": {"id__in": ",".join(ids[:3])}}),
+        timeout=5,
+    )
     assert {c["id"] for c in r.json()["data"]} == set(ids[:3])
     assert s.post(sandbox.base_url + "/activity/call/", json={}, timeout=5).status_code == 405
-    assert s.post(sandbox.base_url + "/activity/call/", data=b"{nope",
-                  headers={"x-http-method-override": "GET"}, timeout=5).status_code == 400
+    assert (
+        s.post(
+            sandbox.base_url + "/activity/call/",
+            data=b"{nope",
+            headers={"x-http-method-override": "GET"},
+            timeout=5,
+        ).status_code
+        == 400
+    )
 
 
 def test_single_get_and_404(sandbox):
@@ -253,16 +289,33 @@ def test_events_filters_combos_and_errors(sandbox):
     evs = all_events(sandbox)
     assert len(evs) >= 10  # 5 created + 2 deleted + updates (repeats consolidate)
     e = evs[0]
-    assert set(e) >= {"id", "date_created", "date_updated", "object_type", "object_id", "lead_id",
-                      "user_id", "organization_id", "action", "changed_fields", "data",
-                      "previous_data", "meta"}
+    assert set(e) >= {
+        "id",
+        "date_created",
+        "date_updated",
+        "object_type",
+        "object_id",
+        "lead_id",
+        "user_id",
+        "organization_id",
+        "action",
+        "changed_fields",
+        "data",
+        "previous_data",
+        "meta",
+    }
     assert e["id"].startswith("ev_") and e["object_type"] == "activity.call"
     assert datetime.fromisoformat(e["date_updated"]).tzinfo is None  # no offset
     assert len(e["date_updated"].split(".")[1]) == 6
-    for bad in ({"object_type": "activity.call"}, {"action": "created"},
-                {"object_id": "x", "lead_id": "y"}, {"_skip": 0}, {"_cursor": "garbage!!"},
-                {"object_type": "activity.call", "action": "created", "object_id": "x"},
-                {"date_updated__gt": "bogus"}):
+    for bad in (
+        {"object_type": "activity.call"},
+        {"action": "created"},
+        {"object_id": "x", "lead_id": "y"},
+        {"_skip": 0},
+        {"_cursor": "garbage!!"},
+        {"object_type": "activity.call", "action": "created", "object_id": "x"},
+        {"date_updated__gt": "bogus"},
+    ):
         r = get(sandbox, "/event/", **bad)
         assert r.status_code == 400, bad
         assert r.json()["error"]
@@ -276,8 +329,9 @@ def test_events_filters_combos_and_errors(sandbox):
     for name in ("lead_id", "user_id"):
         got = all_events(sandbox, **{name: one[name]})
         assert one["id"] in {x["id"] for x in got} and all(x[name] == one[name] for x in got)
-        assert all_events(sandbox, **{name: one[name], "object_type": "activity.call",
-                                      "action": "created"})
+        assert all_events(
+            sandbox, **{name: one[name], "object_type": "activity.call", "action": "created"}
+        )
     deleted = all_events(sandbox, object_type="activity.call", action="deleted")
     assert len(deleted) == 2
     for d in deleted:
@@ -309,8 +363,10 @@ def test_event_cursor_paging_limit_cap_and_order(sandbox):
     mid = evs[len(evs) // 2]["date_updated"]
     got = all_events(sandbox, date_updated__gte=mid)
     assert {e["id"] for e in got} == {e["id"] for e in evs if e["date_updated"] >= mid} | {
-        e["id"] for e in store.all_events() if e["action"] == "created"
-        and e["date_updated"] > evs[0]["date_updated"]}
+        e["id"]
+        for e in store.all_events()
+        if e["action"] == "created" and e["date_updated"] > evs[0]["date_updated"]
+    }
     assert all(e["date_updated"] < mid for e in all_events(sandbox, date_updated__lt=mid))
 
 
@@ -351,11 +407,24 @@ def test_event_consolidation(sandbox):
 def test_mutations_transcripts_and_deletes(sandbox):
     store = sandbox.store
     cid = next(iter(store.truth()))
-    tx = {"utterances": [{"speaker_label": "A", "speaker_side": "contact", "start": 0.0,
-                          "end": 1.5, "text": "héllo 👋"}], "summary_text": "s", "summary_html": "<p>s</p>"}
+    tx = {
+        "utterances": [
+            {
+                "speaker_label": "A",
+                "speaker_side": "contact",
+                "start": 0.0,
+                "end": 1.5,
+                "text": "héllo 👋",
+            }
+        ],
+        "summary_text": "s",
+        "summary_html": "<p>s</p>",
+    }
     store.advance(5)
     store.update_call(cid, recording_transcript=tx)
-    got = get(sandbox, f"/activity/call/{cid}/", _fields="id,date_updated,recording_transcript").json()
+    got = get(
+        sandbox, f"/activity/call/{cid}/", _fields="id,date_updated,recording_transcript"
+    ).json()
     assert got["recording_transcript"] == tx
     assert ts(got["date_updated"]) == store.now
     store.update_call(cid, recording_transcript=None)
@@ -367,17 +436,28 @@ def test_mutations_transcripts_and_deletes(sandbox):
     truth = store.truth()
     assert all(c in truth for c in set(res["created"]) - set(res["deleted"]))
     assert not set(res["deleted"]) & truth.keys()
-    old = [c for c in res["updated"] if c in truth and before - ts(truth[c]["date_created"])
-           > timedelta(days=60)]
+    old = [
+        c
+        for c in res["updated"]
+        if c in truth and before - ts(truth[c]["date_created"]) > timedelta(days=60)
+    ]
     assert old  # updates reach calls months old
     assert {c["id"] for c in pull_all(sandbox)} == set(truth)
 
 
 def test_put_raw_call_malformed_is_served(sandbox):
     store = sandbox.store
-    store.put_raw_call({"id": "acti_raw1", "_type": "Call", "cost": "n/a", "date_created": "yesterday",
-                        "duration": "12", "recording_transcript": "not-an-object"},
-                       at=store.now - timedelta(hours=1))
+    store.put_raw_call(
+        {
+            "id": "acti_raw1",
+            "_type": "Call",
+            "cost": "n/a",
+            "date_created": "yesterday",
+            "duration": "12",
+            "recording_transcript": "not-an-object",
+        },
+        at=store.now - timedelta(hours=1),
+    )
     store.put_raw_call({"_type": "Call", "note": None}, at=store.now - timedelta(hours=2))
     calls = pull_all(sandbox, _fields=ALL_FIELDS)
     raw = {c.get("id"): c for c in calls if c.get("cost") == "n/a" or "id" not in c}
@@ -462,8 +542,9 @@ def test_fault_injection(make_sandbox):
     st = server.stats()
     assert st["by_endpoint"][("activity.call.list", 0)] == 1  # cut connections count as status 0
     assert st["by_endpoint"][("user.list", 503)] == 2
-    remote = requests.get(server.base_url.replace("/api/v1", "/_sandbox/stats"), auth=(KEY, ""),
-                          timeout=5).json()
+    remote = requests.get(
+        server.base_url.replace("/api/v1", "/_sandbox/stats"), auth=(KEY, ""), timeout=5
+    ).json()
     assert remote["requests"] == st["requests"] and remote["by_endpoint"]["user.list 503"] == 2
     server.reset_stats()
     assert server.stats() == {"requests": 0, "by_endpoint": {}}
@@ -505,8 +586,13 @@ def test_data_realism():
     for c in calls:
         assert c["_type"] == "Call" and c["id"].startswith("acti_") and len(c["id"]) == 48
         assert set(CALL_FIELDS) <= set(c)
-        assert c["user_name"] == f"{users[c['user_id']]['first_name']} {users[c['user_id']]['last_name']}"
-        assert ts(c["date_updated"]) >= ts(c["date_created"]) and c["date_created"].endswith("+00:00")
+        assert (
+            c["user_name"]
+            == f"{users[c['user_id']]['first_name']} {users[c['user_id']]['last_name']}"
+        )
+        assert ts(c["date_updated"]) >= ts(c["date_created"]) and c["date_created"].endswith(
+            "+00:00"
+        )
         if c["disposition"] == "vm-answer":
             assert c["direction"] == "inbound"
         if c["disposition"] == "abandoned":
@@ -525,13 +611,28 @@ def test_data_realism():
             if key in c:
                 ends = [u["end"] for u in c[key]["utterances"]]
                 assert ends == sorted(ends)
-    assert {"has_recording", "date_answered", "recording_transcript", "voicemail_transcript"} <= seen_extra
-    assert any("." in c["date_created"] for c in calls) and any("." not in c["date_created"] for c in calls)
+    assert {
+        "has_recording",
+        "date_answered",
+        "recording_transcript",
+        "voicemail_transcript",
+    } <= seen_extra
+    assert any("." in c["date_created"] for c in calls) and any(
+        "." not in c["date_created"] for c in calls
+    )
     assert any(c["note"] and len(c["note"]) > 10_000 for c in calls)
     assert any(c["note"] and any(ord(ch) > 0xFFFF for ch in c["note"]) for c in calls)
     assert any(c["activity_at"] is None for c in calls)
-    assert {c["disposition"] for c in calls} == {"answered", "no-answer", "vm-answer", "vm-left",
-                                                 "busy", "blocked", "error", "abandoned"}
+    assert {c["disposition"] for c in calls} == {
+        "answered",
+        "no-answer",
+        "vm-answer",
+        "vm-left",
+        "busy",
+        "blocked",
+        "error",
+        "abandoned",
+    }
     assert any("." in c["cost"] for c in calls if c["cost"])
     txs = [c["recording_transcript"] for c in calls if "recording_transcript" in c]
     assert any(not t["utterances"] for t in txs) and max(len(t["utterances"]) for t in txs) > 60

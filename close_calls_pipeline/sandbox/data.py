@@ -25,14 +25,49 @@ TRANSCRIPT_FIELDS = ("recording_transcript", "voicemail_transcript")
 
 # Every key a generated call may carry (documented fields, then the drift extras).
 CALL_FIELDS = (
-    "_type", "id", "organization_id", "lead_id", "contact_id", "user_id", "user_name",
-    "created_by", "created_by_name", "updated_by", "updated_by_name", "users",
-    "date_created", "date_updated", "activity_at", "status", "source", "direction",
-    "call_method", "disposition", "duration", "cost", "phone", "local_phone",
-    "local_phone_formatted", "local_country_iso", "remote_phone", "remote_phone_formatted",
-    "remote_country_iso", "note", "note_html", "outcome_id", "recording_url", "voicemail_url",
-    "voicemail_duration", "dialer_id", "dialer_saved_search_id", "sequence_id", "sequence_name",
-    "sequence_subscription_id", "quality_info", "conversation_type_id", "custom_fields",
+    "_type",
+    "id",
+    "organization_id",
+    "lead_id",
+    "contact_id",
+    "user_id",
+    "user_name",
+    "created_by",
+    "created_by_name",
+    "updated_by",
+    "updated_by_name",
+    "users",
+    "date_created",
+    "date_updated",
+    "activity_at",
+    "status",
+    "source",
+    "direction",
+    "call_method",
+    "disposition",
+    "duration",
+    "cost",
+    "phone",
+    "local_phone",
+    "local_phone_formatted",
+    "local_country_iso",
+    "remote_phone",
+    "remote_phone_formatted",
+    "remote_country_iso",
+    "note",
+    "note_html",
+    "outcome_id",
+    "recording_url",
+    "voicemail_url",
+    "voicemail_duration",
+    "dialer_id",
+    "dialer_saved_search_id",
+    "sequence_id",
+    "sequence_name",
+    "sequence_subscription_id",
+    "quality_info",
+    "conversation_type_id",
+    "custom_fields",
 )
 EXTRA_FIELDS = ("has_recording", "date_answered", "custom.cf_lead_temperature")
 
@@ -90,10 +125,38 @@ def format_cost(cents: float) -> str:
 
 # ---------------------------------------------------------------------------- reference data
 
-FIRST = ["Ana", "Bram", "Chloé", "Dmitri", "Eve", "Farah", "Gustavo", "Hiro", "Ines", "Jonas",
-         "Kofi", "Léa", "Mateo", "Noor", "Oskar", "Priya"]
-LAST = ["Ortiz", "de Vries", "Müller", "Okafor", "Tanaka", "Nguyen", "O'Brien", "Schmidt",
-        "Kowalski", "Haddad", "Silva", "Johansson"]
+FIRST = [
+    "Ana",
+    "Bram",
+    "Chloé",
+    "Dmitri",
+    "Eve",
+    "Farah",
+    "Gustavo",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Léa",
+    "Mateo",
+    "Noor",
+    "Oskar",
+    "Priya",
+]
+LAST = [
+    "Ortiz",
+    "de Vries",
+    "Müller",
+    "Okafor",
+    "Tanaka",
+    "Nguyen",
+    "O'Brien",
+    "Schmidt",
+    "Kowalski",
+    "Haddad",
+    "Silva",
+    "Johansson",
+]
 
 
 def make_org_id(seed: int) -> str:
@@ -106,46 +169,56 @@ def make_users(rng: random.Random, org_id: str, created_us: int, n: int = 8) -> 
         first = FIRST[(i * 5 + rng.randrange(3)) % len(FIRST)]
         last = rng.choice(LAST)
         dc = created_us - rng.randrange(30, 900) * US_PER_DAY
-        users.append({
-            "id": make_id(rng, "user_"),
-            "first_name": first,
-            "last_name": last,
-            "email": f"{first.lower()}.{last.lower().replace(' ', '').replace(chr(39), '')}"
-                     f"@example.com".encode("ascii", "ignore").decode(),
-            "image": None if rng.random() < 0.5 else f"https://gravatar.example/{i}.png",
-            "date_created": iso(dc),
-            "date_updated": iso(dc + rng.randrange(0, 20) * US_PER_DAY),
-            "organizations": [org_id],
-        })
+        users.append(
+            {
+                "id": make_id(rng, "user_"),
+                "first_name": first,
+                "last_name": last,
+                "email": f"{first.lower()}.{last.lower().replace(' ', '').replace(chr(39), '')}"
+                f"@example.com".encode("ascii", "ignore").decode(),
+                "image": None if rng.random() < 0.5 else f"https://gravatar.example/{i}.png",
+                "date_created": iso(dc),
+                "date_updated": iso(dc + rng.randrange(0, 20) * US_PER_DAY),
+                "organizations": [org_id],
+            }
+        )
     return users
 
 
 OUTCOME_NAMES = [
-    ("Interested", "custom"), ("Not interested", "custom"), ("Meeting booked", "custom"),
-    ("Call back later", "custom"), ("Wrong number", "custom"), ("Gatekeeper", "custom"),
-    ("Left voicemail (drop)", "vm-dropped"), ("Do not call", "custom"),
+    ("Interested", "custom"),
+    ("Not interested", "custom"),
+    ("Meeting booked", "custom"),
+    ("Call back later", "custom"),
+    ("Wrong number", "custom"),
+    ("Gatekeeper", "custom"),
+    ("Left voicemail (drop)", "vm-dropped"),
+    ("Do not call", "custom"),
 ]
 
 
-def make_outcomes(rng: random.Random, org_id: str, users: list[dict], created_us: int
-                  ) -> tuple[list[dict], list[str]]:
+def make_outcomes(
+    rng: random.Random, org_id: str, users: list[dict], created_us: int
+) -> tuple[list[dict], list[str]]:
     """The outcome list, and 2 outcome ids that calls reference but that were deleted."""
     outcomes = []
     for name, kind in OUTCOME_NAMES:
         dc = created_us - rng.randrange(200, 400) * US_PER_DAY
         creator = rng.choice(users)["id"]
-        outcomes.append({
-            "id": make_id(rng, "outcome_", 22),
-            "name": name,
-            "description": "" if rng.random() < 0.5 else f"Use when: {name.lower()} ✓",
-            "type": kind,
-            "applies_to": ["calls"] if kind == "vm-dropped" else ["calls", "meetings"],
-            "organization_id": org_id,
-            "created_by": creator,
-            "updated_by": creator,
-            "date_created": iso(dc),
-            "date_updated": iso(dc + rng.randrange(0, 30) * US_PER_DAY),
-        })
+        outcomes.append(
+            {
+                "id": make_id(rng, "outcome_", 22),
+                "name": name,
+                "description": "" if rng.random() < 0.5 else f"Use when: {name.lower()} ✓",
+                "type": kind,
+                "applies_to": ["calls"] if kind == "vm-dropped" else ["calls", "meetings"],
+                "organization_id": org_id,
+                "created_by": creator,
+                "updated_by": creator,
+                "date_created": iso(dc),
+                "date_updated": iso(dc + rng.randrange(0, 30) * US_PER_DAY),
+            }
+        )
     deleted = [make_id(rng, "outcome_", 22) for _ in range(2)]
     return outcomes, deleted
 
@@ -153,11 +226,19 @@ def make_outcomes(rng: random.Random, org_id: str, users: list[dict], created_us
 # ---------------------------------------------------------------------------- transcripts
 
 LINES_CONTACT = [
-    "Hi, yes this is {n}.", "We're already using another tool for that.", "Can you send me the pricing?",
-    "Sure, next Tuesday works — morning is best.", "Honestly I'm not sure we have budget this quarter.",
-    "Who else is using it in our space?", "Ok, um, let me think about it.", "Ça marche, merci !",
-    "That sounds interesting 👍", "Is there a free trial?", "Our team is about twenty people.",
-    "Can you call me back after 3pm?", "We had issues with the \"old\" integration & the API.",
+    "Hi, yes this is {n}.",
+    "We're already using another tool for that.",
+    "Can you send me the pricing?",
+    "Sure, next Tuesday works — morning is best.",
+    "Honestly I'm not sure we have budget this quarter.",
+    "Who else is using it in our space?",
+    "Ok, um, let me think about it.",
+    "Ça marche, merci !",
+    "That sounds interesting 👍",
+    "Is there a free trial?",
+    "Our team is about twenty people.",
+    "Can you call me back after 3pm?",
+    'We had issues with the "old" integration & the API.',
 ]
 LINES_USER = [
     "Hi {n}, this is {u} from Acme — did I catch you at a bad time?",
@@ -165,8 +246,10 @@ LINES_USER = [
     "Totally understand. Can I ask what you're using today?",
     "Great, I'll send over a calendar invite and the pricing sheet.",
     "We integrate with most CRMs out of the box <and> via webhooks.",
-    "Perfect, talk soon. Have a great day!", "Let me check that and get back to you.",
-    "Our average customer sees results in 2–3 weeks.", "Would Thursday at 10:30 work instead?",
+    "Perfect, talk soon. Have a great day!",
+    "Let me check that and get back to you.",
+    "Our average customer sees results in 2–3 weeks.",
+    "Would Thursday at 10:30 work instead?",
 ]
 
 
@@ -185,13 +268,15 @@ def _transcript(rng: random.Random, n_utt: int, voicemail: bool) -> dict:
         if rng.random() < 0.2:
             text += " " + rng.choice(pool).format(n=contact, u=user)
         dur = round(0.5 + len(text) * rng.uniform(0.04, 0.08), 2)
-        utterances.append({
-            "speaker_label": (f"{user} (Acme)" if side == "close-user" else contact),
-            "speaker_side": side,
-            "start": t,
-            "end": round(t + dur, 2),
-            "text": text,
-        })
+        utterances.append(
+            {
+                "speaker_label": (f"{user} (Acme)" if side == "close-user" else contact),
+                "speaker_side": side,
+                "start": t,
+                "end": round(t + dur, 2),
+                "text": text,
+            }
+        )
         t = round(t + dur + rng.uniform(0.1, 1.5), 2)
     if n_utt == 0:
         summary = ""
@@ -227,11 +312,20 @@ def random_transcript(rng: random.Random, voicemail: bool = False) -> dict:
 # ---------------------------------------------------------------------------- notes
 
 NOTE_BITS = [
-    "Spoke with the decision maker.", "Wants a follow-up next week.", "Left message with reception.",
-    "Pricing objection — wants 20% off.", "Très intéressé par l'offre.", "顧客は来月導入予定。",
-    "Asked for case studies 📈🔥", "Mentioned competitor <Acme & Co>.", "R&D team needs a \"sandbox\".",
-    "Call dropped; will retry.", "Budget approved for Q3 ✅", "Gatekeeper said to email instead.",
-    "Tabs\tand\nnewlines\nin the note.", "Emoji test: 😀🙈🚀 and ZWJ 👩‍💻.",
+    "Spoke with the decision maker.",
+    "Wants a follow-up next week.",
+    "Left message with reception.",
+    "Pricing objection — wants 20% off.",
+    "Très intéressé par l'offre.",
+    "顧客は来月導入予定。",
+    "Asked for case studies 📈🔥",
+    "Mentioned competitor <Acme & Co>.",
+    'R&D team needs a "sandbox".',
+    "Call dropped; will retry.",
+    "Budget approved for Q3 ✅",
+    "Gatekeeper said to email instead.",
+    "Tabs\tand\nnewlines\nin the note.",
+    "Emoji test: 😀🙈🚀 and ZWJ 👩‍💻.",
 ]
 
 
@@ -257,7 +351,11 @@ def make_note(rng: random.Random) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------------------- calls
 
 COUNTRIES = [  # (iso, calling code, weight)
-    ("US", "1", 70), ("GB", "44", 10), ("DE", "49", 8), ("AU", "61", 5), ("FR", "33", 4),
+    ("US", "1", 70),
+    ("GB", "44", 10),
+    ("DE", "49", 8),
+    ("AU", "61", 5),
+    ("FR", "33", 4),
     ("BR", "55", 3),
 ]
 _COUNTRY_CUM = []
@@ -274,7 +372,7 @@ def _phone(rng: random.Random) -> tuple[str, str, str]:
     for cum, (iso_code, cc, _w) in _COUNTRY_CUM:
         if r < cum:
             break
-    n = (10**8 + int(rnd() * (10**9 - 10**8)))
+    n = 10**8 + int(rnd() * (10**9 - 10**8))
     if cc == "1":
         area = _choice(rnd, (415, 212, 646, 312, 512, 206, 303))
         digits = f"{area}555{n % 10000:04d}"
@@ -291,7 +389,9 @@ class CallFactory:
         self.org_id = make_org_id(seed)
         ref_us = dt_to_us(ANCHOR) - 400 * US_PER_DAY
         self.users = make_users(rng, self.org_id, ref_us)
-        self.outcomes, self.deleted_outcome_ids = make_outcomes(rng, self.org_id, self.users, ref_us)
+        self.outcomes, self.deleted_outcome_ids = make_outcomes(
+            rng, self.org_id, self.users, ref_us
+        )
         self.custom_outcomes = [o["id"] for o in self.outcomes if o["type"] == "custom"]
         self.vm_outcomes = [o["id"] for o in self.outcomes if o["type"] == "vm-dropped"]
         self.user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in self.users}
@@ -302,13 +402,16 @@ class CallFactory:
         self.local_phones = [_phone(lrng) for _ in range(6)]
         self.dialers = [make_id(lrng, "dial_") for _ in range(5)]
         self.saved_searches = [make_id(lrng, "save_") for _ in range(4)]
-        self.sequences = [(make_id(lrng, "seq_"), name) for name in
-                          ("Inbound follow-up", "Q3 Outreach 🚀", "Re-engage churned", "Event leads")]
+        self.sequences = [
+            (make_id(lrng, "seq_"), name)
+            for name in ("Inbound follow-up", "Q3 Outreach 🚀", "Re-engage churned", "Event leads")
+        ]
         self.conv_types = [make_id(lrng, "convtype_") for _ in range(3)]
         self.rec_pool, self.vm_pool = make_transcript_pools(seed)
 
-    def make_call(self, rng: random.Random, call_id: str, dc_us: int, max_us: int
-                  ) -> tuple[dict, bytes | None, bytes | None]:
+    def make_call(
+        self, rng: random.Random, call_id: str, dc_us: int, max_us: int
+    ) -> tuple[dict, bytes | None, bytes | None]:
         """One call created at `dc_us` (its date_updated stays <= max_us).
 
         Returns the call (without transcripts) and its serialized transcripts (or None).
@@ -328,23 +431,43 @@ class CallFactory:
             method = "regular" if r < 0.6 else ("power" if r < 0.85 else "predictive")
         r = rnd()
         if direction == "inbound":
-            disp = ("answered" if r < 0.55 else "vm-answer" if r < 0.78 else "no-answer" if r < 0.92
-                    else "busy" if r < 0.97 else "error")
+            disp = (
+                "answered"
+                if r < 0.55
+                else "vm-answer"
+                if r < 0.78
+                else "no-answer"
+                if r < 0.92
+                else "busy"
+                if r < 0.97
+                else "error"
+            )
         else:
             if method == "predictive" and r < 0.1:
                 disp = "abandoned"
             else:
                 r = rnd()
-                disp = ("answered" if r < 0.45 else "no-answer" if r < 0.70 else "vm-left" if r < 0.83
-                        else "busy" if r < 0.91 else "blocked" if r < 0.94 else "error")
+                disp = (
+                    "answered"
+                    if r < 0.45
+                    else "no-answer"
+                    if r < 0.70
+                    else "vm-left"
+                    if r < 0.83
+                    else "busy"
+                    if r < 0.91
+                    else "blocked"
+                    if r < 0.94
+                    else "error"
+                )
         if disp == "answered":
             duration = int(min(5400, 8 + rng.expovariate(1 / 180)))
             status = "completed"
         elif disp == "vm-left":
-            duration = (15 + int(rnd() * (75 - 15)))
+            duration = 15 + int(rnd() * (75 - 15))
             status = "completed"
         elif disp == "vm-answer":
-            duration = (8 + int(rnd() * (95 - 8)))
+            duration = 8 + int(rnd() * (95 - 8))
             status = "completed"
         elif disp == "no-answer":
             duration = 0 if rnd() < 0.6 else (1 + int(rnd() * (30 - 1)))
@@ -378,7 +501,11 @@ class CallFactory:
         du_us = max(dc_us, min(du_us, max_us))
         du_us -= du_us % 1000
         du_us = max(dc_us, du_us)
-        aa = None if rnd() < 0.1 else max(0, dc_us - duration * US_PER_S - (0 + int(rnd() * (3 - 0))) * US_PER_S)
+        aa = (
+            None
+            if rnd() < 0.1
+            else max(0, dc_us - duration * US_PER_S - (0 + int(rnd() * (3 - 0))) * US_PER_S)
+        )
         remote, remote_fmt, remote_iso = _phone(rng)
         local, local_fmt, local_iso = self.local_phones[int(rnd() * len(self.local_phones))]
         note, note_html = make_note(rng)
@@ -397,16 +524,25 @@ class CallFactory:
         saved = None
         if method in ("power", "predictive"):
             dialer = self.dialers[int(rnd() * len(self.dialers))]
-            saved = self.saved_searches[int(rnd() * len(self.saved_searches))] if rnd() < 0.7 else None
-        seq = self.sequences[int(rnd() * len(self.sequences))] if (
-            direction == "outbound" and not external and rnd() < 0.15) else None
-        users = [user_id] if rnd() < 0.9 else [user_id, self.user_ids[int(rnd() * len(self.user_ids))]]
+            saved = (
+                self.saved_searches[int(rnd() * len(self.saved_searches))] if rnd() < 0.7 else None
+            )
+        seq = (
+            self.sequences[int(rnd() * len(self.sequences))]
+            if (direction == "outbound" and not external and rnd() < 0.15)
+            else None
+        )
+        users = (
+            [user_id] if rnd() < 0.9 else [user_id, self.user_ids[int(rnd() * len(self.user_ids))]]
+        )
         call = {
             "_type": "Call",
             "id": call_id,
             "organization_id": self.org_id,
             "lead_id": self.leads[lead_idx],
-            "contact_id": None if (external and rnd() < 0.2) else self.contacts[lead_idx * 2 + (rnd() < 0.3)],
+            "contact_id": None
+            if (external and rnd() < 0.2)
+            else self.contacts[lead_idx * 2 + (rnd() < 0.3)],
             "user_id": user_id,
             "user_name": user_name,
             "created_by": user_id,
@@ -434,23 +570,32 @@ class CallFactory:
             "note": note,
             "note_html": note_html,
             "outcome_id": outcome_id,
-            "recording_url": (f"https://recordings.close.example/{self.org_id}/{call_id}.mp3"
-                              if recording else None),
-            "voicemail_url": (f"https://voicemails.close.example/{self.org_id}/{call_id}.mp3"
-                              if vm_left else None),
+            "recording_url": (
+                f"https://recordings.close.example/{self.org_id}/{call_id}.mp3"
+                if recording
+                else None
+            ),
+            "voicemail_url": (
+                f"https://voicemails.close.example/{self.org_id}/{call_id}.mp3" if vm_left else None
+            ),
             "voicemail_duration": duration if vm_left else (None if rnd() < 0.5 else 0),
             "dialer_id": dialer,
             "dialer_saved_search_id": saved,
             "sequence_id": seq[0] if seq else None,
             "sequence_name": seq[1] if seq else None,
             "sequence_subscription_id": make_id(rng, "sub_", 22) if seq else None,
-            "quality_info": None if rnd() < 0.93 else _choice(rnd, 
-                ("poor: high jitter", "good", "fair: packet loss 2.1%", "")),
-            "conversation_type_id": (self.conv_types[int(rnd() * len(self.conv_types))]
-                                     if rnd() < 0.2 else None),
-            "custom_fields": {} if rnd() < 0.8 else {
+            "quality_info": None
+            if rnd() < 0.93
+            else _choice(rnd, ("poor: high jitter", "good", "fair: packet loss 2.1%", "")),
+            "conversation_type_id": (
+                self.conv_types[int(rnd() * len(self.conv_types))] if rnd() < 0.2 else None
+            ),
+            "custom_fields": {}
+            if rnd() < 0.8
+            else {
                 "cf_lead_source": _choice(rnd, ("webinar", "referral", "cold")),
-                "cf_score": (0 + int(rnd() * (100 - 0)))},
+                "cf_score": (0 + int(rnd() * (100 - 0))),
+            },
         }
         r = rnd()
         if r < 0.4:
