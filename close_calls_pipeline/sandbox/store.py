@@ -21,8 +21,10 @@ import orjson
 
 from close_calls_pipeline.sandbox.data import (
     ANCHOR,
+    REC_VARIANTS,
     US_PER_DAY,
     US_PER_S,
+    VM_VARIANTS,
     CallFactory,
     dt_to_us,
     iso,
@@ -30,7 +32,7 @@ from close_calls_pipeline.sandbox.data import (
     make_id,
     make_note,
     parse_ts,
-    random_transcript,
+    transcript_limits,
     us_to_dt,
 )
 
@@ -759,8 +761,7 @@ class SandboxStore:
                     rec = self._pick(rng, rng.random() < old_share)
                     if rec is None:
                         break
-                    self._random_update(rng, rec)
-                    upd.append(rec.id)
+                    upd.append(self._random_update(rng, rec))
                 dele: list[str] = []
                 for _ in range(deleted):
                     rec = self._pick(rng, rng.random() < old_share)
@@ -772,7 +773,27 @@ class SandboxStore:
                 self._rng = saved_rng
             return {"created": created, "updated": upd, "deleted": dele}
 
-    def _random_update(self, rng: random.Random, rec: _Rec) -> None:
+    def _index_of(self, rec: _Rec) -> int:
+        pos = bisect.bisect_left(self._dcs, rec.dc)
+        while self._recs[pos] is not rec:
+            pos += 1
+        return pos
+
+    def _transcript_target(self, rec: _Rec) -> tuple[_Rec | None, tuple]:
+        """`rec` if it may carry a transcript, else the nearest call after it that may (within
+        64 positions), with its transcript limits."""
+        pos, n = self._index_of(rec), len(self._recs)
+        for i in range(min(64, n)):
+            cand = self._recs[(pos + i) % n]
+            call = orjson.loads(cand.body)
+            limits = transcript_limits(call) if isinstance(call, dict) else (None, None)
+            if limits != (None, None):
+                return cand, limits
+        return None, (None, None)
+
+    def _random_update(self, rng: random.Random, rec: _Rec) -> str:
+        """One random edit of `rec` (or, for a transcript change, of a call near it that may
+        carry a transcript); returns the id of the call edited."""
         r = rng.random()
         f = self._factory
         if r < 0.35:
@@ -783,25 +804,28 @@ class SandboxStore:
             self.update_call(
                 rec.id, outcome_id=pool[rng.randrange(len(pool))] if rng.random() < 0.85 else None
             )
-        elif r < 0.85:
-            kind = rng.random()
-            if rec.vtx is not None and kind < 0.3:
-                self.update_call(
-                    rec.id,
-                    voicemail_transcript=None
-                    if rng.random() < 0.3
-                    else f.vm_pool[int(rng.random() * len(f.vm_pool))],
-                )
-            elif rec.rtx is not None and kind < 0.5:
-                self.update_call(rec.id, recording_transcript=None)
-            elif rng.random() < 0.2:  # a one-off transcript, not from the shared pool
-                self.update_call(rec.id, recording_transcript=random_transcript(rng))
+        elif r < 0.85:  # a transcript arrives, changes or is deleted after the call exists
+            target, (rec_limit, vm_limit) = self._transcript_target(rec)
+            if target is None:
+                self.update_call(rec.id)
+                return rec.id
+            voicemail = vm_limit is not None
+            kind = "voicemail" if voicemail else "recording"
+            old = target.vtx if voicemail else target.rtx
+            limit = vm_limit if voicemail else rec_limit
+            pools = f.transcripts
+            if old is not None and rng.random() < (0.3 if voicemail else 0.4):
+                tx = None  # deleted for good
+            elif rng.random() < 0.2:  # a one-off transcript made for this call, not pooled
+                tx = pools.one_off(rng, kind, target.user_id, limit)
             else:
-                self.update_call(
-                    rec.id, recording_transcript=f.rec_pool[int(rng.random() * len(f.rec_pool))]
-                )
+                variants = VM_VARIANTS if voicemail else REC_VARIANTS
+                tx = pools.get(kind, target.user_id, limit, int(rng.random() * variants))
+            self.update_call(target.id, **{f"{kind}_transcript": tx})
+            return target.id
         else:
             self.update_call(rec.id)
+        return rec.id
 
 
 __all__ = ["RETENTION_US", "UNSET", "BadRequest", "SandboxStore"]
