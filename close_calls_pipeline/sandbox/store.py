@@ -32,6 +32,7 @@ from close_calls_pipeline.sandbox.data import (
     make_id,
     make_note,
     parse_ts,
+    transcript_fits,
     transcript_limits,
     us_to_dt,
 )
@@ -39,6 +40,10 @@ from close_calls_pipeline.sandbox.data import (
 RETENTION_US = 30 * US_PER_DAY
 CONSOLIDATION_US = 60 * US_PER_S
 HOUR_US = 3600 * US_PER_S
+# fields that decide whether a call may carry a transcript, and how long it may be
+TRANSCRIPT_RULE_FIELDS = frozenset(
+    {"disposition", "duration", "recording_url", "voicemail_url", "voicemail_duration"}
+)
 
 
 class _Unset:
@@ -621,7 +626,14 @@ class SandboxStore:
         voicemail_transcript=UNSET,
         **other_fields,
     ) -> None:
-        """Set fields, bump date_updated to now, write an `updated` event (consolidated)."""
+        """Set fields, bump date_updated to now, write an `updated` event (consolidated).
+
+        Transcripts passed here are stored verbatim, whatever the call (tests inject odd ones on
+        purpose, as with `put_raw_call`); the sandbox's own mutations only pass transcripts that
+        fit their call. When other fields change what a call may carry (disposition, duration,
+        recording or voicemail), a stored transcript that no longer fits is replaced by one that
+        does, or removed when the call may no longer have one.
+        """
         with self.lock:
             rec = self._by_id.get(call_id)
             if rec is None:
@@ -647,6 +659,14 @@ class SandboxStore:
             if voicemail_transcript is not UNSET:
                 vtx = _tx_bytes(voicemail_transcript)
                 changed.append("voicemail_transcript")
+            if not TRANSCRIPT_RULE_FIELDS.isdisjoint(changes) and (rtx or vtx) is not None:
+                rec_limit, vm_limit = transcript_limits(call)
+                if recording_transcript is UNSET and not transcript_fits(rtx, rec_limit):
+                    rtx = self._refit("recording", call, rec_limit)
+                    changed.append("recording_transcript")
+                if voicemail_transcript is UNSET and not transcript_fits(vtx, vm_limit):
+                    vtx = self._refit("voicemail", call, vm_limit)
+                    changed.append("voicemail_transcript")
             if "date_updated" not in changes:
                 previous["date_updated"] = call.get("date_updated")
                 call["date_updated"] = iso(self._now_us)
@@ -664,6 +684,11 @@ class SandboxStore:
             self._insert(new)
             self._add_event("updated", call_id, new.lead_id, new.user_id, changed, body, previous)
             self.version += 1
+
+    def _refit(self, kind: str, call: dict, limit: float | None) -> bytes | None:
+        if limit is None:
+            return None
+        return self._factory.transcripts.get(kind, call.get("user_id"), limit, 0)
 
     def delete_call(self, call_id: str) -> None:
         with self.lock:
