@@ -6,6 +6,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -636,3 +637,156 @@ def test_data_realism():
     assert any("." in c["cost"] for c in calls if c["cost"])
     txs = [c["recording_transcript"] for c in calls if "recording_transcript" in c]
     assert any(not t["utterances"] for t in txs) and max(len(t["utterances"]) for t in txs) > 60
+    utterances = [u for t in txs for u in t["utterances"]]
+    # what real ASR output has, and the connector must survive: words with no length, speakers
+    # talking over each other, unicode and markup-like text
+    assert any(u["start"] == u["end"] for u in utterances)
+    assert any(b["start"] < a["end"] for t in txs for a, b in pairwise(t["utterances"]))
+    assert any(not u["text"].isascii() for u in utterances)
+    assert any("<" in u["text"] or "&" in u["text"] for u in utterances)
+
+
+# ------------------------------------------------------------------------------------ transcripts
+
+
+def transcript_rule_breaks(call: dict) -> list[str]:
+    """How the transcripts of `call` break the rules (none when they belong to their call).
+
+    A recording transcript only on an answered call with a recording_url, a voicemail transcript
+    only on a vm-left call with a voicemail_url; every utterance inside [0, duration] (voicemails:
+    [0, voicemail_duration]) with start <= end, spoken by the contact or the close-user side.
+    """
+    rules = (
+        (
+            "recording_transcript",
+            call.get("disposition") == "answered" and bool(call.get("recording_url")),
+            call.get("duration"),
+        ),
+        (
+            "voicemail_transcript",
+            call.get("disposition") == "vm-left" and bool(call.get("voicemail_url")),
+            call.get("voicemail_duration"),
+        ),
+    )
+    breaks = []
+    for key, allowed, limit in rules:
+        tx = call.get(key)
+        if tx is None:
+            continue
+        what = f"{call['id']} ({call.get('disposition')}, {call.get('duration')} s) {key}"
+        if not allowed:
+            breaks.append(f"{what}: not allowed on this call")
+            continue
+        for i, u in enumerate(tx["utterances"]):
+            if u["speaker_side"] not in ("contact", "close-user"):
+                breaks.append(f"{what}[{i}]: speaker_side {u['speaker_side']!r}")
+            if not 0 <= u["start"] <= u["end"] <= limit:
+                breaks.append(f"{what}[{i}]: [{u['start']}, {u['end']}] outside [0, {limit}]")
+    return breaks
+
+
+def assert_transcripts_follow_their_calls(store: SandboxStore) -> None:
+    breaks = [b for call in store.truth().values() for b in transcript_rule_breaks(call)]
+    assert not breaks, f"{len(breaks)} rule breaks, e.g. {breaks[:5]}"
+
+
+def test_transcripts_follow_their_calls_in_history_and_after_mutations():
+    store = SandboxStore(calls=3000, seed=2, start=START)
+    assert_transcripts_follow_their_calls(store)
+    for i in range(8):
+        store.advance(3600)
+        store.mutate_random(random.Random(i), new=25, updated=60, deleted=3, old_share=0.4)
+        assert_transcripts_follow_their_calls(store)
+    # the rounds did add, change and delete transcripts
+    events = store.all_events()
+    for key in TRANSCRIPT_FIELDS:
+        assert sum(key in e["changed_fields"] for e in events) >= 10, key
+    # live mode: two weeks of hourly ticks on top of the seeded history
+    live = SandboxStore(calls=1000, seed=11, start=datetime(2026, 1, 15, tzinfo=UTC), live=True)
+    assert_transcripts_follow_their_calls(live)
+    assert any("recording_transcript" in e["changed_fields"] for e in live.all_events())
+
+
+def test_field_changes_keep_transcripts_fitting_their_call():
+    store = SandboxStore(calls=2000, seed=2, start=START)
+    truth = store.truth()
+    long_calls = [
+        c["id"]
+        for c in truth.values()
+        if c.get("recording_transcript", {}).get("utterances") and c["duration"] > 60
+    ]
+    shorter, unrecorded = long_calls[:2]
+    store.update_call(shorter, duration=20)
+    store.update_call(unrecorded, recording_url=None)
+    vm = next(
+        c["id"] for c in truth.values() if c.get("voicemail_transcript", {}).get("utterances")
+    )
+    store.update_call(vm, disposition="no-answer", voicemail_url=None)
+    after = store.truth()
+    assert after[shorter]["recording_transcript"]["utterances"]  # replaced by one that fits
+    assert "recording_transcript" not in after[unrecorded]
+    assert "voicemail_transcript" not in after[vm]
+    assert_transcripts_follow_their_calls(store)
+    changed = {e["object_id"]: e["changed_fields"] for e in store.all_events()}
+    assert "recording_transcript" in changed[shorter] and "voicemail_transcript" in changed[vm]
+
+
+def _user_stretches(utterances: list[dict]) -> list[float]:
+    """Seconds of each uninterrupted stretch of the rep's speech (monologues)."""
+    stretches, current, previous = [], 0.0, None
+    for u in utterances:
+        if u["speaker_side"] != previous:
+            if previous == "close-user":
+                stretches.append(current)
+            current = 0.0
+        current += u["end"] - u["start"]
+        previous = u["speaker_side"]
+    if previous == "close-user":
+        stretches.append(current)
+    return stretches
+
+
+def test_reps_have_their_own_conversation_habits():
+    from close_calls_pipeline.sandbox.data import make_rep_habits
+
+    store = SandboxStore(calls=4000, seed=2, start=START)
+    user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in store.users}
+    shares, monologues, asks, pauses = {}, {}, {}, {}
+    questions = {"contact": 0, "close-user": 0}
+    longest_turn = 0
+    for call in store.truth().values():
+        us = (call.get("recording_transcript") or {}).get("utterances")
+        if not us:
+            continue
+        rep = call["user_id"]
+        talk = {"contact": 0.0, "close-user": 0.0}
+        turn = 0
+        for i, u in enumerate(us):
+            talk[u["speaker_side"]] += u["end"] - u["start"]
+            questions[u["speaker_side"]] += u["text"].endswith("?")
+            turn = turn + 1 if i and us[i - 1]["speaker_side"] == u["speaker_side"] else 1
+            longest_turn = max(longest_turn, turn)
+            if u["speaker_side"] == "close-user":
+                assert u["speaker_label"] == user_names[rep]
+                asks.setdefault(rep, []).append(u["text"].endswith("?"))
+                if i and us[i - 1]["speaker_side"] == "contact":
+                    pauses.setdefault(rep, []).append(u["start"] - us[i - 1]["end"])
+        if sum(talk.values()) > 0:
+            shares.setdefault(rep, []).append(talk["close-user"] / sum(talk.values()))
+        monologues.setdefault(rep, []).append(max(_user_stretches(us), default=0.0))
+    assert set(shares) == set(user_names)
+    mean = {rep: sum(v) / len(v) for rep, v in shares.items()}
+    assert max(mean.values()) > 0.6 and min(mean.values()) < 0.45, mean
+    assert questions["contact"] > 50 and questions["close-user"] > 50
+    assert longest_turn >= 3  # speakers hold the floor for several utterances
+    # longest monologue, questions asked and patience differ from rep to rep too
+    mono = [sum(v) / len(v) for v in monologues.values()]
+    assert max(mono) > 2 * min(mono), mono
+    ask = [sum(v) / len(v) for v in asks.values()]
+    assert max(ask) > 1.5 * min(ask), ask
+    pause = [sorted(v)[len(v) // 2] for v in pauses.values()]
+    assert max(pause) > min(pause) + 0.5, pause
+    # habits are a function of the seed and the user id, not of the order of the users
+    ids = [u["id"] for u in store.users]
+    assert make_rep_habits(2, ids) == make_rep_habits(2, ids[::-1])
+    assert make_rep_habits(2, ids) != make_rep_habits(3, ids)
