@@ -810,6 +810,8 @@ class SandboxStore:
         pos, n = self._index_of(rec), len(self._recs)
         for i in range(min(64, n)):
             cand = self._recs[(pos + i) % n]
+            if b'"answered"' not in cand.body and b'"vm-left"' not in cand.body:
+                continue  # cheap pre-check: neither disposition can carry a transcript
             call = orjson.loads(cand.body)
             limits = transcript_limits(call) if isinstance(call, dict) else (None, None)
             if limits != (None, None):
