@@ -654,7 +654,8 @@ def transcript_rule_breaks(call: dict) -> list[str]:
 
     A recording transcript only on an answered call with a recording_url, a voicemail transcript
     only on a vm-left call with a voicemail_url; every utterance inside [0, duration] (voicemails:
-    [0, voicemail_duration]) with start <= end, spoken by the contact or the close-user side.
+    [0, voicemail_duration]) with start <= end (float seconds), spoken by the contact or the
+    close-user side.
     """
     rules = (
         (
@@ -680,7 +681,9 @@ def transcript_rule_breaks(call: dict) -> list[str]:
         for i, u in enumerate(tx["utterances"]):
             if u["speaker_side"] not in ("contact", "close-user"):
                 breaks.append(f"{what}[{i}]: speaker_side {u['speaker_side']!r}")
-            if not 0 <= u["start"] <= u["end"] <= limit:
+            if not (isinstance(u["start"], float) and isinstance(u["end"], float)):
+                breaks.append(f"{what}[{i}]: times not floats: {u['start']!r}, {u['end']!r}")
+            elif not 0 <= u["start"] <= u["end"] <= limit:
                 breaks.append(f"{what}[{i}]: [{u['start']}, {u['end']}] outside [0, {limit}]")
     return breaks
 

@@ -452,7 +452,7 @@ def _say(rnd, lines, questions, short, target_chars: float, question: bool, name
 
 
 def _run_length(rnd, mean: float) -> int:
-    """Utterances in one turn: 1 + a geometric count with the given mean, at most 8."""
+    """Utterances in one turn: geometric (at least 1) with the given mean, capped at 8."""
     n = 1
     p_more = 1 - 1 / mean
     while n < 8 and rnd() < p_more:
@@ -461,11 +461,12 @@ def _run_length(rnd, mean: float) -> int:
 
 
 def _utterance(label: str, side: str, start: float, end: float, limit: float, text: str) -> dict:
-    end = min(round(end, 2), limit)  # rounding must not push an utterance past the call's end
+    # floats, as Close sends them; rounding must not push an utterance past the call's end
+    end = float(min(round(end, 2), limit))
     return {
         "speaker_label": label,
         "speaker_side": side,
-        "start": min(round(start, 2), end),
+        "start": float(min(round(start, 2), end)),
         "end": end,
         "text": text,
     }
