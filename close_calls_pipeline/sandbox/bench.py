@@ -48,8 +48,9 @@ def _start_server(calls: int, seed: int) -> tuple[subprocess.Popen, str, str]:
     return proc, base_url, info
 
 
-def pull_all(base_url: str, api_key: str, threads: int = 8, windows: int = 64,
-             limit: int = 100) -> dict:
+def pull_all(
+    base_url: str, api_key: str, threads: int = 8, windows: int = 64, limit: int = 100
+) -> dict:
     """Pull every call with transcripts through `threads` bare keep-alive clients (no decoding):
     what the server can serve. Returns pages, calls, bytes, transcripts and seconds."""
     probe = requests.get(base_url + "/me/", auth=(api_key, ""), timeout=30)
@@ -75,9 +76,17 @@ def pull_all(base_url: str, api_key: str, threads: int = 8, windows: int = 64,
                 break
             skip = 0
             while True:
-                r = s.get(base_url + "/activity/call/", params={
-                    "date_created__gte": lo.isoformat(), "date_created__lt": hi.isoformat(),
-                    "_skip": skip, "_limit": limit, "_fields": FIELDS}, timeout=60)
+                r = s.get(
+                    base_url + "/activity/call/",
+                    params={
+                        "date_created__gte": lo.isoformat(),
+                        "date_created__lt": hi.isoformat(),
+                        "_skip": skip,
+                        "_limit": limit,
+                        "_fields": FIELDS,
+                    },
+                    timeout=60,
+                )
                 if r.status_code != 200:
                     errors.append(f"{r.status_code} {r.text[:200]}")
                     return
@@ -113,8 +122,9 @@ def run(calls: int, seed: int, threads: int, windows: int, limit: int) -> dict:
     print(f"sandbox up in {startup:.1f}s: {info}")
     try:
         totals = pull_all(base_url, KEY, threads, windows, limit)
-        stats = requests.get(base_url.rsplit("/api/v1", 1)[0] + "/_sandbox/stats",
-                             auth=(KEY, ""), timeout=30).json()
+        stats = requests.get(
+            base_url.rsplit("/api/v1", 1)[0] + "/_sandbox/stats", auth=(KEY, ""), timeout=30
+        ).json()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -146,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
     if res["calls"] != a.calls:
         print(f"WARNING: pulled {res['calls']} calls, store has {a.calls}", file=sys.stderr)
-    print(f"{res['pages_per_s']} pages/s, {res['calls_per_s']} calls/s "
-          f"({res['mb_per_s']} MB/s) with transcripts, {a.threads} connections")
+    print(
+        f"{res['pages_per_s']} pages/s, {res['calls_per_s']} calls/s "
+        f"({res['mb_per_s']} MB/s) with transcripts, {a.threads} connections"
+    )
     return 0
 
 
