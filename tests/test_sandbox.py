@@ -6,6 +6,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -69,10 +70,15 @@ def ts(s: str) -> datetime:
 def test_auth_basic_bearer_and_401(sandbox):
     url = sandbox.base_url + "/activity/call/"
     assert requests.get(url, auth=(KEY, ""), timeout=5).status_code == 200
-    assert requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
-    for kwargs in ({}, {"auth": ("wrong-key", "")},
-                   {"headers": {"Authorization": "Bearer wrong-key"}},
-                   {"headers": {"Authorization": "Basic !!notbase64"}}):
+    assert (
+        requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
+    )
+    for kwargs in (
+        {},
+        {"auth": ("wrong-key", "")},
+        {"headers": {"Authorization": "Bearer wrong-key"}},
+        {"headers": {"Authorization": "Basic !!notbase64"}},
+    ):
         r = requests.get(url, timeout=5, **kwargs)
         assert r.status_code == 401
         assert r.json() == {"error": "Unauthorized"}
@@ -108,8 +114,10 @@ def test_max_skip(make_sandbox):
     assert get(server, "/activity/call/", _skip=200).status_code == 200
     r = get(server, "/activity/call/", _skip=201)
     assert r.status_code == 400
-    assert r.json() == {"error": "The skip you set is larger than the maximum skip for this "
-                                 "resource (max_skip = 200). Please refine your search query."}
+    assert r.json() == {
+        "error": "The skip you set is larger than the maximum skip for this "
+        "resource (max_skip = 200). Please refine your search query."
+    }
 
 
 def test_paging_returns_each_call_once_in_order(sandbox):
@@ -142,15 +150,25 @@ def test_date_created_filters_edges_and_forms(sandbox):
     # the same instant written naive (= UTC), with another offset, and with Z
     t = ts(edge)
     assert ids(date_created__gte=t.replace(tzinfo=None).isoformat()) == gte
-    assert ids(date_created__gte=t.astimezone(
-        __import__("datetime").timezone(timedelta(hours=-5))).isoformat()) == gte
+    assert (
+        ids(
+            date_created__gte=t.astimezone(
+                __import__("datetime").timezone(timedelta(hours=-5))
+            ).isoformat()
+        )
+        == gte
+    )
     assert ids(date_created__gte=t.isoformat().replace("+00:00", "Z")) == gte
     # plain dates are midnight UTC
     day = t.date().isoformat()
     midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    assert ids(date_created__gte=day, date_created__lt=(t.date() + timedelta(days=1)).isoformat()) \
-        == {k for k, v in truth.items()
-            if midnight <= ts(v["date_created"]) < midnight + timedelta(days=1)}
+    assert ids(
+        date_created__gte=day, date_created__lt=(t.date() + timedelta(days=1)).isoformat()
+    ) == {
+        k
+        for k, v in truth.items()
+        if midnight <= ts(v["date_created"]) < midnight + timedelta(days=1)
+    }
     r = get(sandbox, "/activity/call/", date_created__gte="not-a-date")
     assert r.status_code == 400 and "date_created__gte" in r.json()["error"]
 
@@ -160,11 +178,15 @@ def test_activity_at_and_id_filters(sandbox):
     assert any(v["activity_at"] is None for v in truth.values())
     mid = sorted(v["activity_at"] for v in truth.values() if v["activity_at"])[100]
     got = {x["id"] for x in pull_all(sandbox, activity_at__lt=mid)}
-    assert got == {k for k, v in truth.items() if v["activity_at"] and ts(v["activity_at"]) < ts(mid)}
+    assert got == {
+        k for k, v in truth.items() if v["activity_at"] and ts(v["activity_at"]) < ts(mid)
+    }
     some = next(iter(truth.values()))
     for name in ("lead_id", "user_id", "contact_id"):
         got = pull_all(sandbox, **{name: some[name]})
-        assert got and {x["id"] for x in got} == {k for k, v in truth.items() if v[name] == some[name]}
+        assert got and {x["id"] for x in got} == {
+            k for k, v in truth.items() if v[name] == some[name]
+        }
     two_users = [u["id"] for u in sandbox.store.users[:2]]
     got = {x["id"] for x in pull_all(sandbox, user_id=",".join(two_users))}
     assert got == {k for k, v in truth.items() if v["user_id"] in two_users}
@@ -173,8 +195,9 @@ def test_activity_at_and_id_filters(sandbox):
 def test_unknown_params_are_ignored(sandbox):
     base = get(sandbox, "/activity/call/", _limit=50).json()
     far = (sandbox.store.now + timedelta(days=365)).isoformat()
-    other = get(sandbox, "/activity/call/", _limit=50, date_updated__gt=far, _order_by="id",
-                whatever="1").json()
+    other = get(
+        sandbox, "/activity/call/", _limit=50, date_updated__gt=far, _order_by="id", whatever="1"
+    ).json()
     assert other == base
 
 
@@ -199,18 +222,32 @@ def test_fields_restriction_and_transcripts_only_when_named(sandbox):
 def test_params_body_form_with_id_in(sandbox):
     ids = sorted(sandbox.store.truth())[:40]
     s = _session()
-    r = s.post(sandbox.base_url + "/activity/call/", headers={"x-http-method-override": "GET"},
-               data=orjson.dumps({"_params": {"id__in": ids, "_fields": ["id", "note"],
-                                              "_limit": 100}}), timeout=5)
+    r = s.post(
+        sandbox.base_url + "/activity/call/",
+        headers={"x-http-method-override": "GET"},
+        data=orjson.dumps({"_params": {"id__in": ids, "_fields": ["id", "note"], "_limit": 100}}),
+        timeout=5,
+    )
     assert r.status_code == 200, r.text
     got = r.json()["data"]
     assert {c["id"] for c in got} == set(ids) and all(set(c) == {"id", "note"} for c in got)
-    r = s.post(sandbox.base_url + "/activity/call/", headers={"x-http-method-override": "GET"},
-               data=orjson.dumps({"_params": {"id__in": ",".join(ids[:3])}}), timeout=5)
+    r = s.post(
+        sandbox.base_url + "/activity/call/",
+        headers={"x-http-method-override": "GET"},
+        data=orjson.dumps({"_params": {"id__in": ",".join(ids[:3])}}),
+        timeout=5,
+    )
     assert {c["id"] for c in r.json()["data"]} == set(ids[:3])
     assert s.post(sandbox.base_url + "/activity/call/", json={}, timeout=5).status_code == 405
-    assert s.post(sandbox.base_url + "/activity/call/", data=b"{nope",
-                  headers={"x-http-method-override": "GET"}, timeout=5).status_code == 400
+    assert (
+        s.post(
+            sandbox.base_url + "/activity/call/",
+            data=b"{nope",
+            headers={"x-http-method-override": "GET"},
+            timeout=5,
+        ).status_code
+        == 400
+    )
 
 
 def test_single_get_and_404(sandbox):
@@ -253,16 +290,33 @@ def test_events_filters_combos_and_errors(sandbox):
     evs = all_events(sandbox)
     assert len(evs) >= 10  # 5 created + 2 deleted + updates (repeats consolidate)
     e = evs[0]
-    assert set(e) >= {"id", "date_created", "date_updated", "object_type", "object_id", "lead_id",
-                      "user_id", "organization_id", "action", "changed_fields", "data",
-                      "previous_data", "meta"}
+    assert set(e) >= {
+        "id",
+        "date_created",
+        "date_updated",
+        "object_type",
+        "object_id",
+        "lead_id",
+        "user_id",
+        "organization_id",
+        "action",
+        "changed_fields",
+        "data",
+        "previous_data",
+        "meta",
+    }
     assert e["id"].startswith("ev_") and e["object_type"] == "activity.call"
     assert datetime.fromisoformat(e["date_updated"]).tzinfo is None  # no offset
     assert len(e["date_updated"].split(".")[1]) == 6
-    for bad in ({"object_type": "activity.call"}, {"action": "created"},
-                {"object_id": "x", "lead_id": "y"}, {"_skip": 0}, {"_cursor": "garbage!!"},
-                {"object_type": "activity.call", "action": "created", "object_id": "x"},
-                {"date_updated__gt": "bogus"}):
+    for bad in (
+        {"object_type": "activity.call"},
+        {"action": "created"},
+        {"object_id": "x", "lead_id": "y"},
+        {"_skip": 0},
+        {"_cursor": "garbage!!"},
+        {"object_type": "activity.call", "action": "created", "object_id": "x"},
+        {"date_updated__gt": "bogus"},
+    ):
         r = get(sandbox, "/event/", **bad)
         assert r.status_code == 400, bad
         assert r.json()["error"]
@@ -276,8 +330,9 @@ def test_events_filters_combos_and_errors(sandbox):
     for name in ("lead_id", "user_id"):
         got = all_events(sandbox, **{name: one[name]})
         assert one["id"] in {x["id"] for x in got} and all(x[name] == one[name] for x in got)
-        assert all_events(sandbox, **{name: one[name], "object_type": "activity.call",
-                                      "action": "created"})
+        assert all_events(
+            sandbox, **{name: one[name], "object_type": "activity.call", "action": "created"}
+        )
     deleted = all_events(sandbox, object_type="activity.call", action="deleted")
     assert len(deleted) == 2
     for d in deleted:
@@ -309,8 +364,10 @@ def test_event_cursor_paging_limit_cap_and_order(sandbox):
     mid = evs[len(evs) // 2]["date_updated"]
     got = all_events(sandbox, date_updated__gte=mid)
     assert {e["id"] for e in got} == {e["id"] for e in evs if e["date_updated"] >= mid} | {
-        e["id"] for e in store.all_events() if e["action"] == "created"
-        and e["date_updated"] > evs[0]["date_updated"]}
+        e["id"]
+        for e in store.all_events()
+        if e["action"] == "created" and e["date_updated"] > evs[0]["date_updated"]
+    }
     assert all(e["date_updated"] < mid for e in all_events(sandbox, date_updated__lt=mid))
 
 
@@ -351,11 +408,24 @@ def test_event_consolidation(sandbox):
 def test_mutations_transcripts_and_deletes(sandbox):
     store = sandbox.store
     cid = next(iter(store.truth()))
-    tx = {"utterances": [{"speaker_label": "A", "speaker_side": "contact", "start": 0.0,
-                          "end": 1.5, "text": "héllo 👋"}], "summary_text": "s", "summary_html": "<p>s</p>"}
+    tx = {
+        "utterances": [
+            {
+                "speaker_label": "A",
+                "speaker_side": "contact",
+                "start": 0.0,
+                "end": 1.5,
+                "text": "héllo 👋",
+            }
+        ],
+        "summary_text": "s",
+        "summary_html": "<p>s</p>",
+    }
     store.advance(5)
     store.update_call(cid, recording_transcript=tx)
-    got = get(sandbox, f"/activity/call/{cid}/", _fields="id,date_updated,recording_transcript").json()
+    got = get(
+        sandbox, f"/activity/call/{cid}/", _fields="id,date_updated,recording_transcript"
+    ).json()
     assert got["recording_transcript"] == tx
     assert ts(got["date_updated"]) == store.now
     store.update_call(cid, recording_transcript=None)
@@ -367,17 +437,28 @@ def test_mutations_transcripts_and_deletes(sandbox):
     truth = store.truth()
     assert all(c in truth for c in set(res["created"]) - set(res["deleted"]))
     assert not set(res["deleted"]) & truth.keys()
-    old = [c for c in res["updated"] if c in truth and before - ts(truth[c]["date_created"])
-           > timedelta(days=60)]
+    old = [
+        c
+        for c in res["updated"]
+        if c in truth and before - ts(truth[c]["date_created"]) > timedelta(days=60)
+    ]
     assert old  # updates reach calls months old
     assert {c["id"] for c in pull_all(sandbox)} == set(truth)
 
 
 def test_put_raw_call_malformed_is_served(sandbox):
     store = sandbox.store
-    store.put_raw_call({"id": "acti_raw1", "_type": "Call", "cost": "n/a", "date_created": "yesterday",
-                        "duration": "12", "recording_transcript": "not-an-object"},
-                       at=store.now - timedelta(hours=1))
+    store.put_raw_call(
+        {
+            "id": "acti_raw1",
+            "_type": "Call",
+            "cost": "n/a",
+            "date_created": "yesterday",
+            "duration": "12",
+            "recording_transcript": "not-an-object",
+        },
+        at=store.now - timedelta(hours=1),
+    )
     store.put_raw_call({"_type": "Call", "note": None}, at=store.now - timedelta(hours=2))
     calls = pull_all(sandbox, _fields=ALL_FIELDS)
     raw = {c.get("id"): c for c in calls if c.get("cost") == "n/a" or "id" not in c}
@@ -462,8 +543,9 @@ def test_fault_injection(make_sandbox):
     st = server.stats()
     assert st["by_endpoint"][("activity.call.list", 0)] == 1  # cut connections count as status 0
     assert st["by_endpoint"][("user.list", 503)] == 2
-    remote = requests.get(server.base_url.replace("/api/v1", "/_sandbox/stats"), auth=(KEY, ""),
-                          timeout=5).json()
+    remote = requests.get(
+        server.base_url.replace("/api/v1", "/_sandbox/stats"), auth=(KEY, ""), timeout=5
+    ).json()
     assert remote["requests"] == st["requests"] and remote["by_endpoint"]["user.list 503"] == 2
     server.reset_stats()
     assert server.stats() == {"requests": 0, "by_endpoint": {}}
@@ -505,8 +587,13 @@ def test_data_realism():
     for c in calls:
         assert c["_type"] == "Call" and c["id"].startswith("acti_") and len(c["id"]) == 48
         assert set(CALL_FIELDS) <= set(c)
-        assert c["user_name"] == f"{users[c['user_id']]['first_name']} {users[c['user_id']]['last_name']}"
-        assert ts(c["date_updated"]) >= ts(c["date_created"]) and c["date_created"].endswith("+00:00")
+        assert (
+            c["user_name"]
+            == f"{users[c['user_id']]['first_name']} {users[c['user_id']]['last_name']}"
+        )
+        assert ts(c["date_updated"]) >= ts(c["date_created"]) and c["date_created"].endswith(
+            "+00:00"
+        )
         if c["disposition"] == "vm-answer":
             assert c["direction"] == "inbound"
         if c["disposition"] == "abandoned":
@@ -525,13 +612,184 @@ def test_data_realism():
             if key in c:
                 ends = [u["end"] for u in c[key]["utterances"]]
                 assert ends == sorted(ends)
-    assert {"has_recording", "date_answered", "recording_transcript", "voicemail_transcript"} <= seen_extra
-    assert any("." in c["date_created"] for c in calls) and any("." not in c["date_created"] for c in calls)
+    assert {
+        "has_recording",
+        "date_answered",
+        "recording_transcript",
+        "voicemail_transcript",
+    } <= seen_extra
+    assert any("." in c["date_created"] for c in calls) and any(
+        "." not in c["date_created"] for c in calls
+    )
     assert any(c["note"] and len(c["note"]) > 10_000 for c in calls)
     assert any(c["note"] and any(ord(ch) > 0xFFFF for ch in c["note"]) for c in calls)
     assert any(c["activity_at"] is None for c in calls)
-    assert {c["disposition"] for c in calls} == {"answered", "no-answer", "vm-answer", "vm-left",
-                                                 "busy", "blocked", "error", "abandoned"}
+    assert {c["disposition"] for c in calls} == {
+        "answered",
+        "no-answer",
+        "vm-answer",
+        "vm-left",
+        "busy",
+        "blocked",
+        "error",
+        "abandoned",
+    }
     assert any("." in c["cost"] for c in calls if c["cost"])
     txs = [c["recording_transcript"] for c in calls if "recording_transcript" in c]
     assert any(not t["utterances"] for t in txs) and max(len(t["utterances"]) for t in txs) > 60
+    utterances = [u for t in txs for u in t["utterances"]]
+    # what real ASR output has, and the connector must survive: words with no length, speakers
+    # talking over each other, unicode and markup-like text
+    assert any(u["start"] == u["end"] for u in utterances)
+    assert any(b["start"] < a["end"] for t in txs for a, b in pairwise(t["utterances"]))
+    assert any(not u["text"].isascii() for u in utterances)
+    assert any("<" in u["text"] or "&" in u["text"] for u in utterances)
+
+
+# ------------------------------------------------------------------------------------ transcripts
+
+
+def transcript_rule_breaks(call: dict) -> list[str]:
+    """How the transcripts of `call` break the rules (none when they belong to their call).
+
+    A recording transcript only on an answered call with a recording_url, a voicemail transcript
+    only on a vm-left call with a voicemail_url; every utterance inside [0, duration] (voicemails:
+    [0, voicemail_duration]) with start <= end (float seconds), spoken by the contact or the
+    close-user side.
+    """
+    rules = (
+        (
+            "recording_transcript",
+            call.get("disposition") == "answered" and bool(call.get("recording_url")),
+            call.get("duration"),
+        ),
+        (
+            "voicemail_transcript",
+            call.get("disposition") == "vm-left" and bool(call.get("voicemail_url")),
+            call.get("voicemail_duration"),
+        ),
+    )
+    breaks = []
+    for key, allowed, limit in rules:
+        tx = call.get(key)
+        if tx is None:
+            continue
+        what = f"{call['id']} ({call.get('disposition')}, {call.get('duration')} s) {key}"
+        if not allowed:
+            breaks.append(f"{what}: not allowed on this call")
+            continue
+        for i, u in enumerate(tx["utterances"]):
+            if u["speaker_side"] not in ("contact", "close-user"):
+                breaks.append(f"{what}[{i}]: speaker_side {u['speaker_side']!r}")
+            if not (isinstance(u["start"], float) and isinstance(u["end"], float)):
+                breaks.append(f"{what}[{i}]: times not floats: {u['start']!r}, {u['end']!r}")
+            elif not 0 <= u["start"] <= u["end"] <= limit:
+                breaks.append(f"{what}[{i}]: [{u['start']}, {u['end']}] outside [0, {limit}]")
+    return breaks
+
+
+def assert_transcripts_follow_their_calls(store: SandboxStore) -> None:
+    breaks = [b for call in store.truth().values() for b in transcript_rule_breaks(call)]
+    assert not breaks, f"{len(breaks)} rule breaks, e.g. {breaks[:5]}"
+
+
+def test_transcripts_follow_their_calls_in_history_and_after_mutations():
+    store = SandboxStore(calls=3000, seed=2, start=START)
+    assert_transcripts_follow_their_calls(store)
+    for i in range(8):
+        store.advance(3600)
+        store.mutate_random(random.Random(i), new=25, updated=60, deleted=3, old_share=0.4)
+        assert_transcripts_follow_their_calls(store)
+    # the rounds did add, change and delete transcripts
+    events = store.all_events()
+    for key in TRANSCRIPT_FIELDS:
+        assert sum(key in e["changed_fields"] for e in events) >= 10, key
+    # live mode: two weeks of hourly ticks on top of the seeded history
+    live = SandboxStore(calls=1000, seed=11, start=datetime(2026, 1, 15, tzinfo=UTC), live=True)
+    assert_transcripts_follow_their_calls(live)
+    assert any("recording_transcript" in e["changed_fields"] for e in live.all_events())
+
+
+def test_field_changes_keep_transcripts_fitting_their_call():
+    store = SandboxStore(calls=2000, seed=2, start=START)
+    truth = store.truth()
+    long_calls = [
+        c["id"]
+        for c in truth.values()
+        if c.get("recording_transcript", {}).get("utterances") and c["duration"] > 60
+    ]
+    shorter, unrecorded = long_calls[:2]
+    store.update_call(shorter, duration=20)
+    store.update_call(unrecorded, recording_url=None)
+    vm = next(
+        c["id"] for c in truth.values() if c.get("voicemail_transcript", {}).get("utterances")
+    )
+    store.update_call(vm, disposition="no-answer", voicemail_url=None)
+    after = store.truth()
+    assert after[shorter]["recording_transcript"]["utterances"]  # replaced by one that fits
+    assert "recording_transcript" not in after[unrecorded]
+    assert "voicemail_transcript" not in after[vm]
+    assert_transcripts_follow_their_calls(store)
+    changed = {e["object_id"]: e["changed_fields"] for e in store.all_events()}
+    assert "recording_transcript" in changed[shorter] and "voicemail_transcript" in changed[vm]
+
+
+def _user_stretches(utterances: list[dict]) -> list[float]:
+    """Seconds of each uninterrupted stretch of the rep's speech (monologues)."""
+    stretches, current, previous = [], 0.0, None
+    for u in utterances:
+        if u["speaker_side"] != previous:
+            if previous == "close-user":
+                stretches.append(current)
+            current = 0.0
+        current += u["end"] - u["start"]
+        previous = u["speaker_side"]
+    if previous == "close-user":
+        stretches.append(current)
+    return stretches
+
+
+def test_reps_have_their_own_conversation_habits():
+    from close_calls_pipeline.sandbox.data import make_rep_habits
+
+    store = SandboxStore(calls=4000, seed=2, start=START)
+    user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in store.users}
+    shares, monologues, asks, pauses = {}, {}, {}, {}
+    questions = {"contact": 0, "close-user": 0}
+    longest_turn = 0
+    for call in store.truth().values():
+        us = (call.get("recording_transcript") or {}).get("utterances")
+        if not us:
+            continue
+        rep = call["user_id"]
+        talk = {"contact": 0.0, "close-user": 0.0}
+        turn = 0
+        for i, u in enumerate(us):
+            talk[u["speaker_side"]] += u["end"] - u["start"]
+            questions[u["speaker_side"]] += u["text"].endswith("?")
+            turn = turn + 1 if i and us[i - 1]["speaker_side"] == u["speaker_side"] else 1
+            longest_turn = max(longest_turn, turn)
+            if u["speaker_side"] == "close-user":
+                assert u["speaker_label"] == user_names[rep]
+                asks.setdefault(rep, []).append(u["text"].endswith("?"))
+                if i and us[i - 1]["speaker_side"] == "contact":
+                    pauses.setdefault(rep, []).append(u["start"] - us[i - 1]["end"])
+        if sum(talk.values()) > 0:
+            shares.setdefault(rep, []).append(talk["close-user"] / sum(talk.values()))
+        monologues.setdefault(rep, []).append(max(_user_stretches(us), default=0.0))
+    assert set(shares) == set(user_names)
+    mean = {rep: sum(v) / len(v) for rep, v in shares.items()}
+    assert max(mean.values()) > 0.6 and min(mean.values()) < 0.45, mean
+    assert questions["contact"] > 50 and questions["close-user"] > 50
+    assert longest_turn >= 3  # speakers hold the floor for several utterances
+    # longest monologue, questions asked and patience differ from rep to rep too
+    mono = [sum(v) / len(v) for v in monologues.values()]
+    assert max(mono) > 2 * min(mono), mono
+    ask = [sum(v) / len(v) for v in asks.values()]
+    assert max(ask) > 1.5 * min(ask), ask
+    pause = [sorted(v)[len(v) // 2] for v in pauses.values()]
+    assert max(pause) > min(pause) + 0.5, pause
+    # habits are a function of the seed and the user id, not of the order of the users
+    ids = [u["id"] for u in store.users]
+    assert make_rep_habits(2, ids) == make_rep_habits(2, ids[::-1])
+    assert make_rep_habits(2, ids) != make_rep_habits(3, ids)

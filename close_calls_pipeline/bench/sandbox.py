@@ -3,12 +3,15 @@
 Starts the sandbox in a subprocess (so the client's threads do not share its GIL), then pulls
 every call with transcripts through many concurrent keep-alive connections, one
 `requests.Session` per thread, walking date_created windows with `_skip` paging, and prints the
-store build time, pages/s and calls/s.
+store build time, pages/s and calls/s, and the CPU time the sandbox process spent serving them:
+on a shared machine pages/s moves with the load, while CPU seconds per page says whether the
+sandbox (rather than the client) is the bottleneck.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import subprocess
 import sys
@@ -48,8 +51,19 @@ def _start_server(calls: int, seed: int) -> tuple[subprocess.Popen, str, str]:
     return proc, base_url, info
 
 
-def pull_all(base_url: str, api_key: str, threads: int = 8, windows: int = 64,
-             limit: int = 100) -> dict:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used by process `pid` (from Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pull_all(
+    base_url: str, api_key: str, threads: int = 8, windows: int = 64, limit: int = 100
+) -> dict:
     """Pull every call with transcripts through `threads` bare keep-alive clients (no decoding):
     what the server can serve. Returns pages, calls, bytes, transcripts and seconds."""
     probe = requests.get(base_url + "/me/", auth=(api_key, ""), timeout=30)
@@ -75,9 +89,17 @@ def pull_all(base_url: str, api_key: str, threads: int = 8, windows: int = 64,
                 break
             skip = 0
             while True:
-                r = s.get(base_url + "/activity/call/", params={
-                    "date_created__gte": lo.isoformat(), "date_created__lt": hi.isoformat(),
-                    "_skip": skip, "_limit": limit, "_fields": FIELDS}, timeout=60)
+                r = s.get(
+                    base_url + "/activity/call/",
+                    params={
+                        "date_created__gte": lo.isoformat(),
+                        "date_created__lt": hi.isoformat(),
+                        "_skip": skip,
+                        "_limit": limit,
+                        "_fields": FIELDS,
+                    },
+                    timeout=60,
+                )
                 if r.status_code != 200:
                     errors.append(f"{r.status_code} {r.text[:200]}")
                     return
@@ -112,13 +134,17 @@ def run(calls: int, seed: int, threads: int, windows: int, limit: int) -> dict:
     startup = time.perf_counter() - t0
     print(f"sandbox up in {startup:.1f}s: {info}")
     try:
+        cpu0 = _cpu_seconds(proc.pid)
         totals = pull_all(base_url, KEY, threads, windows, limit)
-        stats = requests.get(base_url.rsplit("/api/v1", 1)[0] + "/_sandbox/stats",
-                             auth=(KEY, ""), timeout=30).json()
+        cpu1 = _cpu_seconds(proc.pid)
+        stats = requests.get(
+            base_url.rsplit("/api/v1", 1)[0] + "/_sandbox/stats", auth=(KEY, ""), timeout=30
+        ).json()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     elapsed = totals["seconds"]
+    server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     return {
         "calls_in_store": calls,
         "startup_s": round(startup, 2),
@@ -131,6 +157,8 @@ def run(calls: int, seed: int, threads: int, windows: int, limit: int) -> dict:
         "calls_per_s": round(totals["calls"] / elapsed, 1),
         "mb_per_s": round(totals["bytes"] / 1e6 / elapsed, 1),
         "server_requests": stats["requests"],
+        "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+        "pages_per_server_cpu_s": round(totals["pages"] / server_cpu) if server_cpu else None,
     }
 
 
@@ -146,8 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     print(orjson.dumps(res, option=orjson.OPT_INDENT_2).decode())
     if res["calls"] != a.calls:
         print(f"WARNING: pulled {res['calls']} calls, store has {a.calls}", file=sys.stderr)
-    print(f"{res['pages_per_s']} pages/s, {res['calls_per_s']} calls/s "
-          f"({res['mb_per_s']} MB/s) with transcripts, {a.threads} connections")
+    print(
+        f"{res['pages_per_s']} pages/s, {res['calls_per_s']} calls/s "
+        f"({res['mb_per_s']} MB/s) with transcripts, {a.threads} connections"
+    )
+    if res["server_cpu_s"]:
+        print(
+            f"the sandbox process used {res['server_cpu_s']} CPU-s for them: "
+            f"{res['pages_per_server_cpu_s']} pages per CPU-second"
+        )
     return 0
 
 

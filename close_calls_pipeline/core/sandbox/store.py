@@ -21,8 +21,10 @@ import orjson
 
 from close_calls_pipeline.core.sandbox.data import (
     ANCHOR,
+    REC_VARIANTS,
     US_PER_DAY,
     US_PER_S,
+    VM_VARIANTS,
     CallFactory,
     dt_to_us,
     iso,
@@ -30,13 +32,18 @@ from close_calls_pipeline.core.sandbox.data import (
     make_id,
     make_note,
     parse_ts,
-    random_transcript,
+    transcript_fits,
+    transcript_limits,
     us_to_dt,
 )
 
 RETENTION_US = 30 * US_PER_DAY
 CONSOLIDATION_US = 60 * US_PER_S
 HOUR_US = 3600 * US_PER_S
+# fields that decide whether a call may carry a transcript, and how long it may be
+TRANSCRIPT_RULE_FIELDS = frozenset(
+    {"disposition", "duration", "recording_url", "voicemail_url", "voicemail_duration"}
+)
 
 
 class _Unset:
@@ -45,6 +52,7 @@ class _Unset:
 
 
 UNSET = _Unset()
+
 
 def _dumps(obj, option: int = 0) -> bytes:
     """orjson.dumps, copied to an exact-size bytes: orjson's own result keeps a ~16 KB
@@ -142,8 +150,12 @@ def _tx_bytes(value) -> bytes | None:
 
 
 def _in_bounds(v: int, b: dict) -> bool:
-    return not (("gt" in b and v <= b["gt"]) or ("gte" in b and v < b["gte"])
-                or ("lt" in b and v >= b["lt"]) or ("lte" in b and v > b["lte"]))
+    return not (
+        ("gt" in b and v <= b["gt"])
+        or ("gte" in b and v < b["gte"])
+        or ("lt" in b and v >= b["lt"])
+        or ("lte" in b and v > b["lte"])
+    )
 
 
 def _str_or_none(v) -> str | None:
@@ -153,8 +165,14 @@ def _str_or_none(v) -> str | None:
 class SandboxStore:
     """Deterministic Close data with a virtual clock. Thread-safe (one re-entrant lock)."""
 
-    def __init__(self, calls: int = 1000, seed: int = 1, start: datetime | None = None,
-                 history_days: int = 180, live: bool = False):
+    def __init__(
+        self,
+        calls: int = 1000,
+        seed: int = 1,
+        start: datetime | None = None,
+        history_days: int = 180,
+        live: bool = False,
+    ):
         self.seed = seed
         self.live = live
         self.history_days = history_days
@@ -218,8 +236,7 @@ class SandboxStore:
         """Live mode: catch the clock (and the hourly mutation ticks) up to wall time."""
         if not self.live:
             return
-        target = (self._start_us + self._offset_us
-                  + int((time.monotonic() - self._wall0) * US_PER_S))
+        target = self._start_us + self._offset_us + int((time.monotonic() - self._wall0) * US_PER_S)
         with self.lock:
             if target > self._now_us:
                 self._catch_up(target)
@@ -283,9 +300,18 @@ class SandboxStore:
                 aa = parse_ts(aa_s)
             except ValueError:
                 aa = None
-        return _Rec(call["id"], dc, aa, _str_or_none(call.get("lead_id")),
-                    _str_or_none(call.get("user_id")), _str_or_none(call.get("contact_id")),
-                    _intern_keys(call.keys()), body, rtx, vtx)
+        return _Rec(
+            call["id"],
+            dc,
+            aa,
+            _str_or_none(call.get("lead_id")),
+            _str_or_none(call.get("user_id")),
+            _str_or_none(call.get("contact_id")),
+            _intern_keys(call.keys()),
+            body,
+            rtx,
+            vtx,
+        )
 
     # ------------------------------------------------------------------ index maintenance
 
@@ -311,8 +337,16 @@ class SandboxStore:
 
     # ------------------------------------------------------------------ events
 
-    def _add_event(self, action: str, rec_id: str, lead_id, user_id, changed: list[str],
-                   data: bytes | None, previous: dict) -> None:
+    def _add_event(
+        self,
+        action: str,
+        rec_id: str,
+        lead_id,
+        user_id,
+        changed: list[str],
+        data: bytes | None,
+        previous: dict,
+    ) -> None:
         # draw the id first, always: the rng sequence must not depend on whether events are
         # recorded (live mode skips recording for ticks outside the retention window)
         new_id = make_id(self._rng, "ev_", 22)
@@ -352,21 +386,23 @@ class SandboxStore:
             self._last_update_ev.pop(rec_id, None)
 
     def _event_body(self, ev: _Event) -> bytes:
-        return _dumps({
-            "id": ev.id,
-            "date_created": iso_naive(ev.dc),
-            "date_updated": iso_naive(ev.du),
-            "object_type": "activity.call",
-            "object_id": ev.object_id,
-            "lead_id": ev.lead_id,
-            "user_id": ev.user_id,
-            "organization_id": self.organization_id,
-            "action": ev.action,
-            "changed_fields": ev.changed_fields,
-            "data": None if ev.data is None else orjson.Fragment(ev.data),
-            "previous_data": ev.previous_data,
-            "meta": {},
-        })
+        return _dumps(
+            {
+                "id": ev.id,
+                "date_created": iso_naive(ev.dc),
+                "date_updated": iso_naive(ev.du),
+                "object_type": "activity.call",
+                "object_id": ev.object_id,
+                "lead_id": ev.lead_id,
+                "user_id": ev.user_id,
+                "organization_id": self.organization_id,
+                "action": ev.action,
+                "changed_fields": ev.changed_fields,
+                "data": None if ev.data is None else orjson.Fragment(ev.data),
+                "previous_data": ev.previous_data,
+                "meta": {},
+            }
+        )
 
     def _link_event(self, ev: _Event) -> None:
         k = ev.key()
@@ -389,10 +425,21 @@ class SandboxStore:
             del self._ev_keys[:cut]
             del self._evs[:cut]
 
-    def events(self, *, object_type=None, action=None, object_id=None, lead_id=None,
-               user_id=None, du_gt=None, du_gte=None, du_lt=None, du_lte=None,
-               after: tuple[int, str] | None = None, limit: int = 50
-               ) -> tuple[list[bytes], tuple[int, str] | None]:
+    def events(
+        self,
+        *,
+        object_type=None,
+        action=None,
+        object_id=None,
+        lead_id=None,
+        user_id=None,
+        du_gt=None,
+        du_gte=None,
+        du_lt=None,
+        du_lte=None,
+        after: tuple[int, str] | None = None,
+        limit: int = 50,
+    ) -> tuple[list[bytes], tuple[int, str] | None]:
         """Events newest first (retention applied), strictly after the cursor key `after`.
 
         Returns serialized events and the key of the last one when more follow, else None.
@@ -459,18 +506,27 @@ class SandboxStore:
             hi = min(hi, bisect.bisect_right(dcs, lte))
         return lo, max(lo, hi)
 
-    def query_calls(self, *, dc: dict | None = None, aa: dict | None = None,
-                    ids: list[str] | None = None, lead_ids: set | None = None,
-                    user_ids: set | None = None, contact_ids: set | None = None,
-                    skip: int = 0, limit: int = 100) -> tuple[list[_Rec], bool]:
+    def query_calls(
+        self,
+        *,
+        dc: dict | None = None,
+        aa: dict | None = None,
+        ids: list[str] | None = None,
+        lead_ids: set | None = None,
+        user_ids: set | None = None,
+        contact_ids: set | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[_Rec], bool]:
         """One page of calls, newest date_created first (ties: id descending).
 
         `dc` / `aa` map "gt"/"gte"/"lt"/"lte" to microseconds.
         """
         with self.lock:
             lo, hi = self.window(**(dc or {}))
-            filtered = bool(aa or lead_ids is not None or user_ids is not None
-                            or contact_ids is not None)
+            filtered = bool(
+                aa or lead_ids is not None or user_ids is not None or contact_ids is not None
+            )
             if ids is None and not filtered:
                 start = hi - 1 - skip
                 stop = max(lo - 1, start - limit)
@@ -490,28 +546,38 @@ class SandboxStore:
                 cands.sort(key=lambda r: (r.dc, r.id), reverse=True)
                 matches = [r for r in cands if self._match(r, aa, lead_ids, user_ids, contact_ids)]
             else:
-                key = (lo, hi, tuple(sorted((aa or {}).items())),
-                       tuple(sorted(lead_ids)) if lead_ids is not None else None,
-                       tuple(sorted(user_ids)) if user_ids is not None else None,
-                       tuple(sorted(contact_ids)) if contact_ids is not None else None,
-                       self.version, len(self._recs))
+                key = (
+                    lo,
+                    hi,
+                    tuple(sorted((aa or {}).items())),
+                    tuple(sorted(lead_ids)) if lead_ids is not None else None,
+                    tuple(sorted(user_ids)) if user_ids is not None else None,
+                    tuple(sorted(contact_ids)) if contact_ids is not None else None,
+                    self.version,
+                    len(self._recs),
+                )
                 matches = self._filter_cache.get(key)
                 if matches is None:
                     recs = self._recs
-                    matches = [recs[i] for i in range(hi - 1, lo - 1, -1)
-                               if self._match(recs[i], aa, lead_ids, user_ids, contact_ids)]
+                    matches = [
+                        recs[i]
+                        for i in range(hi - 1, lo - 1, -1)
+                        if self._match(recs[i], aa, lead_ids, user_ids, contact_ids)
+                    ]
                     if len(self._filter_cache) > 16:
                         self._filter_cache.clear()
                     self._filter_cache[key] = matches
-            return matches[skip:skip + limit], len(matches) > skip + limit
+            return matches[skip : skip + limit], len(matches) > skip + limit
 
     @staticmethod
     def _match(r: _Rec, aa, lead_ids, user_ids, contact_ids) -> bool:
         if aa and (r.aa is None or not _in_bounds(r.aa, aa)):
             return False
-        return not ((lead_ids is not None and r.lead_id not in lead_ids)
-                    or (user_ids is not None and r.user_id not in user_ids)
-                    or (contact_ids is not None and r.contact_id not in contact_ids))
+        return not (
+            (lead_ids is not None and r.lead_id not in lead_ids)
+            or (user_ids is not None and r.user_id not in user_ids)
+            or (contact_ids is not None and r.contact_id not in contact_ids)
+        )
 
     def __len__(self) -> int:
         return len(self._recs)
@@ -534,7 +600,9 @@ class SandboxStore:
             ids = []
             for _ in range(n):
                 cid = make_id(self._rng, "acti_")
-                call, rtx, vtx = self._factory.make_call(self._rng, cid, at_us, max(at_us, self._now_us))
+                call, rtx, vtx = self._factory.make_call(
+                    self._rng, cid, at_us, max(at_us, self._now_us)
+                )
                 # keep the created time exact (make_call may round it to ms / s)
                 call["date_created"] = iso(at_us)
                 if call["activity_at"] is not None:
@@ -548,10 +616,24 @@ class SandboxStore:
             self.version += 1
             return ids
 
-    def update_call(self, call_id: str, *, note=UNSET, outcome_id=UNSET,
-                    recording_transcript=UNSET, voicemail_transcript=UNSET,
-                    **other_fields) -> None:
-        """Set fields, bump date_updated to now, write an `updated` event (consolidated)."""
+    def update_call(
+        self,
+        call_id: str,
+        *,
+        note=UNSET,
+        outcome_id=UNSET,
+        recording_transcript=UNSET,
+        voicemail_transcript=UNSET,
+        **other_fields,
+    ) -> None:
+        """Set fields, bump date_updated to now, write an `updated` event (consolidated).
+
+        Transcripts passed here are stored verbatim, whatever the call (tests inject odd ones on
+        purpose, as with `put_raw_call`); the sandbox's own mutations only pass transcripts that
+        fit their call. When other fields change what a call may carry (disposition, duration,
+        recording or voicemail), a stored transcript that no longer fits is replaced by one that
+        does, or removed when the call may no longer have one.
+        """
         with self.lock:
             rec = self._by_id.get(call_id)
             if rec is None:
@@ -577,6 +659,14 @@ class SandboxStore:
             if voicemail_transcript is not UNSET:
                 vtx = _tx_bytes(voicemail_transcript)
                 changed.append("voicemail_transcript")
+            if not TRANSCRIPT_RULE_FIELDS.isdisjoint(changes) and (rtx or vtx) is not None:
+                rec_limit, vm_limit = transcript_limits(call)
+                if recording_transcript is UNSET and not transcript_fits(rtx, rec_limit):
+                    rtx = self._refit("recording", call, rec_limit)
+                    changed.append("recording_transcript")
+                if voicemail_transcript is UNSET and not transcript_fits(vtx, vm_limit):
+                    vtx = self._refit("voicemail", call, vm_limit)
+                    changed.append("voicemail_transcript")
             if "date_updated" not in changes:
                 previous["date_updated"] = call.get("date_updated")
                 call["date_updated"] = iso(self._now_us)
@@ -595,6 +685,11 @@ class SandboxStore:
             self._add_event("updated", call_id, new.lead_id, new.user_id, changed, body, previous)
             self.version += 1
 
+    def _refit(self, kind: str, call: dict, limit: float | None) -> bytes | None:
+        if limit is None:
+            return None
+        return self._factory.transcripts.get(kind, call.get("user_id"), limit, 0)
+
     def delete_call(self, call_id: str) -> None:
         with self.lock:
             rec = self._by_id.get(call_id)
@@ -602,8 +697,9 @@ class SandboxStore:
                 raise KeyError(call_id)
             self._remove(rec)
             self.deleted_ids.add(call_id)
-            self._add_event("deleted", call_id, rec.lead_id, rec.user_id, [], None,
-                            orjson.loads(rec.body))
+            self._add_event(
+                "deleted", call_id, rec.lead_id, rec.user_id, [], None, orjson.loads(rec.body)
+            )
             self.version += 1
 
     def put_raw_call(self, record: dict, at: datetime | None = None) -> str:
@@ -639,9 +735,18 @@ class SandboxStore:
                 aa = parse_ts(record.get("activity_at"))
             except (TypeError, ValueError, AttributeError):
                 pass
-            rec = _Rec(cid, sort_us, aa, _str_or_none(record.get("lead_id")),
-                       _str_or_none(record.get("user_id")), _str_or_none(record.get("contact_id")),
-                       _intern_keys(str(k) for k in record), body, rtx, vtx)
+            rec = _Rec(
+                cid,
+                sort_us,
+                aa,
+                _str_or_none(record.get("lead_id")),
+                _str_or_none(record.get("user_id")),
+                _str_or_none(record.get("contact_id")),
+                _intern_keys(str(k) for k in record),
+                body,
+                rtx,
+                vtx,
+            )
             old = self._by_id.get(cid)
             if old is not None:
                 self._remove(old)
@@ -661,8 +766,15 @@ class SandboxStore:
             return self._recs[rng.randrange(recent, n)]
         return self._recs[rng.randrange(n)]
 
-    def mutate_random(self, rng: random.Random, *, new: int = 5, updated: int = 10,
-                      deleted: int = 2, old_share: float = 0.3) -> dict:
+    def mutate_random(
+        self,
+        rng: random.Random,
+        *,
+        new: int = 5,
+        updated: int = 10,
+        deleted: int = 2,
+        old_share: float = 0.3,
+    ) -> dict:
         """One random round of activity at the current clock; returns the ids touched."""
         with self.lock:
             saved_rng = self._rng
@@ -674,8 +786,7 @@ class SandboxStore:
                     rec = self._pick(rng, rng.random() < old_share)
                     if rec is None:
                         break
-                    self._random_update(rng, rec)
-                    upd.append(rec.id)
+                    upd.append(self._random_update(rng, rec))
                 dele: list[str] = []
                 for _ in range(deleted):
                     rec = self._pick(rng, rng.random() < old_share)
@@ -687,7 +798,29 @@ class SandboxStore:
                 self._rng = saved_rng
             return {"created": created, "updated": upd, "deleted": dele}
 
-    def _random_update(self, rng: random.Random, rec: _Rec) -> None:
+    def _index_of(self, rec: _Rec) -> int:
+        pos = bisect.bisect_left(self._dcs, rec.dc)
+        while self._recs[pos] is not rec:
+            pos += 1
+        return pos
+
+    def _transcript_target(self, rec: _Rec) -> tuple[_Rec | None, tuple]:
+        """`rec` if it may carry a transcript, else the nearest call after it that may (within
+        64 positions), with its transcript limits."""
+        pos, n = self._index_of(rec), len(self._recs)
+        for i in range(min(64, n)):
+            cand = self._recs[(pos + i) % n]
+            if b'"answered"' not in cand.body and b'"vm-left"' not in cand.body:
+                continue  # cheap pre-check: neither disposition can carry a transcript
+            call = orjson.loads(cand.body)
+            limits = transcript_limits(call) if isinstance(call, dict) else (None, None)
+            if limits != (None, None):
+                return cand, limits
+        return None, (None, None)
+
+    def _random_update(self, rng: random.Random, rec: _Rec) -> str:
+        """One random edit of `rec` (or, for a transcript change, of a call near it that may
+        carry a transcript); returns the id of the call edited."""
         r = rng.random()
         f = self._factory
         if r < 0.35:
@@ -695,22 +828,31 @@ class SandboxStore:
             self.update_call(rec.id, note=note, note_html=note_html)
         elif r < 0.55:
             pool = f.custom_outcomes + f.deleted_outcome_ids[:1]
-            self.update_call(rec.id, outcome_id=pool[rng.randrange(len(pool))] if rng.random() < 0.85
-                             else None)
-        elif r < 0.85:
-            kind = rng.random()
-            if rec.vtx is not None and kind < 0.3:
-                self.update_call(rec.id, voicemail_transcript=None if rng.random() < 0.3
-                                 else f.vm_pool[int(rng.random() * len(f.vm_pool))])
-            elif rec.rtx is not None and kind < 0.5:
-                self.update_call(rec.id, recording_transcript=None)
-            elif rng.random() < 0.2:  # a one-off transcript, not from the shared pool
-                self.update_call(rec.id, recording_transcript=random_transcript(rng))
+            self.update_call(
+                rec.id, outcome_id=pool[rng.randrange(len(pool))] if rng.random() < 0.85 else None
+            )
+        elif r < 0.85:  # a transcript arrives, changes or is deleted after the call exists
+            target, (rec_limit, vm_limit) = self._transcript_target(rec)
+            if target is None:
+                self.update_call(rec.id)
+                return rec.id
+            voicemail = vm_limit is not None
+            kind = "voicemail" if voicemail else "recording"
+            old = target.vtx if voicemail else target.rtx
+            limit = vm_limit if voicemail else rec_limit
+            pools = f.transcripts
+            if old is not None and rng.random() < (0.3 if voicemail else 0.4):
+                tx = None  # deleted for good
+            elif rng.random() < 0.2:  # a one-off transcript made for this call, not pooled
+                tx = pools.one_off(rng, kind, target.user_id, limit)
             else:
-                self.update_call(rec.id,
-                                 recording_transcript=f.rec_pool[int(rng.random() * len(f.rec_pool))])
+                variants = VM_VARIANTS if voicemail else REC_VARIANTS
+                tx = pools.get(kind, target.user_id, limit, int(rng.random() * variants))
+            self.update_call(target.id, **{f"{kind}_transcript": tx})
+            return target.id
         else:
             self.update_call(rec.id)
+        return rec.id
 
 
 __all__ = ["RETENTION_US", "UNSET", "BadRequest", "SandboxStore"]
