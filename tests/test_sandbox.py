@@ -750,7 +750,7 @@ def _user_stretches(utterances: list[dict]) -> list[float]:
 
 
 def test_reps_have_their_own_conversation_habits():
-    from close_calls_pipeline.sandbox.data import make_rep_habits
+    from close_calls_pipeline.core.sandbox.data import make_rep_habits
 
     store = SandboxStore(calls=4000, seed=2, start=START)
     user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in store.users}
