@@ -95,7 +95,7 @@ def allowed_warnings(store) -> set[str]:
     allowed = set()
     outcome_ids = {o["id"] for o in store.outcomes}
     if any(c.get("outcome_id") and c["outcome_id"] not in outcome_ids for c in truth.values()):
-        allowed.add("relationships_fct_calls_outcome_id")
+        allowed.add("calls_point_at_known_outcomes")
     user_ids = {u["id"] for u in store.users}
     if any(c.get("user_id") and c["user_id"] not in user_ids for c in truth.values()):
         allowed.add("relationships_fct_calls_user_id")

@@ -207,7 +207,7 @@ def test_build_runs_every_node_and_only_the_outcome_relationship_warns(built):
     assert sum(1 for u in statuses if u.startswith("model.")) == 16
     warned = {u for u, s in statuses.items() if s == "warn"}
     # c2 points at an outcome unknown to close.outcomes: expected, reported at warn severity.
-    assert len(warned) == 1 and "relationships_fct_calls_outcome_id" in next(iter(warned))
+    assert len(warned) == 1 and "calls_point_at_known_outcomes" in next(iter(warned))
     assert all(s in ("success", "pass", "warn") for s in statuses.values()), statuses
 
 

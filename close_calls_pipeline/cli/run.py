@@ -21,6 +21,7 @@ from typing import TextIO
 
 import duckdb
 
+from close_calls_pipeline.cli.tools import dagster_home, venv_tool
 from close_calls_pipeline.core import config
 from close_calls_pipeline.report import default_report_path
 
@@ -177,18 +178,24 @@ def warehouse_path() -> Path:
 
 
 def _instance():
+    """The project's persistent Dagster instance, so `close-calls ui` shows this run."""
     from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
 
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        os.makedirs(home, exist_ok=True)
-        return DagsterInstance.get()  # runs show up in `dagster dev` with the same DAGSTER_HOME
-    return DagsterInstance.ephemeral()
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home())))
 
 
 def _hours(seconds: float | None) -> str:
     seconds = int(seconds or 0)
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _project_env() -> str:
+    """`NAME=value ` for the project settings this shell has set (never the key), so that a
+    printed command pasted into a fresh shell opens the same warehouse and instance."""
+    names = (config.CLOSE_CALLS_DUCKDB_ENV, config.CLOSE_API_BASE_URL_ENV, "DAGSTER_HOME")
+    return "".join(f"{name}={shlex.quote(os.environ[name])} " for name in names
+                   if os.environ.get(name))
 
 
 def summary_lines(path: str) -> list[str]:
@@ -240,8 +247,7 @@ def summary_lines(path: str) -> list[str]:
     daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
     python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
     lines += [
-        (f"Open the UI: cd {shlex.quote(str(config.REPO_ROOT))} && "
-         f"{shlex.quote(str(Path(sys.executable).parent / 'dg'))} dev"),
+        f"Open the UI (this run is in it): {_project_env()}{shlex.quote(venv_tool('close-calls'))} ui",
         "Query the marts:",
         f"  {shlex.quote(sys.executable)} -c {shlex.quote(python)}",
     ]
@@ -250,7 +256,7 @@ def summary_lines(path: str) -> list[str]:
 
 def run_pipeline(
     *, reconcile: bool = False, backfill_start: str | None = None,
-    sandbox_calls: int | None = None, out: TextIO | None = None,
+    sandbox_calls: int | None = None, verbose: bool = False, out: TextIO | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""
     out = out or sys.stdout
@@ -265,12 +271,14 @@ def run_pipeline(
     handler = _PythonLogHandler(progress)
     saved_level = package_logger.level
     package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
+    package_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     dbt_output = io.StringIO()  # dbt's raw console output: shown only when the run fails
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Dagster beta/preview notices are not for this output
             progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
+            from dagster import colored_console_logger
+
             from close_calls_pipeline.dagster_component.component import build_definitions
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
@@ -286,9 +294,10 @@ def run_pipeline(
                               f"API ({settings.sandbox_calls} seeded calls, seed "
                               f"{settings.sandbox_seed}, live clock)")
             asset_steps: set[str] = set()  # filled once the definitions exist
-            defs = build_definitions(
-                settings, loggers={"progress": _progress_logger(progress, asset_steps)}
-            )
+            loggers = {"progress": _progress_logger(progress, asset_steps)}
+            if verbose:  # Dagster's own event stream too, DEBUG and all
+                loggers["console"] = colored_console_logger
+            defs = build_definitions(settings, loggers=loggers)
             asset_steps.update(a.node_def.name for a in defs.resolve_asset_graph().assets_defs
                                if a.keys)
             job = defs.resolve_job_def(PIPELINE_JOB)
@@ -297,7 +306,8 @@ def run_pipeline(
                 sync_config["backfill_start"] = backfill_start
             run_config = {
                 "ops": {"close_calls": {"config": sync_config}},
-                "loggers": {"progress": {}},
+                "loggers": {"progress": {}, **(
+                    {"console": {"config": {"log_level": "DEBUG"}}} if verbose else {})},
             }
             progress.line(f"running the Dagster job {PIPELINE_JOB}"
                           f"{' (full reconcile)' if reconcile else ''}")

@@ -20,6 +20,8 @@ CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 # The warehouse file, relative to the Dagster project's root (this repository's, or a user's).
 DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
+# The project's Dagster instance (run history, schedules), unless DAGSTER_HOME names another.
+DAGSTER_HOME_FOLDER = ".dagster_home"
 # Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
 DEFAULT_WORKERS = 8
 # DuckDB memory limit of every connection the product opens (the sync's, the checks', dbt's).

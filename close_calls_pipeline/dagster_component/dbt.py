@@ -116,10 +116,9 @@ class CloseDbtTranslator(DagsterDbtTranslator):
         return ANALYTICS_GROUP
 
 
-def dbt_vars(duckdb_warehouse: WarehouseResource) -> str:
+def dbt_vars(duckdb_path: str, memory_limit: str) -> str:
     """The warehouse file and its memory limit, as dbt `--vars` (read by profiles.yml)."""
-    return json.dumps({"close_calls_duckdb": duckdb_warehouse.path,
-                       "duckdb_memory_limit": duckdb_warehouse.memory_limit})
+    return json.dumps({"close_calls_duckdb": duckdb_path, "duckdb_memory_limit": memory_limit})
 
 
 def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
@@ -139,7 +138,8 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     ):
         """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
         invocation = dbt.cli(
-            ["build", "--vars", dbt_vars(duckdb_warehouse)], context=context,
+            ["build", "--vars", dbt_vars(duckdb_warehouse.path, duckdb_warehouse.memory_limit)],
+            context=context,
             target_path=project.target_path / RUN_TARGET,
         )
         yield from invocation.stream()

@@ -23,8 +23,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from close_calls_pipeline.core.sandbox.data import parse_ts
-from close_calls_pipeline.core.sandbox.store import SandboxStore
+from close_calls_pipeline.core.sandbox.data import ANCHOR, parse_ts
+from close_calls_pipeline.core.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
 
 API_PREFIX = "/api/v1"
 CALL_LIST_MAX_LIMIT = 100
@@ -545,8 +545,11 @@ def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = 5000, seed: in
                            rps=rps, fault_rate=fault_rate, max_skip=max_skip, seed=seed).start()
     print(f"Close sandbox API at {server.base_url}", flush=True)
     print(f"API key: {api_key}", flush=True)
-    print(f"{len(store)} calls, seed {seed}, clock {store.now.isoformat()} "
-          f"({'live' if live else 'frozen'}), built in {built:.1f}s. Ctrl-C to stop.", flush=True)
+    growth = (f"{calls} seeded over the {store.history_days} days before "
+              f"{ANCHOR.date()}, the rest added by the live clock, {LIVE_NEW_CALLS_PER_HOUR} new "
+              f"calls an hour since then" if live else "the seeded history, clock frozen")
+    print(f"{len(store)} calls ({growth}), seed {seed}, clock {store.now.isoformat()}, built in "
+          f"{built:.1f}s. Ctrl-C to stop.", flush=True)
     try:
         while True:
             time.sleep(3600)

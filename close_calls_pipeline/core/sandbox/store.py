@@ -40,6 +40,9 @@ from close_calls_pipeline.core.sandbox.data import (
 RETENTION_US = 30 * US_PER_DAY
 CONSOLIDATION_US = 60 * US_PER_S
 HOUR_US = 3600 * US_PER_S
+# Live mode: every hour since ANCHOR adds this many calls (and updates two, deletes one in ten
+# hours), so a live sandbox serves its seeded history plus ~48 calls a day since 2026-01-01.
+LIVE_NEW_CALLS_PER_HOUR = 2
 # fields that decide whether a call may carry a transcript, and how long it may be
 TRANSCRIPT_RULE_FIELDS = frozenset(
     {"disposition", "duration", "recording_url", "voicemail_url", "voicemail_duration"}
@@ -252,7 +255,8 @@ class SandboxStore:
             self._record_events = tick_us >= first_recorded
             rng = random.Random(self.seed * 1_000_003 + tick)
             deleted = 1 if rng.random() < 0.1 else 0
-            self.mutate_random(rng, new=2, updated=2, deleted=deleted, old_share=0.3)
+            self.mutate_random(rng, new=LIVE_NEW_CALLS_PER_HOUR, updated=2, deleted=deleted,
+                               old_share=0.3)
             self._tick_done = tick
         self._record_events = True
         self._now_us = max(self._now_us, target_us)

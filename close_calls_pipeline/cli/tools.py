@@ -1,0 +1,78 @@
+"""`close-calls ui` and `close-calls docs`, and the project's persistent Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from close_calls_pipeline.core import config
+
+# The instance `close-calls run`, `close-calls ui` (dg dev) and its schedules share, unless
+# DAGSTER_HOME names another. One run at a time: the DuckDB pool has a limit of 1.
+INSTANCE_YAML = """\
+# Written by close-calls: the project's own Dagster instance (run history, schedules, checks).
+concurrency:
+  pools:
+    default_limit: 1   # DuckDB has one writer: runs of the pipeline never overlap
+python_logs:
+  python_log_level: INFO   # headless runs print INFO and above; DEBUG: change this line
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME if set, else the project's `.dagster_home/` (created with its dagster.yaml)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or config.REPO_ROOT / config.DAGSTER_HOME_FOLDER)
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(INSTANCE_YAML)
+    return home.resolve()
+
+
+def venv_tool(name: str) -> str:
+    """A command installed next to this Python (the project's venv), by absolute path."""
+    return str(Path(sys.executable).parent / name)
+
+
+def open_ui(port: int) -> int:
+    """`dg dev` from the repo root on the project's instance, until Ctrl-C."""
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance {env['DAGSTER_HOME']}); Ctrl-C stops",
+          flush=True)
+    try:
+        return subprocess.call([venv_tool("dg"), "dev", "--port", str(port)],
+                               cwd=config.REPO_ROOT, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def dbt_docs(port: int, serve: bool) -> int:
+    """`dbt docs generate` against this project's warehouse (then `dbt docs serve`)."""
+    from close_calls_pipeline.cli.run import load_component
+    from close_calls_pipeline.dagster_component.dbt import dbt_executable, dbt_vars
+
+    settings = load_component().settings(config.REPO_ROOT)
+    if not settings.duckdb_path.exists():
+        print(f"error: no warehouse at {settings.duckdb_path} yet: run `close-calls run` first",
+              file=sys.stderr)
+        return 1
+    project = ["--project-dir", str(config.DBT_PROJECT_DIR),
+               "--profiles-dir", str(config.DBT_PROJECT_DIR)]
+    generate = [dbt_executable(), "docs", "generate", *project,
+                "--vars", dbt_vars(str(settings.duckdb_path), settings.duckdb_memory_limit)]
+    done = subprocess.call(generate, cwd=config.DBT_PROJECT_DIR)
+    if done or not serve:
+        if not done:
+            print(f"dbt docs site: {config.DBT_PROJECT_DIR / 'target' / 'index.html'}")
+        return done
+    try:
+        return subprocess.call([dbt_executable(), "docs", "serve", "--port", str(port), *project,
+                                "--vars", dbt_vars(str(settings.duckdb_path),
+                                                   settings.duckdb_memory_limit)],
+                               cwd=config.DBT_PROJECT_DIR)
+    except KeyboardInterrupt:
+        return 0
