@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from close_calls_pipeline.core import config
+
 API_KEY = "bench-key"
 
 
@@ -169,12 +171,17 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__)
-    parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "all"],
+    parser.add_argument("--scenario",
+                        choices=["rate-limited", "throughput", "memory", "dbt", "all"],
                         default="all")
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
     parser.add_argument("--limited-calls", type=int, default=100_000)
     parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--dbt-calls", type=int, default=500_000,
+                        help="calls in the warehouse of the dbt scenario")
+    parser.add_argument("--dbt-memory-limits", nargs="+", default=[
+        config.DEFAULT_DUCKDB_MEMORY_LIMIT, "1GB"], help="DuckDB memory limits to build dbt with")
     args = parser.parse_args(argv)
 
     if args.scenario in ("rate-limited", "all"):
@@ -193,4 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             peaks.append(figures[0].peak_rss_mb)
         print(f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
               f"{peaks[1] / peaks[0]:.2f}x", flush=True)
+    if args.scenario == "dbt":  # not in "all": it needs minutes of its own
+        from close_calls_pipeline.bench.dbt import dbt_memory
+
+        dbt_memory(args.dbt_calls, args.workers, args.dbt_memory_limits)
     return 0
