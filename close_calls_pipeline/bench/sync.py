@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dbt-calls", type=int, default=500_000,
                         help="calls in the warehouse of the dbt scenario")
     parser.add_argument("--dbt-memory-limits", nargs="+", default=[
-        config.DEFAULT_DUCKDB_MEMORY_LIMIT, "1GB"], help="DuckDB memory limits to build dbt with")
+        config.DEFAULT_DUCKDB_MEMORY_LIMIT, config.DEFAULT_DBT_MEMORY_LIMIT], help="DuckDB memory limits to build dbt with")
     args = parser.parse_args(argv)
 
     if args.scenario in ("rate-limited", "all"):

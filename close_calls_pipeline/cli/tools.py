@@ -63,7 +63,7 @@ def dbt_docs(port: int, serve: bool) -> int:
     project = ["--project-dir", str(config.DBT_PROJECT_DIR),
                "--profiles-dir", str(config.DBT_PROJECT_DIR)]
     generate = [dbt_executable(), "docs", "generate", *project,
-                "--vars", dbt_vars(str(settings.duckdb_path), settings.duckdb_memory_limit)]
+                "--vars", dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit)]
     done = subprocess.call(generate, cwd=config.DBT_PROJECT_DIR)
     if done or not serve:
         if not done:
@@ -72,7 +72,7 @@ def dbt_docs(port: int, serve: bool) -> int:
     try:
         return subprocess.call([dbt_executable(), "docs", "serve", "--port", str(port), *project,
                                 "--vars", dbt_vars(str(settings.duckdb_path),
-                                                   settings.duckdb_memory_limit)],
+                                                   settings.dbt_memory_limit)],
                                cwd=config.DBT_PROJECT_DIR)
     except KeyboardInterrupt:
         return 0

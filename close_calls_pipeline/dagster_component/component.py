@@ -93,6 +93,7 @@ class CloseCallsPipelineSettings:
     dbt_marts: bool
     dbt_project_dir: Path
     duckdb_memory_limit: str
+    dbt_memory_limit: str
     extra_call_fields: list[str]
     sandbox_calls: int
     sandbox_seed: int
@@ -107,6 +108,7 @@ class CloseCallsScaffolder(Scaffolder):
             {
                 "duckdb_path": "{{ env.CLOSE_CALLS_DUCKDB }}",
                 "api_key": "{{ env.CLOSE_API_KEY }}",
+                "base_url": "{{ env.CLOSE_API_BASE_URL }}",
             },
         )
         defs_yaml = request.target_path / "defs.yaml"
@@ -115,14 +117,15 @@ class CloseCallsScaffolder(Scaffolder):
 
 
 _OPTIONAL_ATTRIBUTES = f"""\
-  # Optional (defaults shown):
-  # base_url: {config.DEFAULT_BASE_URL}
-  # workers: {config.DEFAULT_WORKERS}
-  # backfill_start: 2024-01-01             # the first walk's start; default: all history
-  # cron_schedule: "{config.DEFAULT_CRON_SCHEDULE}"                # null: no schedule
-  # reconcile_cron_schedule: "{config.DEFAULT_RECONCILE_CRON_SCHEDULE}"     # weekly full reconcile
-  # dbt_marts: true                        # the bundled dbt models as assets
-  # duckdb_memory_limit: {config.DEFAULT_DUCKDB_MEMORY_LIMIT}
+  # Optional, with their defaults:
+  # workers: {config.DEFAULT_WORKERS}                         # concurrent requests
+  # backfill_start: 2024-01-01         # the first walk's start (default: all history)
+  # cron_schedule: "{config.DEFAULT_CRON_SCHEDULE}"           # null: no schedule
+  # reconcile_cron_schedule: "{config.DEFAULT_RECONCILE_CRON_SCHEDULE}"  # null: no weekly reconcile
+  # dbt_marts: true                    # the bundled dbt models as assets
+  # duckdb_memory_limit: {config.DEFAULT_DUCKDB_MEMORY_LIMIT}         # the sync's connections
+  # dbt_memory_limit: {config.DEFAULT_DBT_MEMORY_LIMIT}              # dbt build's
+  # extra_call_fields: []              # e.g. [custom.cf_xxx]
 """
 
 
@@ -155,7 +158,9 @@ class CloseCallsComponent(Component, Resolvable):
     dbt_marts: bool = True
     """The bundled dbt project's models (staging, intermediate, marts) as assets."""
     duckdb_memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT
-    """DuckDB memory limit of every connection, dbt's included; DuckDB spills beyond it."""
+    """DuckDB memory limit of the sync's and checks' connections; DuckDB spills beyond it."""
+    dbt_memory_limit: str = config.DEFAULT_DBT_MEMORY_LIMIT
+    """DuckDB memory limit of `dbt build`; DuckDB spills beyond it."""
     extra_call_fields: list[str] = field(default_factory=list)
     """Call fields to request beyond the documented ones, e.g. `custom.cf_...`."""
     sandbox_calls: int = config.SANDBOX_CALLS
@@ -180,6 +185,7 @@ class CloseCallsComponent(Component, Resolvable):
             dbt_marts=self.dbt_marts,
             dbt_project_dir=config.DBT_PROJECT_DIR,
             duckdb_memory_limit=self.duckdb_memory_limit,
+            dbt_memory_limit=self.dbt_memory_limit,
             extra_call_fields=list(self.extra_call_fields),
             sandbox_calls=self.sandbox_calls,
             sandbox_seed=self.sandbox_seed,
@@ -197,7 +203,8 @@ def build_definitions(
 ) -> Definitions:
     """The pipeline's definitions; tests may pass their own Close API resource and loggers."""
     warehouse = WarehouseResource(
-        path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit
+        path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit,
+        dbt_memory_limit=settings.dbt_memory_limit,
     )
     resources: dict[str, Any] = {
         "close_api": close_api

@@ -138,7 +138,7 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     ):
         """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
         invocation = dbt.cli(
-            ["build", "--vars", dbt_vars(duckdb_warehouse.path, duckdb_warehouse.memory_limit)],
+            ["build", "--vars", dbt_vars(duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit)],
             context=context,
             target_path=project.target_path / RUN_TARGET,
         )

@@ -111,7 +111,11 @@ class WarehouseResource(ConfigurableResource):
     path: str = Field(description="Absolute path of the DuckDB file.")
     memory_limit: str = Field(
         default=config.DEFAULT_DUCKDB_MEMORY_LIMIT,
-        description="DuckDB memory limit of every connection (dbt's too); DuckDB spills beyond.",
+        description="DuckDB memory limit of the sync's and checks' connections (spills beyond).",
+    )
+    dbt_memory_limit: str = Field(
+        default=config.DEFAULT_DBT_MEMORY_LIMIT,
+        description="DuckDB memory limit of `dbt build` (spills beyond).",
     )
 
     @contextmanager

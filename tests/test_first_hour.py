@@ -1,0 +1,196 @@
+"""The first hour of a new user: what `close-calls run` prints works when pasted into a fresh shell,
+the README's queries return rows, the CLI explains itself, and nothing grows without bound.
+
+`close-calls run` runs as a user would start it (the venv's script, no venv on PATH) against the
+embedded sandbox, with the warehouse and the Dagster instance in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from close_calls_pipeline.cli.main import build_parser
+from close_calls_pipeline.core import config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+TARGET = REPO_ROOT / "dbt_project" / "target"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A fresh shell's environment: no venv on PATH, no project settings but those given."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8", **extra}
+
+
+def close_calls_run(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([str(VENV_BIN / "close-calls"), "run", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    return done.stdout
+
+
+def target_size() -> tuple[set[str], int]:
+    files = [p for p in TARGET.rglob("*") if p.is_file()]
+    return {str(p.relative_to(TARGET)) for p in files}, sum(p.stat().st_size for p in files)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("first_hour")
+    settings = {"CLOSE_CALLS_DUCKDB": str(tmp / "data" / "close_calls.duckdb"),
+                "DAGSTER_HOME": str(tmp / "dagster_home")}
+    output = close_calls_run(clean_env(**settings), "--sandbox-calls", "300")
+    return output, settings, tmp
+
+
+def printed_commands(output: str) -> dict[str, str]:
+    lines = output.splitlines()
+    ui = next(line.split(": ", 1)[1] for line in lines if line.startswith("Open the UI"))
+    start = lines.index("Query the marts:") + 1
+    queries = [line.strip() for line in lines[start:] if line.startswith("  ")]
+    return {"ui": ui, **{f"query {i}": q for i, q in enumerate(queries)}}
+
+
+def test_the_summary_names_what_it_made(first_run):
+    output, settings, _ = first_run
+    assert "None" not in output.split("\nSummary\n")[1]
+    assert f"DuckDB file: {settings['CLOSE_CALLS_DUCKDB']}" in output
+    report = re.search(r"^Call report: (.+)$", output, re.MULTILINE)
+    assert report and Path(report.group(1)).is_file()
+    assert re.search(r"^  \d+ calls point at outcomes deleted in Close: expected", output,
+                     re.MULTILINE)
+    assert "DEBUG" not in output  # quiet by default
+
+
+def test_every_printed_query_works_in_a_fresh_shell(first_run):
+    output, _, _ = first_run
+    queries = {k: v for k, v in printed_commands(output).items() if k.startswith("query")}
+    assert queries
+    for name, command in queries.items():
+        done = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=clean_env(),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, (name, command, done.stderr[-2000:])
+        assert "call_date" in done.stdout, (name, done.stdout[-2000:])
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_the_printed_ui_command_shows_the_run(first_run):
+    output, _, _ = first_run
+    command = printed_commands(output)["ui"]
+    assert command.endswith("close-calls ui")
+    process = subprocess.Popen(["bash", "-c", command], cwd="/", env=clean_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline, runs = time.monotonic() + 150, None
+        while time.monotonic() < deadline and not runs:
+            time.sleep(2)
+            try:
+                answer = _graphql(3000, "{ runsOrError { ... on Runs { results { runId status "
+                                        "jobName } } } }")
+                runs = answer["data"]["runsOrError"]["results"]
+            except OSError:
+                continue
+        assert runs, "the UI did not answer, or shows no run"
+        assert any(r["jobName"] == "close_calls_pipeline" and r["status"] == "SUCCESS"
+                   for r in runs)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def readme_queries() -> list[str]:
+    """Every SQL statement of the README's ```sql blocks."""
+    text = (REPO_ROOT / "README.md").read_text()
+    statements = []
+    for block in re.findall(r"```sql\n(.*?)```", text, re.DOTALL):
+        lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
+        statements += [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    return statements
+
+
+def test_every_readme_query_returns_rows_on_the_sandbox(first_run):
+    _, settings, _ = first_run
+    queries = readme_queries()
+    assert len(queries) >= 3
+    con = duckdb.connect(settings["CLOSE_CALLS_DUCKDB"], read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for query in queries:
+            assert con.execute(query).fetchall(), query
+    finally:
+        con.close()
+
+
+def test_runs_keep_the_dbt_target_folder_bounded(first_run):
+    _, settings, _ = first_run
+    env = clean_env(**settings)
+    sizes = []
+    for _ in range(3):  # the fixture's run was the first
+        close_calls_run(env)
+        sizes.append(target_size())
+    (files_3, size_3), (files_4, size_4) = sizes[1], sizes[2]
+    assert files_4 == files_3, "a run left new files in dbt_project/target"
+    assert size_4 <= size_3 * 1.02, (size_3, size_4)
+
+
+# --- what the commands say about themselves ---------------------------------------------------------
+
+
+def test_every_cli_option_has_help_and_shows_its_default():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if name == "bench":
+            continue  # its own parser, below
+        help_text = sub.format_help()
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"close-calls {name} {action.option_strings}: no help"
+            if action.default not in (None, False):
+                assert "default" in (action.help or "") or f"(default: {action.default})" in \
+                    " ".join(help_text.split()), f"close-calls {name} {action.option_strings}"
+    done = subprocess.run([str(VENV_BIN / "close-calls"), "sandbox", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "2026-01-01" in done.stdout and "seeded" in done.stdout  # what its size means
+
+
+def test_a_backfill_start_in_the_future_is_refused_before_anything_runs(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    done = subprocess.run(
+        [str(VENV_BIN / "close-calls"), "run", "--backfill-start", "2999-01-01"],
+        cwd=REPO_ROOT, env=clean_env(CLOSE_CALLS_DUCKDB=str(warehouse),
+                                     DAGSTER_HOME=str(tmp_path / "home")),
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "in the future" in done.stdout + done.stderr
+    assert not warehouse.exists()
+
+
+def test_dbt_profile_default_memory_limit_is_the_products():
+    profile = (REPO_ROOT / "dbt_project" / "profiles.yml").read_text()
+    assert f"var('duckdb_memory_limit', '{config.DEFAULT_DBT_MEMORY_LIMIT}')" in profile
