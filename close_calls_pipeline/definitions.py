@@ -27,18 +27,23 @@ from dagster import (
 
 from close_calls_pipeline.core import config
 from close_calls_pipeline.dagster_component.assets import (
+    INGESTION_KEYS,
     close_calls,
     close_calls_dbt,
     close_reference_tables,
 )
 from close_calls_pipeline.dagster_component.checks import ASSET_CHECKS
+from close_calls_pipeline.dagster_component.publish import build_readonly_copy_asset
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     WarehouseResource,
     dbt_resource,
 )
 
-ASSETS = [close_calls, close_reference_tables, close_calls_dbt]
+# Last: the read-only copy readers open, published once everything above it is written.
+readonly_copy = build_readonly_copy_asset(deps=[*INGESTION_KEYS, *close_calls_dbt.keys])
+
+ASSETS = [close_calls, close_reference_tables, close_calls_dbt, readonly_copy]
 
 PIPELINE_JOB = "close_calls_pipeline"
 RECONCILE_JOB = "close_calls_full_reconcile"
@@ -72,11 +77,16 @@ hourly_schedule = ScheduleDefinition(
 
 
 def build_definitions(
-    *, close_api: CloseApiResource | None = None, duckdb_path: str | None = None,
+    *,
+    close_api: CloseApiResource | None = None,
+    duckdb_path: str | None = None,
     loggers: Mapping[str, LoggerDefinition] | None = None,
+    lock_wait_seconds: float | None = None,
 ) -> Definitions:
-    """The code location; tests and the main job pass their own Close API, DuckDB file, loggers."""
+    """The code location; tests and the main job pass their own Close API, DuckDB file, loggers
+    and wait for the warehouse file (default: `config.lock_wait_seconds()`)."""
     path = duckdb_path or config.duckdb_path()
+    wait = config.lock_wait_seconds() if lock_wait_seconds is None else lock_wait_seconds
     return Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
@@ -84,7 +94,7 @@ def build_definitions(
         schedules=[hourly_schedule],
         resources={
             "close_api": close_api or CloseApiResource.from_env(),
-            "duckdb_warehouse": WarehouseResource(path=path),
+            "duckdb_warehouse": WarehouseResource(path=path, lock_wait_seconds=wait),
             "dbt": dbt_resource(),
         },
         # DuckDB has one writer: one step at a time, ingestion before dbt.

@@ -22,7 +22,7 @@ from typing import TextIO
 
 import duckdb
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, locks
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ class _EventLines:
                 f"({_metadata_value(event, 'rate_limited_429')} answered 429); "
                 f"{_metadata_value(event, 'live_calls')} live calls"
             )
+        if key == "close/readonly_copy":
+            return None  # the publish logs its own line (core/publish.py)
         if key.startswith("close/"):
             return f"  {key}: {_metadata_value(event, 'dagster/row_count')} rows"
         return None
@@ -206,9 +208,11 @@ def _hours(seconds: float | None) -> str:
 
 
 def summary_lines(path: str) -> list[str]:
-    """Rows landed, headline metrics from the marts, and where to look next."""
+    """Rows landed, headline metrics from the marts, and where to look next (all read from the
+    read-only copy the run published, as a notebook would)."""
     lines = []
-    con = duckdb.connect(path, read_only=True)
+    copy = str(config.readonly_copy_path(path))
+    con = duckdb.connect(copy, read_only=True)
     try:
         live, deleted = con.execute(
             "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
@@ -224,7 +228,7 @@ def summary_lines(path: str) -> list[str]:
     calls, answered = int(calls or 0), int(answered or 0)
     rate = f"{answered / calls:.1%}" if calls else "n/a"
     daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
-    python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
+    python = f"import duckdb; duckdb.connect({copy!r}, read_only=True).sql({daily!r}).show()"
     lines += [
         "",
         "Summary",
@@ -233,21 +237,27 @@ def summary_lines(path: str) -> list[str]:
         (f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered "
          f"(answer rate {rate}), talk time {_hours(talk)}, cost {float(cost or 0):.2f} USD"),
         "",
-        f"DuckDB file: {path}",
+        f"DuckDB file: {path}   (the runs write it: do not keep it open)",
+        f"Read-only copy for notebooks: {copy}   (replaced by every successful run)",
         "Open the UI: dagster dev   (from the repo root, then http://127.0.0.1:3000)",
         "Query the marts:",
-        f"  duckdb -readonly {shlex.quote(path)} -c {shlex.quote(daily)}",
+        f"  duckdb -readonly {shlex.quote(copy)} -c {shlex.quote(daily)}",
         f"  python -c {shlex.quote(python)}",
     ]
     return lines
 
 
 def run_pipeline(
-    *, reconcile: bool = False, backfill_start: str | None = None,
-    sandbox_calls: int = config.SANDBOX_CALLS, sandbox_seed: int = config.SANDBOX_SEED,
+    *,
+    reconcile: bool = False,
+    backfill_start: str | None = None,
+    sandbox_calls: int = config.SANDBOX_CALLS,
+    sandbox_seed: int = config.SANDBOX_SEED,
     out: TextIO | None = None,
+    lock_wait_seconds: float | None = None,
 ) -> int:
-    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""
+    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure (also
+    at once, starting nothing, when another run holds the warehouse)."""
     out = out or sys.stdout
     progress = _Progress(out)
     if backfill_start:
@@ -259,6 +269,11 @@ def run_pipeline(
             return 2
 
     path = config.duckdb_path()
+    try:  # one run at a time per warehouse: held until the job has finished
+        run_lock = locks.acquire_run_lock(path, owner="close-calls run")
+    except locks.RunInProgressError as error:
+        out.write(f"error: {error}\n")
+        return 1
     os.environ[config.CLOSE_CALLS_DUCKDB_ENV] = path  # dbt's profiles.yml reads it
     package_logger = logging.getLogger("close_calls_pipeline")
     handler = _PythonLogHandler(progress)
@@ -276,7 +291,9 @@ def run_pipeline(
             with _sandbox_if_no_key(progress, sandbox_calls, sandbox_seed):
                 asset_steps = {assets.node_def.name for assets in ASSETS}
                 defs = build_definitions(
-                    duckdb_path=path, loggers={"progress": _progress_logger(progress, asset_steps)}
+                    duckdb_path=path,
+                    loggers={"progress": _progress_logger(progress, asset_steps)},
+                    lock_wait_seconds=lock_wait_seconds,
                 )
                 job = defs.resolve_job_def(PIPELINE_JOB)
                 sync_config = {"reconcile": reconcile}
@@ -298,6 +315,7 @@ def run_pipeline(
     finally:
         package_logger.removeHandler(handler)
         package_logger.setLevel(saved_level)
+        run_lock.release()
 
     if not result.success:
         failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

@@ -39,13 +39,13 @@ from pydantic import Field, field_validator
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.config import CLOSE_CALLS_DUCKDB_ENV
+from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     WarehouseResource,
     dbt_project,
     prepare_dbt_manifest,
 )
-from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +352,9 @@ def close_calls_dbt(
     context: AssetExecutionContext, dbt: DbtCliResource, duckdb_warehouse: WarehouseResource
 ):
     """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
+    # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
+    # another process (a notebook) holds it.
+    duckdb_warehouse.wait_until_writable()
     # dbt's profiles.yml reads the warehouse path from CLOSE_CALLS_DUCKDB: give dbt exactly the
     # file the ingestion steps wrote (the env is copied into the dbt process when it starts).
     with _env(CLOSE_CALLS_DUCKDB_ENV, duckdb_warehouse.path):
