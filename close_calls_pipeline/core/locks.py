@@ -70,8 +70,14 @@ def _command_line(pid: int, limit: int = 160) -> str | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    # One line, whatever the arguments hold (a `python -c` script has newlines).
+    text = " ".join(" ".join(part.decode(errors="replace").split()) for part in raw.split(b"\0"))
+    text = text.strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def duckdb_lock_holder(error: BaseException) -> FileHolder | None:
@@ -92,12 +98,17 @@ class WarehouseLockedError(RuntimeError):
         self.holder = holder
         self.waited_seconds = waited_seconds
         copy = config.readonly_copy_path(path)
+        if waited_seconds >= 0.05:
+            waited = f"waited {_seconds(waited_seconds)} s ({config.CLOSE_CALLS_LOCK_WAIT_ENV})"
+        else:
+            waited = (
+                f"no wait left ({config.CLOSE_CALLS_LOCK_WAIT_ENV} is 0 or used up by this run)"
+            )
         # One line: `close-calls run` and the Dagster UI show the first line of an error.
         super().__init__(
-            f"the warehouse {self.path} is held by {holder.describe()}; waited "
-            f"{waited_seconds:.0f} s ({config.CLOSE_CALLS_LOCK_WAIT_ENV}). Close that process's "
-            f"connection to {self.path} (con.close() in the notebook, quit the duckdb CLI), or "
-            f"open {copy} instead: the read-only copy each run publishes for readers."
+            f"the warehouse {self.path} is held by {holder.describe()}; {waited}. Close that "
+            f"process's connection to {self.path} (con.close() in the notebook, quit the duckdb "
+            f"CLI), or open {copy} instead: the read-only copy each run publishes for readers."
         )
 
 
@@ -134,11 +145,11 @@ def wait_for_warehouse(
                 first = next_log == started
                 for target in loggers:
                     target.warning(
-                        "the warehouse %s is held by %s: %s up to %.0f s more for it to close (%s)",
+                        "the warehouse %s is held by %s: %s up to %s s more for it to close (%s)",
                         path,
                         holder.describe(),
                         "waiting" if first else "still waiting",
-                        limit - waited,
+                        _seconds(limit - waited),
                         config.CLOSE_CALLS_LOCK_WAIT_ENV,
                     )
                 next_log = now + _LOG_EVERY_SECONDS

@@ -113,7 +113,7 @@ class WarehouseResource(ConfigurableResource):
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        owner = f"Dagster run {context.run_id}" if context.run_id else None
+        owner = f"Dagster run {context.run.run_id}" if context.run else None
         self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
