@@ -9,9 +9,11 @@ the request stays in force, and dagster-dbt's own SIGINT on cancellation still r
 
 Two Linux details: the signal fires when the *thread* that started the process exits (Dagster
 starts dbt from the thread that runs the step, which waits for dbt); and a parent that dies
-before `prctl` runs is caught by comparing the parent PID before and after (only a parent that
-dies during the launcher's first ~50 ms of Python start-up, before dbt itself starts, escapes
-both). Elsewhere than Linux the launcher just runs dbt.
+before `prctl` runs is caught by comparing the parent PID before and after. Only a parent that
+dies during the launcher's first ~50 ms of Python start-up escapes both; that dbt has not opened
+the warehouse yet, and an orphaned dbt ends at its next log line anyway (its stdout pipe is gone:
+what the launcher adds is the kill during a long, silent statement). Elsewhere than Linux the
+launcher just runs dbt.
 """
 
 from __future__ import annotations
