@@ -48,7 +48,9 @@ HOLDER = textwrap.dedent(
 def start_holder(path: Path, mode: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path), mode],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -82,13 +84,31 @@ def small_warehouse(path: Path, sync_runs: int = 1) -> None:
         for _ in range(sync_runs):
             now = datetime.now(UTC)
             counts = dict.fromkeys(
-                ["calls_inserted", "calls_updated", "calls_deleted", "utterances_written",
-                 "records_rejected", "requests", "rate_limited", "retries", "seconds_waited"], 0)
-            warehouse.append_sync_state(con, {
-                "run_id": uuid.uuid4().hex, "mode": "incremental", "started_at": now,
-                "finished_at": now, "high_water_mark_before": None,
-                "high_water_mark_after": now, **counts,
-            })
+                [
+                    "calls_inserted",
+                    "calls_updated",
+                    "calls_deleted",
+                    "utterances_written",
+                    "records_rejected",
+                    "requests",
+                    "rate_limited",
+                    "retries",
+                    "seconds_waited",
+                ],
+                0,
+            )
+            warehouse.append_sync_state(
+                con,
+                {
+                    "run_id": uuid.uuid4().hex,
+                    "mode": "incremental",
+                    "started_at": now,
+                    "finished_at": now,
+                    "high_water_mark_before": None,
+                    "high_water_mark_after": now,
+                    **counts,
+                },
+            )
     finally:
         con.close()
 
@@ -122,8 +142,10 @@ def test_connect_fails_after_the_wait_naming_the_holder(db_path, mode, caplog):
     assert config.CLOSE_CALLS_LOCK_WAIT_ENV in message
     assert "\n" not in message  # shown as one line by `close-calls run` and the UI
     assert 1.5 <= waited < 5
-    assert any("waiting up to" in r.getMessage() and f"PID {holder.pid}" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "waiting up to" in r.getMessage() and f"PID {holder.pid}" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_connect_proceeds_when_the_holder_lets_go_within_the_wait(db_path, caplog):
@@ -191,7 +213,9 @@ TRY_RUN_LOCK = textwrap.dedent(
 def try_run_lock(db_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", TRY_RUN_LOCK, str(db_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -258,7 +282,10 @@ def test_publish_is_atomic_read_only_and_readers_keep_their_copy(db_path):
     con = warehouse.connect(str(db_path), lock_wait_seconds=0)
     con.close()
     assert sorted(p.name for p in db_path.parent.iterdir()) == [
-        "close_calls.duckdb", "close_calls.duckdb.run.lock", "close_calls_readonly.duckdb"]
+        "close_calls.duckdb",
+        "close_calls.duckdb.run.lock",
+        "close_calls_readonly.duckdb",
+    ]
 
 
 def test_publish_removes_what_a_killed_publish_or_a_writing_reader_left(db_path):
@@ -320,6 +347,7 @@ def test_dbt_runs_through_the_launcher():
     from close_calls_pipeline.dagster_component.resources import DBT_EXECUTABLE
 
     assert Path(DBT_EXECUTABLE).name == "close-calls-dbt"
-    done = subprocess.run([DBT_EXECUTABLE, "--version"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [DBT_EXECUTABLE, "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0 and "duckdb" in done.stdout

@@ -135,8 +135,13 @@ def run(**kwargs) -> tuple[int, str]:
 
 
 def python(script: str, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -161,7 +166,9 @@ def test_notebook_on_the_published_copy_through_a_run(sandbox_env, db_path, tmp_
     code, text = run()
     assert code == 0, text
     copy = config.readonly_copy_path(db_path)
-    assert f"Read-only copy for notebooks: {copy}" in text and "published the read-only copy" in text
+    assert (
+        f"Read-only copy for notebooks: {copy}" in text and "published the read-only copy" in text
+    )
 
     notebook = python(NOTEBOOK, str(copy))
     stop_file = tmp_path / "stop-reading"
@@ -191,9 +198,11 @@ def test_notebook_on_the_published_copy_through_a_run(sandbox_env, db_path, tmp_
     assert reconnected["live_calls"] == reconnected["fct_calls"] == len(sandbox_env.store.truth())
     assert reconnected["live_calls"] != before["live_calls"]
 
-    print(f"\nreader loop during a run: {loop['queries']} connect+query+close, median "
-          f"{loop['median_seconds'] * 1000:.0f} ms, p99 {loop['p99_seconds'] * 1000:.0f} ms, "
-          f"longest {loop['longest_seconds'] * 1000:.0f} ms; sync runs seen {loop['sync_runs_seen']}")
+    print(
+        f"\nreader loop during a run: {loop['queries']} connect+query+close, median "
+        f"{loop['median_seconds'] * 1000:.0f} ms, p99 {loop['p99_seconds'] * 1000:.0f} ms, "
+        f"longest {loop['longest_seconds'] * 1000:.0f} ms; sync runs seen {loop['sync_runs_seen']}"
+    )
     assert loop["failures"] == [] and loop["inconsistent"] == 0
     assert loop["queries"] > 20
     assert loop["longest_seconds"] < 1.0
@@ -204,9 +213,7 @@ def test_notebook_on_the_published_copy_through_a_run(sandbox_env, db_path, tmp_
 
 
 @pytest.mark.parametrize("mode", ["rw", "ro"])
-def test_a_process_holding_the_warehouse_fails_the_run_after_the_wait(
-    sandbox_env, db_path, mode
-):
+def test_a_process_holding_the_warehouse_fails_the_run_after_the_wait(sandbox_env, db_path, mode):
     warehouse.connect(str(db_path)).close()
     holder = python(HOLDER, str(db_path), mode)
     try:
@@ -280,8 +287,9 @@ def _dbt_holding(run_pid: int, db_path: Path) -> int | None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_kill_9_during_dbt_leaves_no_dbt_behind_and_the_rerun_succeeds(sandbox_env, db_path):
-    first = subprocess.Popen([str(CLOSE_CALLS), "run"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [str(CLOSE_CALLS), "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     dbt = None
     try:
         deadline = time.monotonic() + 240
@@ -315,8 +323,9 @@ def test_kill_9_during_dbt_leaves_no_dbt_behind_and_the_rerun_succeeds(sandbox_e
 
 
 def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
-    first = subprocess.Popen([str(CLOSE_CALLS), "run"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [str(CLOSE_CALLS), "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while (holder := locks.run_lock_holder(db_path)) is None or holder.pid != first.pid:
@@ -325,15 +334,20 @@ def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
             time.sleep(0.05)
 
         started = time.monotonic()
-        second = subprocess.run([str(CLOSE_CALLS), "run"], capture_output=True, text=True,
-                                timeout=60, check=False)
+        second = subprocess.run(
+            [str(CLOSE_CALLS), "run"], capture_output=True, text=True, timeout=60, check=False
+        )
         elapsed = time.monotonic() - started
         output = second.stdout + second.stderr
         assert second.returncode != 0, output
         assert f"PID {first.pid} (close-calls run), since " in output and str(db_path) in output
         assert "started nothing" in output
-        for started_something in ("sandbox", "loading the Dagster definitions", "Traceback",
-                                  "Conflicting lock"):
+        for started_something in (
+            "sandbox",
+            "loading the Dagster definitions",
+            "Traceback",
+            "Conflicting lock",
+        ):
             assert started_something not in output
         assert elapsed < 15, elapsed  # Python start-up, no waiting
 
@@ -343,12 +357,14 @@ def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
             duckdb_path=str(db_path),
         )
         result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        )
         assert not result.success
         assert not [e for e in result.all_events if e.event_type_value == "STEP_START"]
         failures = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
         assert failures and f"PID {first.pid} (close-calls run), since " in str(
-            failures[0].event_specific_data.error)
+            failures[0].event_specific_data.error
+        )
 
         assert first.wait(timeout=300) == 0, first.stdout.read()  # the first run was not disturbed
     finally:
