@@ -7,6 +7,12 @@ import pytest
 from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
 
 
+@pytest.fixture(autouse=True)
+def dagster_home(tmp_path_factory, monkeypatch):
+    """Runs made by tests go to a throw-away Dagster instance, not the project's .dagster_home."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+
+
 @pytest.fixture
 def make_sandbox():
     """Factory for started sandbox servers (api key "test-key"); all are stopped at teardown."""

@@ -25,6 +25,7 @@ from sandbox_warehouse import sync
 from test_dbt_project import build_warehouse, run_dbt
 
 from close_calls_pipeline.cli.main import main as cli_main
+from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.report import (
     PeriodError,
     ReportError,
@@ -35,7 +36,6 @@ from close_calls_pipeline.report import (
 from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.report.render import _json_for_script, heat_scale
-from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

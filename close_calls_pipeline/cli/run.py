@@ -22,7 +22,7 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.cli.tools import dagster_home, venv_tool
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, locks
 from close_calls_pipeline.report import default_report_path
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ class _EventLines:
                 f"({_metadata_value(event, 'rate_limited_429')} answered 429); "
                 f"{_metadata_value(event, 'live_calls')} live calls"
             )
+        if key == "close/readonly_copy":
+            return None  # the publish logs its own line (core/publish.py)
         if key.startswith("close/"):
             return f"  {key}: {_metadata_value(event, 'dagster/row_count')} rows"
         return None
@@ -199,8 +201,10 @@ def _project_env() -> str:
 
 
 def summary_lines(path: str) -> list[str]:
-    """Rows landed, headline metrics from the marts, what the warnings mean, where to look next."""
-    con = duckdb.connect(path, read_only=True)
+    """Rows landed, headline metrics from the marts, what the warnings mean, where to look next
+    (all read from the read-only copy the run published, as a notebook would)."""
+    copy = str(config.readonly_copy_path(path))
+    con = duckdb.connect(copy, read_only=True)
     try:
         live, deleted = con.execute(
             "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
@@ -240,12 +244,13 @@ def summary_lines(path: str) -> list[str]:
     if new_values:
         lines.append("  New enumeration values (the marts still build; values are kept as sent):")
         lines += [f"    {column} = {value!r} on {n} calls" for column, value, n in new_values]
-    lines += ["", f"DuckDB file: {path}"]
+    lines += ["", f"DuckDB file: {path}   (the runs write it: do not keep it open)",
+              f"Read-only copy for notebooks: {copy}   (replaced by every successful run)"]
     report = default_report_path(path)
     if report.exists():
         lines.append(f"Call report: {report}")
     daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
-    python = f"import duckdb; duckdb.connect({path!r}, read_only=True).sql({daily!r}).show()"
+    python = f"import duckdb; duckdb.connect({copy!r}, read_only=True).sql({daily!r}).show()"
     lines += [
         f"Open the UI (this run is in it): {_project_env()}{shlex.quote(venv_tool('close-calls'))} ui",
         "Query the marts:",
@@ -257,8 +262,10 @@ def summary_lines(path: str) -> list[str]:
 def run_pipeline(
     *, reconcile: bool = False, backfill_start: str | None = None,
     sandbox_calls: int | None = None, verbose: bool = False, out: TextIO | None = None,
+    lock_wait_seconds: float | None = None,
 ) -> int:
-    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure."""
+    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure (also
+    at once, starting nothing, when another run holds the warehouse)."""
     out = out or sys.stdout
     progress = _Progress(out)
     try:
@@ -273,19 +280,27 @@ def run_pipeline(
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     dbt_output = io.StringIO()  # dbt's raw console output: shown only when the run fails
+    stack = contextlib.ExitStack()  # the run lock, held until the job has finished
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Dagster beta/preview notices are not for this output
+            settings = load_component().settings(config.REPO_ROOT)
+            if sandbox_calls is not None:
+                settings.sandbox_calls = sandbox_calls
+            if lock_wait_seconds is not None:
+                settings.lock_wait_seconds = lock_wait_seconds
+            path = str(settings.duckdb_path)
+            try:  # one run at a time per warehouse, refused before anything starts
+                stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
+            except locks.RunInProgressError as error:
+                out.write(f"error: {error}\n")
+                return 1
             progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
             from dagster import colored_console_logger
 
             from close_calls_pipeline.dagster_component.component import build_definitions
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
-            settings = load_component().settings(config.REPO_ROOT)
-            if sandbox_calls is not None:
-                settings.sandbox_calls = sandbox_calls
-            path = str(settings.duckdb_path)
             progress.line(f"warehouse: {path}")
             if settings.api_key:
                 progress.line(f"Close API: {settings.base_url} (key from CLOSE_API_KEY)")
@@ -319,6 +334,7 @@ def run_pipeline(
         out.write(f"\nerror: the pipeline could not run: {type(error).__name__}: {error}\n")
         return 1
     finally:
+        stack.close()
         package_logger.removeHandler(handler)
         package_logger.setLevel(saved_level)
 
@@ -327,6 +343,11 @@ def run_pipeline(
         out.write(f"\nThe pipeline FAILED (Dagster run {result.run_id}).\n")
         for event in failed:
             out.write(f"  step {event.step_key}: {_root_error(event.event_specific_data.error)}\n")
+        if not failed:  # before any step: a resource (the warehouse's run lock, the sandbox)
+            for event in result.all_events:
+                error = getattr(event.event_specific_data, "error", None)
+                if event.is_failure and error is not None:
+                    out.write(f"  {event.event_type_value}: {_root_error(error)}\n")
         tail = [line for line in dbt_output.getvalue().splitlines() if line.strip()][-25:]
         if tail:
             out.write("Last lines of the dbt output:\n" + "\n".join(f"  {l}" for l in tail) + "\n")

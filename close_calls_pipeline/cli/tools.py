@@ -10,12 +10,11 @@ from pathlib import Path
 from close_calls_pipeline.core import config
 
 # The instance `close-calls run`, `close-calls ui` (dg dev) and its schedules share, unless
-# DAGSTER_HOME names another. One run at a time: the DuckDB pool has a limit of 1.
+# DAGSTER_HOME names another. No pool limit: a run killed outright would keep its slot and stall
+# every later run; one run at a time is the warehouse's run lock (core/locks.py), which the
+# kernel releases whatever way a run ends.
 INSTANCE_YAML = """\
 # Written by close-calls: the project's own Dagster instance (run history, schedules, checks).
-concurrency:
-  pools:
-    default_limit: 1   # DuckDB has one writer: runs of the pipeline never overlap
 python_logs:
   python_log_level: INFO   # headless runs print INFO and above; DEBUG: change this line
 telemetry:

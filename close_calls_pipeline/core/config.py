@@ -16,10 +16,18 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 CLOSE_API_KEY_ENV = "CLOSE_API_KEY"
 CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
 CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
+CLOSE_CALLS_LOCK_WAIT_ENV = "CLOSE_CALLS_LOCK_WAIT_SECONDS"
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 # The warehouse file, relative to the Dagster project's root (this repository's, or a user's).
 DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
+# How long a run waits for another process (a notebook, a DuckDB CLI, a stray script) to let go
+# of the warehouse file before it fails naming that process: long enough for a quick query or a
+# previous process to exit, short enough that a notebook left open fails the run well inside the
+# hourly schedule instead of silently delaying it.
+DEFAULT_LOCK_WAIT_SECONDS = 120.0
+# Beside the warehouse, the copy published for readers at the end of every successful run.
+READONLY_COPY_SUFFIX = "_readonly"
 # The project's Dagster instance (run history, schedules), unless DAGSTER_HOME names another.
 DAGSTER_HOME_FOLDER = ".dagster_home"
 # Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
@@ -63,3 +71,24 @@ def parse_backfill_start(text: str | None, now: datetime | None = None) -> datet
         raise ValueError(f"backfill_start {text} is in the future: no call can be that recent; "
                          "check the year")
     return start
+
+
+def readonly_copy_path(warehouse_path: str | Path) -> Path:
+    """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`."""
+    path = Path(warehouse_path)
+    return path.with_name(f"{path.stem}{READONLY_COPY_SUFFIX}{path.suffix or '.duckdb'}")
+
+
+def parse_lock_wait_seconds(text: str | float | None) -> float:
+    """A lock wait in seconds (0 or more); None or empty: the default."""
+    if text is None or str(text).strip() == "":
+        return DEFAULT_LOCK_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be a number of "
+                         f"seconds, got {text!r}") from None
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be 0 or more, "
+                         f"got {text!r}")
+    return seconds

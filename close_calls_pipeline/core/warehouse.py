@@ -49,20 +49,40 @@ ROW_GROUP_SIZE = 8_192
 
 
 def connect(
-    path: str, *, memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
+    path: str,
+    *,
+    memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
     checkpoint_threshold: str = "256MB",
+    lock_wait_seconds: float | None = None,
+    logger=None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating file, folder and schema as needed) with a UTC session.
 
     The memory limit bounds DuckDB's share of the sync's memory; a larger checkpoint threshold
     than DuckDB's 16 MB default stops every other landed batch from paying for a checkpoint.
     The file is ATTACHed (under its stem, as `duckdb.connect(path)` would name it) because that
-    is where DuckDB takes a row group size."""
+    is where DuckDB takes a row group size.
+
+    While another process holds the file (a notebook, the DuckDB CLI), the open is retried for
+    up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged (also to `logger`,
+    a `logging.Logger`, when given), then fails with a `locks.WarehouseLockedError` naming that
+    process (see `core/locks.py`)."""
+    from close_calls_pipeline.core import locks
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     literal = "'" + str(path).replace("'", "''") + "'"
     name = '"' + Path(path).stem.replace('"', '""') + '"'
-    con.execute(f"ATTACH {literal} AS {name} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    try:
+        locks.wait_for_warehouse(
+            lambda: con.execute(f"ATTACH {literal} AS {name} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"),
+            path,
+            lock_wait_seconds,
+            logger=logger,
+        )
+    except BaseException:
+        con.close()
+        raise
     con.execute(f"USE {name}")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")

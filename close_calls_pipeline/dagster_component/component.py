@@ -45,6 +45,7 @@ from close_calls_pipeline.dagster_component.dbt import (
     source_descriptions,
 )
 from close_calls_pipeline.dagster_component.jobs import jobs_and_schedules
+from close_calls_pipeline.dagster_component.publish import build_readonly_copy_asset
 from close_calls_pipeline.dagster_component.report import build_report_asset
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
@@ -79,6 +80,11 @@ def _optional_text(context: ResolutionContext, raw: str | None) -> str | None:
 OptionalText = Annotated[str | None, Resolver(_optional_text, model_field_type=str)]
 
 
+def _lock_wait(context: ResolutionContext, raw: str | float | None) -> float:
+    value = context.resolve_value(raw) if raw is not None else None
+    return config.parse_lock_wait_seconds(value if value not in ("None",) else None)
+
+
 @dataclass
 class CloseCallsPipelineSettings:
     """What the component's attributes say, with every default filled in."""
@@ -94,6 +100,7 @@ class CloseCallsPipelineSettings:
     dbt_project_dir: Path
     duckdb_memory_limit: str
     dbt_memory_limit: str
+    lock_wait_seconds: float
     extra_call_fields: list[str]
     sandbox_calls: int
     sandbox_seed: int
@@ -126,6 +133,7 @@ _OPTIONAL_ATTRIBUTES = f"""\
   # duckdb_memory_limit: {config.DEFAULT_DUCKDB_MEMORY_LIMIT}         # the sync's connections
   # dbt_memory_limit: {config.DEFAULT_DBT_MEMORY_LIMIT}              # dbt build's
   # extra_call_fields: []              # e.g. [custom.cf_xxx]
+  # lock_wait_seconds: {config.DEFAULT_LOCK_WAIT_SECONDS:g}             # wait for a process holding the file
 """
 
 
@@ -163,6 +171,12 @@ class CloseCallsComponent(Component, Resolvable):
     """DuckDB memory limit of `dbt build`; DuckDB spills beyond it."""
     extra_call_fields: list[str] = field(default_factory=list)
     """Call fields to request beyond the documented ones, e.g. `custom.cf_...`."""
+    lock_wait_seconds: Annotated[
+        float,
+        Resolver(_lock_wait, model_field_type=str | float | None, inject_before_resolve=False),
+    ] = config.DEFAULT_LOCK_WAIT_SECONDS
+    """How long a run waits for another process to let go of the warehouse file, then fails
+    naming it (a notebook should open the read-only copy instead)."""
     sandbox_calls: int = config.SANDBOX_CALLS
     """Calls in the sandbox's seeded history (only without an api_key)."""
     sandbox_seed: int = config.SANDBOX_SEED
@@ -186,6 +200,7 @@ class CloseCallsComponent(Component, Resolvable):
             dbt_project_dir=config.DBT_PROJECT_DIR,
             duckdb_memory_limit=self.duckdb_memory_limit,
             dbt_memory_limit=self.dbt_memory_limit,
+            lock_wait_seconds=self.lock_wait_seconds,
             extra_call_fields=list(self.extra_call_fields),
             sandbox_calls=self.sandbox_calls,
             sandbox_seed=self.sandbox_seed,
@@ -205,6 +220,7 @@ def build_definitions(
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
+        lock_wait_seconds=settings.lock_wait_seconds,
     )
     resources: dict[str, Any] = {
         "close_api": close_api
@@ -230,6 +246,8 @@ def build_definitions(
         checks += DBT_CHECKS
         resources["dbt"] = dbt_resource(project)
     assets = build_ingestion_assets(columns, settings.backfill_start) + assets
+    # Last: the read-only copy readers open, published once everything above it is written.
+    assets.append(build_readonly_copy_asset(deps=[key for a in assets for key in a.keys]))
     jobs, schedules = jobs_and_schedules(settings.cron_schedule, settings.reconcile_cron_schedule)
     return Definitions(
         assets=assets,

@@ -25,6 +25,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from close_calls_pipeline.core import dbt_launcher
 from close_calls_pipeline.dagster_component.keys import ANALYTICS_GROUP, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
@@ -60,7 +61,9 @@ def dbt_executable() -> str:
 
 
 def dbt_resource(project: DbtProject) -> DbtCliResource:
-    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+    """dbt runs through `close-calls-dbt`, which dies with the run that started it."""
+    return DbtCliResource(project_dir=project,
+                          dbt_executable=dbt_launcher.launcher_executable(dbt_executable()))
 
 
 def prepare_manifest(project: DbtProject) -> Path:
@@ -137,6 +140,9 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         context: AssetExecutionContext, dbt: DbtCliResource, duckdb_warehouse: WarehouseResource
     ):
         """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
+        # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
+        # another process (a notebook) holds it.
+        duckdb_warehouse.wait_until_writable()
         invocation = dbt.cli(
             ["build", "--vars", dbt_vars(duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit)],
             context=context,

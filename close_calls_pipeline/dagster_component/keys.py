@@ -17,3 +17,4 @@ RECONCILE_JOB = "close_calls_full_reconcile"
 HOURLY_SCHEDULE = "close_calls_hourly"
 RECONCILE_SCHEDULE = "close_calls_weekly_reconcile"
 REPORT_KEY = AssetKey(["analytics", "call_report"])
+READONLY_COPY_KEY = AssetKey(["close", "readonly_copy"])

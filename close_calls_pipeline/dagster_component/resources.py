@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,7 +22,7 @@ import duckdb
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
 from pydantic import Field, PrivateAttr
 
-from close_calls_pipeline.core import config, warehouse
+from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 
 
@@ -106,7 +107,11 @@ def close_api_resource(
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file (absolute path), opened briefly with `warehouse.connect`."""
+    """The DuckDB warehouse file (absolute path), opened briefly with `warehouse.connect`.
+
+    A run that uses it holds the warehouse's run lock (`core/locks.py`) from start to end: a
+    second run fails at once, before any step, naming the first. While another process holds
+    the file, its steps wait for it, `lock_wait_seconds` at most over the whole run."""
 
     path: str = Field(description="Absolute path of the DuckDB file.")
     memory_limit: str = Field(
@@ -117,11 +122,43 @@ class WarehouseResource(ConfigurableResource):
         default=config.DEFAULT_DBT_MEMORY_LIMIT,
         description="DuckDB memory limit of `dbt build` (spills beyond).",
     )
+    lock_wait_seconds: float = Field(
+        default=config.DEFAULT_LOCK_WAIT_SECONDS,
+        description="How long a run waits, over all its steps, for another process (a notebook, "
+        "the DuckDB CLI) to let go of the file before failing with its PID.",
+    )
+    _run_lock: locks.RunLock | None = PrivateAttr(default=None)
+    _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        owner = f"Dagster run {context.run.run_id}" if context.run else None
+        self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = warehouse.connect(self.path, memory_limit=self.memory_limit)
+        with self._opening() as wait:
+            con = warehouse.connect(self.path, memory_limit=self.memory_limit,
+                                    lock_wait_seconds=wait, logger=get_dagster_logger())
         try:
             yield con
         finally:
             con.close()
+
+    def wait_until_writable(self) -> None:
+        """Before handing the file to another process (dbt): wait, as `connect` does."""
+        with self._opening() as wait:
+            locks.wait_until_writable(self.path, wait, logger=get_dagster_logger())
+
+    @contextmanager
+    def _opening(self) -> Iterator[float]:
+        """The wait this open may use: what the run has left of `lock_wait_seconds`."""
+        started = time.monotonic()
+        try:
+            yield max(0.0, self.lock_wait_seconds - self._seconds_opening)
+        finally:
+            self._seconds_opening += time.monotonic() - started

@@ -1,0 +1,88 @@
+"""`close-calls-dbt`: dbt, in a process that dies with the run that started it.
+
+dagster-dbt runs dbt as a child process (`subprocess.Popen([dbt_executable, ...])`). When the run
+is killed outright (`kill -9`, the OOM killer, a container stop), nothing forwards a signal to
+dbt: it keeps running, orphaned, holding the DuckDB file, and the next run cannot open it. This
+launcher is dagster-dbt's `dbt_executable`: it asks Linux to SIGKILL it when its parent dies
+(`prctl(PR_SET_PDEATHSIG)`), then replaces itself with the real dbt (`execv`: same process, so
+the request stays in force, and dagster-dbt's own SIGINT on cancellation still reaches dbt).
+
+Two Linux details: the signal fires when the *thread* that started the process exits (Dagster
+starts dbt from the thread that runs the step, which waits for dbt); and a parent that dies
+before `prctl` runs is caught by comparing the parent PID before and after. Only a parent that
+dies during the launcher's first ~50 ms of Python start-up escapes both; that dbt has not opened
+the warehouse yet, and an orphaned dbt ends at its next log line anyway (its stdout pipe is gone:
+what the launcher adds is the kill during a long, silent statement). Elsewhere than Linux the
+launcher just runs dbt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_NAME = "close-calls-dbt"  # the console script (pyproject.toml) that runs `main`
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    """Have the kernel send `sig` to this process when its parent dies; False when unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent:  # the parent died before the request: it will never fire
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def exec_dying_with_parent(argv: Sequence[str]) -> NoReturn:
+    """Replace this process with `argv`, which the kernel kills when this process's parent dies."""
+    die_with_parent()
+    os.execv(argv[0], list(argv))
+
+
+def real_dbt_executable() -> str:
+    """The dbt installed beside this Python (the venv's), else `dbt` on PATH."""
+    beside_python = Path(sys.executable).parent / "dbt"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("dbt")
+    if found is None:
+        raise FileNotFoundError("dbt is not installed beside this Python nor on PATH")
+    return found
+
+
+def launcher_executable(fallback: str) -> str:
+    """The path of `close-calls-dbt` (beside this Python, else on PATH) for dagster-dbt's
+    `dbt_executable`; `fallback` (plain dbt, logged) when the package was installed without it."""
+    beside_python = Path(sys.executable).parent / LAUNCHER_NAME
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(LAUNCHER_NAME)
+    if found is not None:
+        return found
+    log.warning(
+        "%s is not installed (re-run `pip install -e .`): dbt runs without it, and may outlive "
+        "a killed run",
+        LAUNCHER_NAME,
+    )
+    return fallback
+
+
+def main() -> NoReturn:
+    """`close-calls-dbt ARGS...` = `dbt ARGS...`, dying with its parent."""
+    dbt = real_dbt_executable()
+    exec_dying_with_parent([dbt, *sys.argv[1:]])

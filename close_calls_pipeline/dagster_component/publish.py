@@ -1,0 +1,64 @@
+"""Dagster asset `close/readonly_copy`: the read-only copy of the warehouse readers open.
+
+It sits below every other asset (the ingestion tables and every dbt model), so in a run of the
+pipeline jobs it is the last step, and it is skipped when a step above it fails (a failed sync,
+a failed blocking check, a failed dbt build): readers keep the previous copy, in which the
+sources and the marts agree, rather than a copy with new calls and stale or half-rebuilt marts.
+Materializing it alone publishes the warehouse as it is. See `core/publish.py`.
+"""
+
+from collections.abc import Iterable
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from close_calls_pipeline.core.publish import publish_readonly_copy
+from close_calls_pipeline.dagster_component.keys import READONLY_COPY_KEY, WAREHOUSE_POOL
+from close_calls_pipeline.dagster_component.resources import WarehouseResource
+
+PUBLISH_GROUP = "close_publish"
+
+
+def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
+    """The publishing asset, below `deps` (pass every asset that writes the warehouse)."""
+
+    @asset(
+        key=READONLY_COPY_KEY,
+        deps=sorted(set(deps), key=lambda key: key.to_user_string()),
+        group_name=PUBLISH_GROUP,
+        kinds={"duckdb"},
+        pool=WAREHOUSE_POOL,
+        description="A read-only copy of the warehouse for notebooks and other readers "
+        "(`close_calls_readonly.duckdb` beside the warehouse file), replaced atomically at "
+        "the end of every successful run: readers never block the runs, and always see the "
+        "state of one whole run. Reconnect to see a newer run.",
+    )
+    def close_readonly_copy(
+        context: AssetExecutionContext, duckdb_warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        published = publish_readonly_copy(
+            duckdb_warehouse.path,
+            lock_wait_seconds=duckdb_warehouse.lock_wait_seconds,
+            logger=context.log,
+        )
+        mark = published.high_water_mark
+        finished = published.last_sync_finished_at
+        return MaterializeResult(
+            metadata={
+                "path": MetadataValue.path(published.path),
+                "size_mb": MetadataValue.float(round(published.size_bytes / 1e6, 1)),
+                "seconds": MetadataValue.float(round(published.seconds, 3)),
+                "copy_seconds": MetadataValue.float(round(published.copy_seconds, 3)),
+                "live_calls": published.live_calls,
+                "last_sync_finished_at": finished.isoformat() if finished else None,
+                "high_water_mark": mark.isoformat() if mark else None,
+            }
+        )
+
+    return close_readonly_copy
