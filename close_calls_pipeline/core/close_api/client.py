@@ -569,7 +569,7 @@ class CloseClient:
                 raise CloseApiError(
                     f"Close API {method} {path} failed after {failures + throttled} attempts "
                     f"({failures} failed, {throttled} rate limited) in {spent:.1f} s{cause}; "
-                    f"last error: {outcome.description} [{url}]",
+                    f"last error: {outcome.description} (endpoint {url})",
                     endpoint=path,
                     status=outcome.status,
                     attempts=failures + throttled,

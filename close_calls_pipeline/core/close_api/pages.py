@@ -139,6 +139,10 @@ def split_page(body: bytes) -> SplitPage | None:
     while p < end:
         e = value_end(body, p, end) if body[p] == 0x7B else None
         after = None if e is None else _followed_by_separator(body, e, end)
+        # A record cut inside a string turns strings inside out for the scan, which can then
+        # close an "object" further on by chance: a delimited record must also parse.
+        if after is not None and _decode_replacing(body[p:e]) is None:
+            after = None
         if after is not None:
             records.append(body[p:e])
             shape = shape or _record_shape(body[p:e])
