@@ -32,8 +32,28 @@ def fetch_and_land_by_ids(
 ) -> tuple[Answers, Totals]:
     """Fetch calls by id (100 a request, concurrently) and land them in batches; returns what
     the answers say and what the batches landed (up to the one still in flight)."""
-    answers, totals = Answers(), Totals()
     chunks = [ids[i : i + IDS_PER_REQUEST] for i in range(0, len(ids), IDS_PER_REQUEST)]
+    answers, totals = _fetch(run, chunks, batcher, lander, target)
+    # A record without a readable id leaves its request's missing ids unproven: ask for those
+    # one by one, so that only the id the record may be stays unproven (the record itself was
+    # quarantined the first time: it is not landed twice).
+    unproven = sorted(answers.unproven - answers.returned)
+    if unproven and any(len(chunk) > 1 for chunk in chunks):
+        again, landed = _fetch(run, [[i] for i in unproven], batcher, lander, target, False)
+        answers = Answers(answers.returned | again.returned, again.unproven)
+        totals += landed
+    return answers, totals
+
+
+def _fetch(
+    run: Run,
+    chunks: list[list[str]],
+    batcher: Batcher,
+    lander: LandingThread,
+    target: Target,
+    land_unidentified: bool = True,
+) -> tuple[Answers, Totals]:
+    answers, totals = Answers(), Totals()
     pages = fetch_concurrently(chunks, run.client.iter_calls_by_ids, run.options.workers)
     for chunk, page in pages:
         if page is None:
@@ -42,6 +62,8 @@ def fetch_and_land_by_ids(
         answers.returned.update(i for i in read if i)
         if None in read:
             answers.unproven.update(chunk)
+            if not land_unidentified:
+                page = [raw for raw, call_id in zip(page, read) if call_id]
         run.stage("page")
         batch = batcher.add(page)
         if batch is not None:
