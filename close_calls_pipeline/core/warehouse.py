@@ -120,6 +120,16 @@ def land_calls(
     if calls.num_rows == 0:
         return LandedCounts()
     with registered(con, batch_calls=calls, batch_utterances=utterances):
+        run_script(con, "find_existing_calls.sql")
+        (found,) = con.execute("SELECT count(*) FROM existing_calls").fetchall()[0]
+        if not found:  # all new (a backfill, nearly always): append as is
+            run_script(con, "append_calls.sql")
+            drift = 0
+            if drift_before is not None:
+                (drift,) = con.execute(
+                    "SELECT count(*) FROM batch_calls WHERE date_updated < ?", [drift_before]
+                ).fetchall()[0]
+            return LandedCounts(calls.num_rows, 0, utterances.num_rows, drift)
         run_script(
             con, "find_changed_calls.sql", {"own_since": own_since, "drift_before": drift_before}
         )
@@ -241,6 +251,7 @@ class WalkPlan:
     landed_down_to: dict[Window, datetime]  # of pending windows that have landed some calls
     loaded_since: datetime  # this machine's clock when the walk started: its rows are newer
     totals: dict[str, int]  # landed so far, by the sync_walk_progress column
+    legacy: bool = False  # planned by a release that kept no progress (it appended)
 
 
 WALK_TOTALS = (
@@ -270,6 +281,7 @@ def load_walk_plan(con: duckdb.DuckDBPyConnection) -> WalkPlan | None:
         landed_down_to={(r[4], r[5]): r[7] for r in rows if not r[6] and r[7] is not None},
         loaded_since=loaded_since,
         totals=dict(zip(WALK_TOTALS, totals)),
+        legacy=not progress,
     )  # fmt: skip
 
 
@@ -284,11 +296,22 @@ def save_walk_plan(con: duckdb.DuckDBPyConnection, plan: WalkPlan) -> None:
             for start, end in plan.windows
         ],
     )
+    start_walk_progress(con, plan)
+
+
+def start_walk_progress(con: duckdb.DuckDBPyConnection, plan: WalkPlan) -> None:
     con.execute(
         f"INSERT INTO close.sync_walk_progress (run_id, loaded_since, {', '.join(WALK_TOTALS)}) "
         f"VALUES (?, ?{', 0' * len(WALK_TOTALS)})",
         [plan.run_id, plan.loaded_since],
     )
+
+
+def remove_duplicate_calls(con: duckdb.DuckDBPyConnection) -> int:
+    """Keep one copy (the last loaded) of each call landed more than once by a walk of a release
+    that appended; returns the copies removed."""
+    _, _, calls = run_script(con, "remove_duplicate_calls.sql")
+    return calls[0][0]
 
 
 def advance_walk(
