@@ -104,3 +104,41 @@ def test_kill_9_anywhere_in_a_backfill_shows_no_duplicate_and_resumes_where_it_l
         assert con.execute("SELECT count(*) FROM close.sync_windows").fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_a_walk_an_earlier_release_left_half_done_resumes_without_duplicates(
+    make_sandbox, tmp_path
+):
+    """That release appended a backfill and removed repeated calls only when it completed, and
+    kept no progress: the walk it left is adopted, its repeats removed before anything lands."""
+    server = make_sandbox(calls=1500, seed=33)
+    db = tmp_path / "legacy.duckdb"
+    child = run_child(server, db, "committed", 2)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    con = duckdb.connect(str(db))
+    try:  # what that release could leave: no progress kept, and calls landed twice
+        con.execute("DELETE FROM close.sync_walk_progress")
+        con.execute("UPDATE close.sync_windows SET landed_down_to = NULL")
+        con.execute("CREATE TEMP TABLE twice AS SELECT * FROM close.calls LIMIT 40")
+        con.execute(
+            "INSERT INTO close.call_transcript_utterances SELECT u.* REPLACE "
+            "(u._loaded_at - INTERVAL 1 HOUR AS _loaded_at) FROM close.call_transcript_utterances "
+            "u JOIN twice t ON t.id = u.call_id"
+        )
+        con.execute(
+            "INSERT INTO close.calls SELECT * REPLACE (_loaded_at - INTERVAL 1 HOUR AS _loaded_at) "
+            "FROM twice"
+        )
+    finally:
+        con.close()
+    assert duplicates(db)[0] == 40
+
+    child = run_child(server, db)
+    assert child.returncode == 0, child.stderr
+    assert duplicates(db) == (0, 0)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        assert_warehouse_matches_truth(con, server.store)
+    finally:
+        con.close()

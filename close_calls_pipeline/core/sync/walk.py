@@ -14,7 +14,7 @@ the incremental should already have changed is drift, and is counted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -147,6 +147,8 @@ def walk(run: Run, plan: WalkPlan | None) -> SyncSummary:
     """Run (or resume) a walk to its end; returns what it committed."""
     if plan is None:
         plan = plan_walk(run)
+    elif plan.legacy:
+        plan = _adopt_legacy_walk(run, plan)
     else:
         log.info("resuming walk %s: %d of %d windows left (%d part landed)", plan.run_id,
                  len(plan.pending), len(plan.windows), len(plan.landed_down_to))  # fmt: skip
@@ -173,6 +175,18 @@ def walk(run: Run, plan: WalkPlan | None) -> SyncSummary:
         before, (landed, _) = lander.run(land, run.con, batcher.rest(), target, None, run.stage)
         totals += _sum(before) + landed
         return _confirm_unseen(run, plan, batcher, lander, target, totals, mark_after)
+
+
+def _adopt_legacy_walk(run: Run, plan: WalkPlan) -> WalkPlan:
+    """A walk an earlier release planned: it appended, so its calls may be repeated. Remove the
+    repeats and start keeping progress (what it landed before is not counted)."""
+    plan = replace(plan, loaded_since=run.started_at, legacy=False)
+    with warehouse.transaction(run.con):
+        removed = warehouse.remove_duplicate_calls(run.con)
+        warehouse.start_walk_progress(run.con, plan)
+    log.warning("resuming walk %s planned by an earlier release: removed %d repeated calls",
+                plan.run_id, removed)  # fmt: skip
+    return plan
 
 
 def _sum(results: list[tuple[Totals, SyncSummary | None]]) -> Totals:
