@@ -45,6 +45,11 @@ def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
             for name, value in argument.items():
                 setattr(server, name, value)
             conn.send(None)
+        elif command == "mutate":  # one round of activity, then the clock moves on
+            changes = store.mutate_random(random.Random(argument["seed"]), new=argument["new"],
+                                          updated=argument["updated"], deleted=argument["deleted"])
+            store.advance(argument["advance"])
+            conn.send(sum(map(len, changes.values())))
         elif command == "update_share":
             ids = list(store.truth())
             chosen = random.Random(seed).sample(ids, int(len(ids) * argument))
@@ -89,8 +94,9 @@ def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
         summary = sync_calls(client, con, SyncOptions(workers=workers))
     con.close()  # includes DuckDB's final checkpoint in the time
     elapsed = time.perf_counter() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    conn.send((summary.as_dict(), elapsed, peak_rss_mb))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    summary = dict(summary.as_dict(), cpu_seconds=usage.ru_utime + usage.ru_stime)
+    conn.send((summary, elapsed, usage.ru_maxrss / 1024))
 
 
 def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict, float, float]:
@@ -127,6 +133,7 @@ class Figures:
     retries: int
     peak_rss_mb: float
     ceiling: float | None = None
+    cpu_seconds: float = 0.0  # of the sync process (imports included): steadier than wall time
 
     def line(self) -> str:
         rate = self.calls / self.seconds if self.seconds else 0.0
@@ -134,7 +141,8 @@ class Figures:
         ratio = f"{rate / self.ceiling:6.1%} of {self.ceiling:,.0f}" if self.ceiling else "-"
         return (f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
                 f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
-                f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB")
+                f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB  "
+                f"CPU {self.cpu_seconds:5.1f} s")
 
 
 def backfill_and_incremental(name: str, calls: int, workers: int, change_share: float,
@@ -150,13 +158,13 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
             summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
             figures = [Figures(f"{name}: backfill", summary["calls_inserted"], seconds,
                                summary["requests"], summary["rate_limited"], summary["retries"], rss,
-                               ceiling)]
+                               ceiling, summary["cpu_seconds"])]
             if change_share:
                 changed = sandbox.call("update_share", change_share)
                 summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
                 incremental = Figures(f"{name}: incremental {change_share:.0%}", changed, seconds,
                                       summary["requests"], summary["rate_limited"],
-                                      summary["retries"], rss)
+                                      summary["retries"], rss, cpu_seconds=summary["cpu_seconds"])
                 figures.append(incremental)
                 print(f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
                       "of the backfill's", flush=True)
@@ -167,10 +175,45 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
     return figures
 
 
+def event_overlap_cost(calls: int, rounds: int, changes_per_round: int, **server_kwargs) -> None:
+    """Requests of hourly incremental runs with a 5- and a 60-minute Event Log overlap (and a
+    60-minute one that fetches again the events an earlier run applied, to show what skipping
+    them saves), against one sandbox that changes between the runs."""
+    from close_calls_pipeline.core import warehouse
+    from close_calls_pipeline.core.close_api import CloseClient
+    from close_calls_pipeline.core.sync import SyncOptions, sync_calls
+
+    sandbox = SandboxProcess(calls, **server_kwargs)
+    configs = {"5 min": 5.0, "60 min": 60.0, "60 min, applied events fetched again": 60.0}
+    requests = dict.fromkeys(configs, 0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, CloseClient(API_KEY, sandbox.base_url) as client:
+            cons = {name: warehouse.connect(str(Path(tmp) / f"{i}.duckdb"))
+                    for i, name in enumerate(configs)}
+            for name, con in cons.items():
+                sync_calls(client, con, SyncOptions(event_overlap_minutes=configs[name]))
+            for round_number in range(rounds):
+                sandbox.call("mutate", {"seed": round_number, "new": changes_per_round // 10,
+                                        "updated": changes_per_round * 8 // 10,
+                                        "deleted": changes_per_round // 10, "advance": 3600})
+                for name, con in cons.items():
+                    if "again" in name:
+                        con.execute("DELETE FROM close.sync_applied_events")
+                    options = SyncOptions(event_overlap_minutes=configs[name])
+                    requests[name] += sync_calls(client, con, options).requests
+            for con in cons.values():
+                con.close()
+    finally:
+        sandbox.stop()
+    for name, total in requests.items():
+        print(f"  overlap {name:<40} {total / rounds:6.1f} requests per hourly run "
+              f"({total / requests['5 min']:.2f}x the 5-minute overlap)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__)
-    parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "all"],
-                        default="all")
+    parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "overlap",
+                                               "all"], default="all")
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
     parser.add_argument("--limited-calls", type=int, default=100_000)
     parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
@@ -193,4 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             peaks.append(figures[0].peak_rss_mb)
         print(f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
               f"{peaks[1] / peaks[0]:.2f}x", flush=True)
+    if args.scenario in ("overlap", "all"):
+        print("Event Log overlap: hourly incremental runs, 200 calls changed an hour:", flush=True)
+        event_overlap_cost(20_000, 24, 200)
     return 0
