@@ -110,18 +110,25 @@ def land_calls(
     *,
     own_since: datetime,
     drift_before: datetime | None = None,
+    walk_hashes: bool = False,
 ) -> LandedCounts:
     """Upsert a batch of typed calls (unique ids) and replace the utterances of changed calls.
 
     Every landing compares the batch with the table by id, so a call the sync meets twice (a
     split window, a resumed walk, offsets shifted by a new call) is one row at every moment.
     Rows loaded since `own_since` are this run's own: replacing one is neither an update nor
-    drift, and its utterances are not counted twice."""
+    drift, and its utterances are not counted twice. `walk_hashes`: the table holds only calls
+    of this walk (a backfill), whose id hashes are in close.sync_walk_hashes: a batch with none
+    of them is new, known without probing the table."""
     if calls.num_rows == 0:
         return LandedCounts()
     with registered(con, batch_calls=calls, batch_utterances=utterances):
-        run_script(con, "find_existing_calls.sql")
-        (found,) = con.execute("SELECT count(*) FROM existing_calls").fetchall()[0]
+        found = 1
+        if walk_hashes:
+            found = run_script(con, "find_walk_repeats.sql")[0][0][0]
+        if found:
+            run_script(con, "find_existing_calls.sql")
+            (found,) = con.execute("SELECT count(*) FROM existing_calls").fetchall()[0]
         if not found:  # all new (a backfill, nearly always): append as is
             run_script(con, "append_calls.sql")
             drift = 0
@@ -314,23 +321,20 @@ def remove_duplicate_calls(con: duckdb.DuckDBPyConnection) -> int:
     return calls[0][0]
 
 
+WINDOW_PROGRESS = pa.schema(
+    [("window_start", TIMESTAMP), ("landed_down_to", TIMESTAMP), ("done", pa.bool_()),
+     ("out_of_order", pa.bool_())]
+)  # fmt: skip
+
+
 def advance_walk(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
-    created: pa.Array,
-    done: list[Window],
-    out_of_order: list[datetime],
-    landed: dict[str, int],
+    con: duckdb.DuckDBPyConnection, run_id: str, windows: pa.Table, landed: dict[str, int]
 ) -> None:
-    """Record what a walk batch landed: how far down each window it reached (`created`: the
-    batch's date_created values), the windows it completed, and its counts."""
-    with registered(con, batch_created=pa.table({"date_created": created})):
-        run_script(con, "advance_windows.sql", {"out_of_order": out_of_order})
-    if done:
-        con.executemany(
-            "UPDATE close.sync_windows SET done = true WHERE window_start = ? AND window_end = ?",
-            done,
-        )
+    """Record what a walk batch landed: per window (`WINDOW_PROGRESS` rows) how far down it
+    reached, whether it is done, whether it must resume from its start; and its counts."""
+    if windows.num_rows:
+        with registered(con, batch_windows=windows):
+            run_script(con, "advance_windows.sql")
     con.execute(
         "UPDATE close.sync_walk_progress SET "
         + ", ".join(f"{c} = {c} + ?" for c in WALK_TOTALS)
@@ -350,6 +354,13 @@ def clear_walk_plan(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM close.sync_windows")
     con.execute("DELETE FROM close.sync_seen_ids")
     con.execute("DELETE FROM close.sync_walk_progress")
+    con.execute("DELETE FROM close.sync_walk_hashes")
+
+
+def remember_walk_hashes(con: duckdb.DuckDBPyConnection) -> None:
+    """The id hashes of every call in the table (a backfill adopting rows it did not hash)."""
+    con.execute("DELETE FROM close.sync_walk_hashes")
+    con.execute("INSERT INTO close.sync_walk_hashes SELECT hash(id) FROM close.calls")
 
 
 # --- applied Event Log entries ------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+
 from close_calls_pipeline.core.records import TypedCalls, type_calls
 from close_calls_pipeline.core.warehouse import Window
 
@@ -26,6 +28,8 @@ class Batch:
     # Walk windows whose pages did not come newest first: their progress cannot be told by
     # date_created, so they resume from their start.
     out_of_order: frozenset[Window] = frozenset()
+    # The walk's progress this batch makes, per window (warehouse.WINDOW_PROGRESS rows).
+    progress: pa.Table | None = None
 
     def ids(self) -> list[str]:
         """Every call id the batch holds: typed, or quarantined with an id read from its text."""

@@ -37,6 +37,7 @@ class Target:
     drift_before: datetime | None = None  # reconcile: a change older than this is drift
     walk: bool = False  # keep the walk's progress (windows, totals) with each batch
     track_seen: bool = False  # record the ids landed in close.sync_seen_ids (a reconcile)
+    walk_hashes: bool = False  # a backfill: the table holds only its calls (warehouse.land_calls)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def land(
         counts = warehouse.land_calls(
             con, typed.calls, typed.utterances,
             own_since=target.own_since, drift_before=target.drift_before,
+            walk_hashes=target.walk_hashes,
         )  # fmt: skip
         warehouse.record_rejections(con, target.run_id, "call", typed.rejected, now)
         landed = Totals(
@@ -79,10 +81,10 @@ def land(
         if target.track_seen:
             warehouse.record_seen_ids(con, target.run_id, batch.ids())
         if target.walk:
-            warehouse.advance_walk(
-                con, target.run_id, typed.calls.column("date_created"), batch.windows_done,
-                [start for start, _ in batch.out_of_order], asdict(landed),
-            )  # fmt: skip
+            progress = batch.progress
+            if progress is None:
+                progress = warehouse.WINDOW_PROGRESS.empty_table()
+            warehouse.advance_walk(con, target.run_id, progress, asdict(landed))
         stage("landed")
         summary = None
         if final is not None:

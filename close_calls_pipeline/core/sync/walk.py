@@ -19,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient, WindowPage
-from close_calls_pipeline.core.records import RecordError, to_timestamp
-from close_calls_pipeline.core.sync.batches import Batcher
+from close_calls_pipeline.core.records import TIMESTAMP, RecordError, to_timestamp
+from close_calls_pipeline.core.sync.batches import Batch, Batcher
 from close_calls_pipeline.core.sync.by_id import fetch_and_land_by_ids
 from close_calls_pipeline.core.sync.fetch import fetch_concurrently
 from close_calls_pipeline.core.sync.landing import FinalCommit, LandingThread, Target, land
@@ -161,18 +163,22 @@ def walk(run: Run, plan: WalkPlan | None) -> SyncSummary:
         drift_before=run.mark_before - overlap if measures_drift else None,
         walk=True,
         track_seen=reconciling,
+        walk_hashes=not reconciling,
     )
     mark_after = max(filter(None, [run.mark_before, plan.high_water_mark]))
     totals = Totals.of(plan.totals)
     batcher = Batcher(run.options.batch_size, run.options.batch_bytes)
+    tasks = tasks_left(plan)
+    windows = [task.window for task in tasks]
     with LandingThread() as lander:
-        totals += _read_windows(run, tasks_left(plan), batcher, lander, target)
+        totals += _read_windows(run, tasks, batcher, lander, target)
+        last = with_progress(batcher.rest(), windows)
         if not reconciling:
             totals += _sum(lander.wait())
             final = FinalCommit(run.summary(totals, mark_after, False), clear_walk=True)
-            _, (_, summary) = lander.run(land, run.con, batcher.rest(), target, final, run.stage)
+            _, (_, summary) = lander.run(land, run.con, last, target, final, run.stage)
             return summary
-        before, (landed, _) = lander.run(land, run.con, batcher.rest(), target, None, run.stage)
+        before, (landed, _) = lander.run(land, run.con, last, target, None, run.stage)
         totals += _sum(before) + landed
         return _confirm_unseen(run, plan, batcher, lander, target, totals, mark_after)
 
@@ -184,6 +190,7 @@ def _adopt_legacy_walk(run: Run, plan: WalkPlan) -> WalkPlan:
     with warehouse.transaction(run.con):
         removed = warehouse.remove_duplicate_calls(run.con)
         warehouse.start_walk_progress(run.con, plan)
+        warehouse.remember_walk_hashes(run.con)
     log.warning("resuming walk %s planned by an earlier release: removed %d repeated calls",
                 plan.run_id, removed)  # fmt: skip
     return plan
@@ -201,6 +208,7 @@ def _read_windows(
 ) -> Totals:
     """Fetch the windows' pages concurrently and land them batch by batch."""
     totals, order = Totals(), NewestFirst()
+    windows = [task.window for task in tasks]
 
     def fetch(task: WindowTask):
         return run.client.iter_call_window_pages(task.start, task.end)
@@ -216,8 +224,30 @@ def _read_windows(
         run.stage("page")
         batch = batcher.add(page.calls)
         if batch is not None:
+            batch = with_progress(batch, windows)
             totals += _sum(lander.submit(land, run.con, batch, target, None, run.stage))
     return totals
+
+
+def with_progress(batch: Batch, windows: list[Window]) -> Batch:
+    """The batch with the progress it makes in each window (computed here, off the landing
+    thread): the oldest of its calls in the window, done, or read out of order."""
+    created = batch.typed.calls.column("date_created")
+    done = set(batch.windows_done)
+    rows = []
+    for window in windows:
+        if window in done or window in batch.out_of_order:
+            rows.append((window[0], None, window in done, window not in done))
+            continue
+        start, end = pa.scalar(window[0], TIMESTAMP), pa.scalar(window[1], TIMESTAMP)
+        inside = pc.and_(pc.greater_equal(created, start), pc.less(created, end))
+        oldest = pc.min(pc.filter(created, inside)).as_py()
+        if oldest is not None:
+            rows.append((window[0], oldest, False, False))
+    columns = list(zip(*rows)) if rows else [[]] * 4
+    return replace(batch, progress=pa.table(
+        [pa.array(c, f.type) for c, f in zip(columns, warehouse.WINDOW_PROGRESS)],
+        schema=warehouse.WINDOW_PROGRESS))  # fmt: skip
 
 
 def _confirm_unseen(
