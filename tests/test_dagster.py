@@ -279,7 +279,10 @@ def _mark_row(run_id: str, mark: datetime) -> str:
     """A sync_state row finished after every real run, with the given high-water mark."""
     finished_at = datetime.now(UTC) + timedelta(minutes=1)
     return (
-        "INSERT INTO close.sync_state VALUES ("
+        "INSERT INTO close.sync_state (run_id, mode, started_at, finished_at, "
+        "high_water_mark_before, high_water_mark_after, calls_inserted, calls_updated, "
+        "calls_deleted, utterances_written, records_rejected, requests, rate_limited, retries, "
+        "seconds_waited) VALUES ("
         f"'{run_id}', 'incremental', TIMESTAMPTZ '{finished_at.isoformat()}', "
         f"TIMESTAMPTZ '{finished_at.isoformat()}', NULL, TIMESTAMPTZ '{mark.isoformat()}', "
         "0, 0, 0, 0, 0, 0, 0, 0, 0)"
