@@ -36,8 +36,14 @@ def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
             return
         if command == "stats":
             stats = server.stats()
-            conn.send({"requests": stats["requests"],
-                       "429": sum(n for (_, status), n in stats["by_endpoint"].items() if status == 429)})
+            conn.send(
+                {
+                    "requests": stats["requests"],
+                    "429": sum(
+                        n for (_, status), n in stats["by_endpoint"].items() if status == 429
+                    ),
+                }
+            )
         elif command == "reset_stats":
             server.reset_stats()
             conn.send(None)
@@ -46,8 +52,12 @@ def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
                 setattr(server, name, value)
             conn.send(None)
         elif command == "mutate":  # one round of activity, then the clock moves on
-            changes = store.mutate_random(random.Random(argument["seed"]), new=argument["new"],
-                                          updated=argument["updated"], deleted=argument["deleted"])
+            changes = store.mutate_random(
+                random.Random(argument["seed"]),
+                new=argument["new"],
+                updated=argument["updated"],
+                deleted=argument["deleted"],
+            )
             store.advance(argument["advance"])
             conn.send(sum(map(len, changes.values())))
         elif command == "update_share":
@@ -64,8 +74,9 @@ class SandboxProcess:
     def __init__(self, calls: int, seed: int = 42, **server_kwargs):
         ctx = mp.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_sandbox_process, args=(child, calls, seed, server_kwargs),
-                                    daemon=True)
+        self._process = ctx.Process(
+            target=_sandbox_process, args=(child, calls, seed, server_kwargs), daemon=True
+        )
         started = time.perf_counter()
         self._process.start()
         self.base_url = self._conn.recv()
@@ -139,14 +150,17 @@ class Figures:
         rate = self.calls / self.seconds if self.seconds else 0.0
         share_429 = self.rate_limited / self.requests if self.requests else 0.0
         ratio = f"{rate / self.ceiling:6.1%} of {self.ceiling:,.0f}" if self.ceiling else "-"
-        return (f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
-                f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
-                f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB  "
-                f"CPU {self.cpu_seconds:5.1f} s")
+        return (
+            f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
+            f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
+            f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB  "
+            f"CPU {self.cpu_seconds:5.1f} s"
+        )
 
 
-def backfill_and_incremental(name: str, calls: int, workers: int, change_share: float,
-                             ceiling: float | None, **server_kwargs) -> list[Figures]:
+def backfill_and_incremental(
+    name: str, calls: int, workers: int, change_share: float, ceiling: float | None, **server_kwargs
+) -> list[Figures]:
     sandbox = SandboxProcess(calls, **server_kwargs)
     print(f"  sandbox with {calls:,} calls built in {sandbox.build_seconds:.1f} s", flush=True)
     try:
@@ -156,18 +170,38 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
             db = str(Path(tmp) / "bench.duckdb")
             sandbox.call("reset_stats")
             summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
-            figures = [Figures(f"{name}: backfill", summary["calls_inserted"], seconds,
-                               summary["requests"], summary["rate_limited"], summary["retries"], rss,
-                               ceiling, summary["cpu_seconds"])]
+            figures = [
+                Figures(
+                    f"{name}: backfill",
+                    summary["calls_inserted"],
+                    seconds,
+                    summary["requests"],
+                    summary["rate_limited"],
+                    summary["retries"],
+                    rss,
+                    ceiling,
+                    summary["cpu_seconds"],
+                )
+            ]
             if change_share:
                 changed = sandbox.call("update_share", change_share)
                 summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
-                incremental = Figures(f"{name}: incremental {change_share:.0%}", changed, seconds,
-                                      summary["requests"], summary["rate_limited"],
-                                      summary["retries"], rss, cpu_seconds=summary["cpu_seconds"])
+                incremental = Figures(
+                    f"{name}: incremental {change_share:.0%}",
+                    changed,
+                    seconds,
+                    summary["requests"],
+                    summary["rate_limited"],
+                    summary["retries"],
+                    rss,
+                    cpu_seconds=summary["cpu_seconds"],
+                )
                 figures.append(incremental)
-                print(f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
-                      "of the backfill's", flush=True)
+                print(
+                    f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
+                    "of the backfill's",
+                    flush=True,
+                )
     finally:
         sandbox.stop()
     for figure in figures:
@@ -188,14 +222,23 @@ def event_overlap_cost(calls: int, rounds: int, changes_per_round: int, **server
     requests = dict.fromkeys(configs, 0)
     try:
         with tempfile.TemporaryDirectory() as tmp, CloseClient(API_KEY, sandbox.base_url) as client:
-            cons = {name: warehouse.connect(str(Path(tmp) / f"{i}.duckdb"))
-                    for i, name in enumerate(configs)}
+            cons = {
+                name: warehouse.connect(str(Path(tmp) / f"{i}.duckdb"))
+                for i, name in enumerate(configs)
+            }
             for name, con in cons.items():
                 sync_calls(client, con, SyncOptions(event_overlap_minutes=configs[name]))
             for round_number in range(rounds):
-                sandbox.call("mutate", {"seed": round_number, "new": changes_per_round // 10,
-                                        "updated": changes_per_round * 8 // 10,
-                                        "deleted": changes_per_round // 10, "advance": 3600})
+                sandbox.call(
+                    "mutate",
+                    {
+                        "seed": round_number,
+                        "new": changes_per_round // 10,
+                        "updated": changes_per_round * 8 // 10,
+                        "deleted": changes_per_round // 10,
+                        "advance": 3600,
+                    },
+                )
                 for name, con in cons.items():
                     if "again" in name:
                         con.execute("DELETE FROM close.sync_applied_events")
@@ -206,14 +249,20 @@ def event_overlap_cost(calls: int, rounds: int, changes_per_round: int, **server
     finally:
         sandbox.stop()
     for name, total in requests.items():
-        print(f"  overlap {name:<40} {total / rounds:6.1f} requests per hourly run "
-              f"({total / requests['5 min']:.2f}x the 5-minute overlap)", flush=True)
+        print(
+            f"  overlap {name:<40} {total / rounds:6.1f} requests per hourly run "
+            f"({total / requests['5 min']:.2f}x the 5-minute overlap)",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__)
-    parser.add_argument("--scenario", choices=["rate-limited", "throughput", "memory", "overlap",
-                                               "all"], default="all")
+    parser.add_argument(
+        "--scenario",
+        choices=["rate-limited", "throughput", "memory", "overlap", "all"],
+        default="all",
+    )
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
     parser.add_argument("--limited-calls", type=int, default=100_000)
     parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
@@ -222,20 +271,36 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.scenario in ("rate-limited", "all"):
         print("100 ms latency, 20 requests/s per key (ceiling 20 x 100 calls/s):", flush=True)
-        backfill_and_incremental("latency 100 ms, 20 rps", args.limited_calls, args.workers, 0.01,
-                                 ceiling=20 * 100, latency_ms=100, rps=20)
+        backfill_and_incremental(
+            "latency 100 ms, 20 rps",
+            args.limited_calls,
+            args.workers,
+            0.01,
+            ceiling=20 * 100,
+            latency_ms=100,
+            rps=20,
+        )
     if args.scenario in ("throughput", "all"):
-        print("no latency, no limit, transcripts on (ceiling: bare clients pulling pages):", flush=True)
-        backfill_and_incremental("no latency, no limit", args.calls, args.workers, 0.01, ceiling=None)
+        print(
+            "no latency, no limit, transcripts on (ceiling: bare clients pulling pages):",
+            flush=True,
+        )
+        backfill_and_incremental(
+            "no latency, no limit", args.calls, args.workers, 0.01, ceiling=None
+        )
     if args.scenario in ("memory", "all"):
         print("peak RSS of the sync process by history size:", flush=True)
         peaks = []
         for calls in args.memory_calls:
-            figures = backfill_and_incremental(f"memory {calls:,}", calls, args.workers, 0.0,
-                                               ceiling=None)
+            figures = backfill_and_incremental(
+                f"memory {calls:,}", calls, args.workers, 0.0, ceiling=None
+            )
             peaks.append(figures[0].peak_rss_mb)
-        print(f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
-              f"{peaks[1] / peaks[0]:.2f}x", flush=True)
+        print(
+            f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
+            f"{peaks[1] / peaks[0]:.2f}x",
+            flush=True,
+        )
     if args.scenario in ("overlap", "all"):
         print("Event Log overlap: hourly incremental runs, 200 calls changed an hour:", flush=True)
         event_overlap_cost(20_000, 24, 200)

@@ -46,6 +46,7 @@ class _Unset:
 
 UNSET = _Unset()
 
+
 def _dumps(obj, option: int = 0) -> bytes:
     """orjson.dumps, copied to an exact-size bytes: orjson's own result keeps a ~16 KB
     buffer, which would multiply the memory of a store holding many small documents."""
@@ -155,8 +156,12 @@ def _tx_bytes(value) -> bytes | None:
 
 
 def _in_bounds(v: int, b: dict) -> bool:
-    return not (("gt" in b and v <= b["gt"]) or ("gte" in b and v < b["gte"])
-                or ("lt" in b and v >= b["lt"]) or ("lte" in b and v > b["lte"]))
+    return not (
+        ("gt" in b and v <= b["gt"])
+        or ("gte" in b and v < b["gte"])
+        or ("lt" in b and v >= b["lt"])
+        or ("lte" in b and v > b["lte"])
+    )
 
 
 def _str_or_none(v) -> str | None:
@@ -166,8 +171,14 @@ def _str_or_none(v) -> str | None:
 class SandboxStore:
     """Deterministic Close data with a virtual clock. Thread-safe (one re-entrant lock)."""
 
-    def __init__(self, calls: int = 1000, seed: int = 1, start: datetime | None = None,
-                 history_days: int = 180, live: bool = False):
+    def __init__(
+        self,
+        calls: int = 1000,
+        seed: int = 1,
+        start: datetime | None = None,
+        history_days: int = 180,
+        live: bool = False,
+    ):
         self.seed = seed
         self.live = live
         self.history_days = history_days
@@ -235,8 +246,7 @@ class SandboxStore:
         """Live mode: catch the clock (and the hourly mutation ticks) up to wall time."""
         if not self.live:
             return
-        target = (self._start_us + self._offset_us
-                  + int((time.monotonic() - self._wall0) * US_PER_S))
+        target = self._start_us + self._offset_us + int((time.monotonic() - self._wall0) * US_PER_S)
         with self.lock:
             if target > self._now_us:
                 self._catch_up(target)
@@ -300,9 +310,18 @@ class SandboxStore:
                 aa = parse_ts(aa_s)
             except ValueError:
                 aa = None
-        return _Rec(call["id"], dc, aa, _str_or_none(call.get("lead_id")),
-                    _str_or_none(call.get("user_id")), _str_or_none(call.get("contact_id")),
-                    _intern_keys(call.keys()), body, rtx, vtx)
+        return _Rec(
+            call["id"],
+            dc,
+            aa,
+            _str_or_none(call.get("lead_id")),
+            _str_or_none(call.get("user_id")),
+            _str_or_none(call.get("contact_id")),
+            _intern_keys(call.keys()),
+            body,
+            rtx,
+            vtx,
+        )
 
     # ------------------------------------------------------------------ index maintenance
 
@@ -328,8 +347,16 @@ class SandboxStore:
 
     # ------------------------------------------------------------------ events
 
-    def _add_event(self, action: str, rec_id: str, lead_id, user_id, changed: list[str],
-                   data: bytes | None, previous: dict) -> None:
+    def _add_event(
+        self,
+        action: str,
+        rec_id: str,
+        lead_id,
+        user_id,
+        changed: list[str],
+        data: bytes | None,
+        previous: dict,
+    ) -> None:
         # draw the id first, always: the rng sequence must not depend on whether events are
         # recorded (live mode skips recording for ticks outside the retention window)
         new_id = make_id(self._rng, "ev_", 22)
@@ -371,21 +398,23 @@ class SandboxStore:
             self._last_update_ev.pop(rec_id, None)
 
     def _event_body(self, ev: _Event) -> bytes:
-        return _dumps({
-            "id": ev.id,
-            "date_created": iso_naive(ev.dc),
-            "date_updated": iso_naive(ev.du),
-            "object_type": "activity.call",
-            "object_id": ev.object_id,
-            "lead_id": ev.lead_id,
-            "user_id": ev.user_id,
-            "organization_id": self.organization_id,
-            "action": ev.action,
-            "changed_fields": ev.changed_fields,
-            "data": None if ev.data is None else orjson.Fragment(ev.data),
-            "previous_data": ev.previous_data,
-            "meta": {},
-        })
+        return _dumps(
+            {
+                "id": ev.id,
+                "date_created": iso_naive(ev.dc),
+                "date_updated": iso_naive(ev.du),
+                "object_type": "activity.call",
+                "object_id": ev.object_id,
+                "lead_id": ev.lead_id,
+                "user_id": ev.user_id,
+                "organization_id": self.organization_id,
+                "action": ev.action,
+                "changed_fields": ev.changed_fields,
+                "data": None if ev.data is None else orjson.Fragment(ev.data),
+                "previous_data": ev.previous_data,
+                "meta": {},
+            }
+        )
 
     def _link_event(self, ev: _Event) -> None:
         k = ev.key()
@@ -408,10 +437,21 @@ class SandboxStore:
             del self._ev_keys[:cut]
             del self._evs[:cut]
 
-    def events(self, *, object_type=None, action=None, object_id=None, lead_id=None,
-               user_id=None, du_gt=None, du_gte=None, du_lt=None, du_lte=None,
-               after: tuple[int, str] | None = None, limit: int = 50
-               ) -> tuple[list[bytes], tuple[int, str] | None]:
+    def events(
+        self,
+        *,
+        object_type=None,
+        action=None,
+        object_id=None,
+        lead_id=None,
+        user_id=None,
+        du_gt=None,
+        du_gte=None,
+        du_lt=None,
+        du_lte=None,
+        after: tuple[int, str] | None = None,
+        limit: int = 50,
+    ) -> tuple[list[bytes], tuple[int, str] | None]:
         """Events newest first (retention applied), strictly after the cursor key `after`.
 
         Returns serialized events and the key of the last one when more follow, else None.
@@ -480,18 +520,27 @@ class SandboxStore:
             hi = min(hi, bisect.bisect_right(dcs, lte))
         return lo, max(lo, hi)
 
-    def query_calls(self, *, dc: dict | None = None, aa: dict | None = None,
-                    ids: list[str] | None = None, lead_ids: set | None = None,
-                    user_ids: set | None = None, contact_ids: set | None = None,
-                    skip: int = 0, limit: int = 100) -> tuple[list[_Rec], bool]:
+    def query_calls(
+        self,
+        *,
+        dc: dict | None = None,
+        aa: dict | None = None,
+        ids: list[str] | None = None,
+        lead_ids: set | None = None,
+        user_ids: set | None = None,
+        contact_ids: set | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[_Rec], bool]:
         """One page of calls, newest date_created first (ties: id descending).
 
         `dc` / `aa` map "gt"/"gte"/"lt"/"lte" to microseconds.
         """
         with self.lock:
             lo, hi = self.window(**(dc or {}))
-            filtered = bool(aa or lead_ids is not None or user_ids is not None
-                            or contact_ids is not None)
+            filtered = bool(
+                aa or lead_ids is not None or user_ids is not None or contact_ids is not None
+            )
             if ids is None and not filtered:
                 start = hi - 1 - skip
                 stop = max(lo - 1, start - limit)
@@ -511,28 +560,38 @@ class SandboxStore:
                 cands.sort(key=lambda r: (r.dc, r.id), reverse=True)
                 matches = [r for r in cands if self._match(r, aa, lead_ids, user_ids, contact_ids)]
             else:
-                key = (lo, hi, tuple(sorted((aa or {}).items())),
-                       tuple(sorted(lead_ids)) if lead_ids is not None else None,
-                       tuple(sorted(user_ids)) if user_ids is not None else None,
-                       tuple(sorted(contact_ids)) if contact_ids is not None else None,
-                       self.version, len(self._recs))
+                key = (
+                    lo,
+                    hi,
+                    tuple(sorted((aa or {}).items())),
+                    tuple(sorted(lead_ids)) if lead_ids is not None else None,
+                    tuple(sorted(user_ids)) if user_ids is not None else None,
+                    tuple(sorted(contact_ids)) if contact_ids is not None else None,
+                    self.version,
+                    len(self._recs),
+                )
                 matches = self._filter_cache.get(key)
                 if matches is None:
                     recs = self._recs
-                    matches = [recs[i] for i in range(hi - 1, lo - 1, -1)
-                               if self._match(recs[i], aa, lead_ids, user_ids, contact_ids)]
+                    matches = [
+                        recs[i]
+                        for i in range(hi - 1, lo - 1, -1)
+                        if self._match(recs[i], aa, lead_ids, user_ids, contact_ids)
+                    ]
                     if len(self._filter_cache) > 16:
                         self._filter_cache.clear()
                     self._filter_cache[key] = matches
-            return matches[skip:skip + limit], len(matches) > skip + limit
+            return matches[skip : skip + limit], len(matches) > skip + limit
 
     @staticmethod
     def _match(r: _Rec, aa, lead_ids, user_ids, contact_ids) -> bool:
         if aa and (r.aa is None or not _in_bounds(r.aa, aa)):
             return False
-        return not ((lead_ids is not None and r.lead_id not in lead_ids)
-                    or (user_ids is not None and r.user_id not in user_ids)
-                    or (contact_ids is not None and r.contact_id not in contact_ids))
+        return not (
+            (lead_ids is not None and r.lead_id not in lead_ids)
+            or (user_ids is not None and r.user_id not in user_ids)
+            or (contact_ids is not None and r.contact_id not in contact_ids)
+        )
 
     def __len__(self) -> int:
         return len(self._recs)
@@ -561,7 +620,9 @@ class SandboxStore:
             ids = []
             for _ in range(n):
                 cid = make_id(self._rng, "acti_")
-                call, rtx, vtx = self._factory.make_call(self._rng, cid, at_us, max(at_us, self._now_us))
+                call, rtx, vtx = self._factory.make_call(
+                    self._rng, cid, at_us, max(at_us, self._now_us)
+                )
                 # keep the created time exact (make_call may round it to ms / s)
                 call["date_created"] = iso(at_us)
                 if call["activity_at"] is not None:
@@ -575,9 +636,16 @@ class SandboxStore:
             self.version += 1
             return ids
 
-    def update_call(self, call_id: str, *, note=UNSET, outcome_id=UNSET,
-                    recording_transcript=UNSET, voicemail_transcript=UNSET,
-                    **other_fields) -> None:
+    def update_call(
+        self,
+        call_id: str,
+        *,
+        note=UNSET,
+        outcome_id=UNSET,
+        recording_transcript=UNSET,
+        voicemail_transcript=UNSET,
+        **other_fields,
+    ) -> None:
         """Set fields, bump date_updated to now, write an `updated` event (consolidated)."""
         with self.lock:
             rec = self._by_id.get(call_id)
@@ -666,9 +734,18 @@ class SandboxStore:
                 aa = parse_ts(record.get("activity_at"))
             except (TypeError, ValueError, AttributeError):
                 pass
-            rec = _Rec(cid, sort_us, aa, _str_or_none(record.get("lead_id")),
-                       _str_or_none(record.get("user_id")), _str_or_none(record.get("contact_id")),
-                       _intern_keys(str(k) for k in record), body, rtx, vtx)
+            rec = _Rec(
+                cid,
+                sort_us,
+                aa,
+                _str_or_none(record.get("lead_id")),
+                _str_or_none(record.get("user_id")),
+                _str_or_none(record.get("contact_id")),
+                _intern_keys(str(k) for k in record),
+                body,
+                rtx,
+                vtx,
+            )
             old = self._by_id.get(cid)
             if old is not None:
                 self._remove(old)
@@ -676,8 +753,9 @@ class SandboxStore:
             self.version += 1
             return cid
 
-    def put_raw_call_bytes(self, call_id: str, body: bytes, *, at: datetime | None = None,
-                           event: bool = False) -> None:
+    def put_raw_call_bytes(
+        self, call_id: str, body: bytes, *, at: datetime | None = None, event: bool = False
+    ) -> None:
         """Serve call `call_id` as exactly `body` (bytes that need not be JSON: not UTF-8, a lone
         surrogate escape, cut in the middle) by the list and id endpoints, whatever `_fields`
         asks for. It takes the place of the call of that id if there is one (its position in
@@ -686,12 +764,19 @@ class SandboxStore:
         puts the call back."""
         with self.lock:
             old = self._by_id.get(call_id)
-            sort_us = old.dc if old is not None else (
-                self._now_us if at is None else dt_to_us(at))
-            rec = _RawRec(call_id, sort_us, None if old is None else old.aa,
-                          None if old is None else old.lead_id,
-                          None if old is None else old.user_id,
-                          None if old is None else old.contact_id, frozenset(), body, None, None)
+            sort_us = old.dc if old is not None else (self._now_us if at is None else dt_to_us(at))
+            rec = _RawRec(
+                call_id,
+                sort_us,
+                None if old is None else old.aa,
+                None if old is None else old.lead_id,
+                None if old is None else old.user_id,
+                None if old is None else old.contact_id,
+                frozenset(),
+                body,
+                None,
+                None,
+            )
             rec.shadowed = old.shadowed if isinstance(old, _RawRec) else old
             if old is not None:
                 self._remove(old)
@@ -722,8 +807,15 @@ class SandboxStore:
             return self._recs[rng.randrange(recent, n)]
         return self._recs[rng.randrange(n)]
 
-    def mutate_random(self, rng: random.Random, *, new: int = 5, updated: int = 10,
-                      deleted: int = 2, old_share: float = 0.3) -> dict:
+    def mutate_random(
+        self,
+        rng: random.Random,
+        *,
+        new: int = 5,
+        updated: int = 10,
+        deleted: int = 2,
+        old_share: float = 0.3,
+    ) -> dict:
         """One random round of activity at the current clock; returns the ids touched."""
         with self.lock:
             saved_rng = self._rng
@@ -756,20 +848,26 @@ class SandboxStore:
             self.update_call(rec.id, note=note, note_html=note_html)
         elif r < 0.55:
             pool = f.custom_outcomes + f.deleted_outcome_ids[:1]
-            self.update_call(rec.id, outcome_id=pool[rng.randrange(len(pool))] if rng.random() < 0.85
-                             else None)
+            self.update_call(
+                rec.id, outcome_id=pool[rng.randrange(len(pool))] if rng.random() < 0.85 else None
+            )
         elif r < 0.85:
             kind = rng.random()
             if rec.vtx is not None and kind < 0.3:
-                self.update_call(rec.id, voicemail_transcript=None if rng.random() < 0.3
-                                 else f.vm_pool[int(rng.random() * len(f.vm_pool))])
+                self.update_call(
+                    rec.id,
+                    voicemail_transcript=None
+                    if rng.random() < 0.3
+                    else f.vm_pool[int(rng.random() * len(f.vm_pool))],
+                )
             elif rec.rtx is not None and kind < 0.5:
                 self.update_call(rec.id, recording_transcript=None)
             elif rng.random() < 0.2:  # a one-off transcript, not from the shared pool
                 self.update_call(rec.id, recording_transcript=random_transcript(rng))
             else:
-                self.update_call(rec.id,
-                                 recording_transcript=f.rec_pool[int(rng.random() * len(f.rec_pool))])
+                self.update_call(
+                    rec.id, recording_transcript=f.rec_pool[int(rng.random() * len(f.rec_pool))]
+                )
         else:
             self.update_call(rec.id)
 
