@@ -139,15 +139,20 @@ def test_incremental_and_reconcile_never_take_an_unreadable_call_for_deleted(mak
         assert all(before.values())
         store.advance(60)
         break_calls(store, ids, event=True)  # the Event Log entries carry the same bytes
-        gone = next(i for i in store.call_ids() if i not in ids)
+        others = [i for i in store.call_ids() if i not in ids]
+        gone = others[0]
         store.delete_call(gone)
+        for call_id in others[1:4]:  # the other changes of the same run land as usual
+            store.update_call(call_id, note="edited next to broken calls")
+        created = store.add_calls(2)
         store.advance(600)
         mark = warehouse.high_water_mark(con)
 
         summary = sync_calls(client, con, FAST)
         assert summary.mode == "incremental"
         assert summary.calls_deleted == 1  # the call deleted for real, nothing else
-        assert summary.records_repaired == 1 and summary.calls_updated == 1
+        assert summary.records_repaired == 1 and summary.calls_updated == 1 + 3
+        assert summary.calls_inserted == len(created)
         # the three calls that do not parse (one without a readable id), and the cut Event
         # Log entry
         assert summary.records_rejected == 4
