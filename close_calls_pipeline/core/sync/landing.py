@@ -22,10 +22,9 @@ from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.records import Rejection
 from close_calls_pipeline.core.sync.batches import Batch
 from close_calls_pipeline.core.sync.options import SyncSummary, Totals
+from close_calls_pipeline.core.sync.run import StageHook
 
 log = logging.getLogger(__name__)
-
-StageHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
