@@ -26,6 +26,7 @@ from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
     high_water_mark_sane,
+    last_reconcile_found_no_drift,
     no_orphan_utterances,
 )
 from close_calls_pipeline.dagster_component.component import (
@@ -50,7 +51,8 @@ from close_calls_pipeline.definitions import defs as load_repo_defs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CALLS = 300
-INGESTION_CHECKS = {"call_ids_unique", "no_orphan_utterances", "high_water_mark_sane"}
+INGESTION_CHECKS = {"call_ids_unique", "no_orphan_utterances", "high_water_mark_sane",
+                    "last_reconcile_found_no_drift"}
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -184,7 +186,8 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     created, deleted_ids = set(touched["created"]), set(touched["deleted"])
     assert f"incremental: {len(created - deleted_ids)} inserted" in text, text
     assert f"{len(deleted_ids - created)} deleted" in text, text
-    assert str(db_path) in text and "analytics.call_metrics_daily" in text and "dg dev" in text
+    assert str(db_path) in text and "analytics.call_metrics_daily" in text
+    assert "close-calls ui" in text
     assert f"Call report: {db_path.parent / 'call_report.html'}" in text
     assert sandbox.api_key not in text
     assert mart_counts(db_path) == truth_counts(sandbox.store)
@@ -256,7 +259,10 @@ def _mark_row(run_id: str, mark: datetime) -> str:
     """A sync_state row finished after every real run, with the given high-water mark."""
     finished_at = datetime.now(UTC) + timedelta(minutes=1)
     return (
-        "INSERT INTO close.sync_state VALUES ("
+        "INSERT INTO close.sync_state (run_id, mode, started_at, finished_at, "
+        "high_water_mark_before, high_water_mark_after, calls_inserted, calls_updated, "
+        "calls_deleted, utterances_written, records_rejected, requests, rate_limited, retries, "
+        "seconds_waited) VALUES ("
         f"'{run_id}', 'incremental', TIMESTAMPTZ '{finished_at.isoformat()}', "
         f"TIMESTAMPTZ '{finished_at.isoformat()}', NULL, TIMESTAMPTZ '{mark.isoformat()}', "
         "0, 0, 0, 0, 0, 0, 0, 0, 0)"
@@ -361,3 +367,20 @@ def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
                                            "WHERE table_schema = 'analytics'")}
     assert {"fct_calls", "call_metrics_daily", "call_metrics_by_disposition",
             "call_metrics_by_outcome", "call_metrics_by_user_daily"} <= tables
+
+
+def test_the_drift_check_warns_with_the_count_when_a_reconcile_repaired_calls(ingested):
+    _, db_path = ingested
+    resource = WarehouseResource(path=str(db_path))
+    assert last_reconcile_found_no_drift(duckdb_warehouse=resource).passed  # no reconcile yet
+    finished_at = datetime.now(UTC) + timedelta(minutes=1)
+    _corrupt(db_path, (
+        "INSERT INTO close.sync_state (run_id, mode, started_at, finished_at, "
+        "high_water_mark_before, high_water_mark_after, calls_inserted, calls_updated, "
+        "calls_deleted, utterances_written, records_rejected, requests, rate_limited, retries, "
+        "seconds_waited, drift_calls) VALUES ('weekly', 'reconcile', "
+        f"TIMESTAMPTZ '{finished_at.isoformat()}', TIMESTAMPTZ '{finished_at.isoformat()}', "
+        "NULL, NULL, 3, 4, 0, 0, 0, 50, 0, 0, 0, 7)"))
+    result = last_reconcile_found_no_drift(duckdb_warehouse=resource)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["drift_calls"].value == 7

@@ -194,3 +194,14 @@ def test_a_backfill_start_in_the_future_is_refused_before_anything_runs(tmp_path
 def test_dbt_profile_default_memory_limit_is_the_products():
     profile = (REPO_ROOT / "dbt_project" / "profiles.yml").read_text()
     assert f"var('duckdb_memory_limit', '{config.DEFAULT_DBT_MEMORY_LIMIT}')" in profile
+
+
+def test_dbt_docs_build_from_any_folder(first_run, tmp_path):
+    _, settings, _ = first_run
+    done = subprocess.run([str(VENV_BIN / "close-calls"), "docs", "--no-serve"], cwd=tmp_path,
+                          env=clean_env(**settings), capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    catalog = json.loads((TARGET / "catalog.json").read_text())
+    assert "model.close_calls.fct_call_conversations" in catalog["nodes"]
+    assert (TARGET / "index.html").is_file()

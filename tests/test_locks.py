@@ -94,6 +94,7 @@ def small_warehouse(path: Path, sync_runs: int = 1) -> None:
                     "rate_limited",
                     "retries",
                     "seconds_waited",
+                    "records_repaired",
                 ],
                 0,
             )
@@ -106,6 +107,7 @@ def small_warehouse(path: Path, sync_runs: int = 1) -> None:
                     "finished_at": now,
                     "high_water_mark_before": None,
                     "high_water_mark_after": now,
+                    "drift_calls": None,
                     **counts,
                 },
             )

@@ -38,8 +38,14 @@ def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
             return
         if command == "stats":
             stats = server.stats()
-            conn.send({"requests": stats["requests"],
-                       "429": sum(n for (_, status), n in stats["by_endpoint"].items() if status == 429)})
+            conn.send(
+                {
+                    "requests": stats["requests"],
+                    "429": sum(
+                        n for (_, status), n in stats["by_endpoint"].items() if status == 429
+                    ),
+                }
+            )
         elif command == "reset_stats":
             server.reset_stats()
             conn.send(None)
@@ -47,6 +53,15 @@ def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
             for name, value in argument.items():
                 setattr(server, name, value)
             conn.send(None)
+        elif command == "mutate":  # one round of activity, then the clock moves on
+            changes = store.mutate_random(
+                random.Random(argument["seed"]),
+                new=argument["new"],
+                updated=argument["updated"],
+                deleted=argument["deleted"],
+            )
+            store.advance(argument["advance"])
+            conn.send(sum(map(len, changes.values())))
         elif command == "update_share":
             ids = list(store.truth())
             chosen = random.Random(seed).sample(ids, int(len(ids) * argument))
@@ -61,8 +76,9 @@ class SandboxProcess:
     def __init__(self, calls: int, seed: int = 42, **server_kwargs):
         ctx = mp.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_sandbox_process, args=(child, calls, seed, server_kwargs),
-                                    daemon=True)
+        self._process = ctx.Process(
+            target=_sandbox_process, args=(child, calls, seed, server_kwargs), daemon=True
+        )
         started = time.perf_counter()
         self._process.start()
         self.base_url = self._conn.recv()
@@ -91,8 +107,9 @@ def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
         summary = sync_calls(client, con, SyncOptions(workers=workers))
     con.close()  # includes DuckDB's final checkpoint in the time
     elapsed = time.perf_counter() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    conn.send((summary.as_dict(), elapsed, peak_rss_mb))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    summary = dict(summary.as_dict(), cpu_seconds=usage.ru_utime + usage.ru_stime)
+    conn.send((summary, elapsed, usage.ru_maxrss / 1024))
 
 
 def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict, float, float]:
@@ -129,18 +146,23 @@ class Figures:
     retries: int
     peak_rss_mb: float
     ceiling: float | None = None
+    cpu_seconds: float = 0.0  # of the sync process (imports included): steadier than wall time
 
     def line(self) -> str:
         rate = self.calls / self.seconds if self.seconds else 0.0
         share_429 = self.rate_limited / self.requests if self.requests else 0.0
         ratio = f"{rate / self.ceiling:6.1%} of {self.ceiling:,.0f}" if self.ceiling else "-"
-        return (f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
-                f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
-                f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB")
+        return (
+            f"{self.name:<34} {self.calls:>8,} calls {self.seconds:7.1f} s {rate:9,.0f} calls/s "
+            f"ceiling {ratio:<22} {self.requests:>6,} req {share_429:6.2%} 429 "
+            f"{self.retries:>4} retries  peak RSS {self.peak_rss_mb:6.0f} MB  "
+            f"CPU {self.cpu_seconds:5.1f} s"
+        )
 
 
-def backfill_and_incremental(name: str, calls: int, workers: int, change_share: float,
-                             ceiling: float | None, **server_kwargs) -> list[Figures]:
+def backfill_and_incremental(
+    name: str, calls: int, workers: int, change_share: float, ceiling: float | None, **server_kwargs
+) -> list[Figures]:
     sandbox = SandboxProcess(calls, **server_kwargs)
     print(f"  sandbox with {calls:,} calls built in {sandbox.build_seconds:.1f} s", flush=True)
     try:
@@ -150,18 +172,38 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
             db = str(Path(tmp) / "bench.duckdb")
             sandbox.call("reset_stats")
             summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
-            figures = [Figures(f"{name}: backfill", summary["calls_inserted"], seconds,
-                               summary["requests"], summary["rate_limited"], summary["retries"], rss,
-                               ceiling)]
+            figures = [
+                Figures(
+                    f"{name}: backfill",
+                    summary["calls_inserted"],
+                    seconds,
+                    summary["requests"],
+                    summary["rate_limited"],
+                    summary["retries"],
+                    rss,
+                    ceiling,
+                    summary["cpu_seconds"],
+                )
+            ]
             if change_share:
                 changed = sandbox.call("update_share", change_share)
                 summary, seconds, rss = run_sync_in_process(sandbox.base_url, db, workers)
-                incremental = Figures(f"{name}: incremental {change_share:.0%}", changed, seconds,
-                                      summary["requests"], summary["rate_limited"],
-                                      summary["retries"], rss)
+                incremental = Figures(
+                    f"{name}: incremental {change_share:.0%}",
+                    changed,
+                    seconds,
+                    summary["requests"],
+                    summary["rate_limited"],
+                    summary["retries"],
+                    rss,
+                    cpu_seconds=summary["cpu_seconds"],
+                )
                 figures.append(incremental)
-                print(f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
-                      "of the backfill's", flush=True)
+                print(
+                    f"  incremental requests = {incremental.requests / figures[0].requests:.2%} "
+                    "of the backfill's",
+                    flush=True,
+                )
     finally:
         sandbox.stop()
     for figure in figures:
@@ -169,15 +211,69 @@ def backfill_and_incremental(name: str, calls: int, workers: int, change_share: 
     return figures
 
 
+def event_overlap_cost(calls: int, rounds: int, changes_per_round: int, **server_kwargs) -> None:
+    """Requests of hourly incremental runs with a 5- and a 60-minute Event Log overlap (and a
+    60-minute one that fetches again the events an earlier run applied, to show what skipping
+    them saves), against one sandbox that changes between the runs."""
+    from close_calls_pipeline.core import warehouse
+    from close_calls_pipeline.core.close_api import CloseClient
+    from close_calls_pipeline.core.sync import SyncOptions, sync_calls
+
+    sandbox = SandboxProcess(calls, **server_kwargs)
+    configs = {"5 min": 5.0, "60 min": 60.0, "60 min, applied events fetched again": 60.0}
+    requests = dict.fromkeys(configs, 0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, CloseClient(API_KEY, sandbox.base_url) as client:
+            cons = {
+                name: warehouse.connect(str(Path(tmp) / f"{i}.duckdb"))
+                for i, name in enumerate(configs)
+            }
+            for name, con in cons.items():
+                sync_calls(client, con, SyncOptions(event_overlap_minutes=configs[name]))
+            for round_number in range(rounds):
+                sandbox.call(
+                    "mutate",
+                    {
+                        "seed": round_number,
+                        "new": changes_per_round // 10,
+                        "updated": changes_per_round * 8 // 10,
+                        "deleted": changes_per_round // 10,
+                        "advance": 3600,
+                    },
+                )
+                for name, con in cons.items():
+                    if "again" in name:
+                        con.execute("DELETE FROM close.sync_applied_events")
+                    options = SyncOptions(event_overlap_minutes=configs[name])
+                    requests[name] += sync_calls(client, con, options).requests
+            for con in cons.values():
+                con.close()
+    finally:
+        sandbox.stop()
+    for name, total in requests.items():
+        print(
+            f"  overlap {name:<40} {total / rounds:6.1f} requests per hourly run "
+            f"({total / requests['5 min']:.2f}x the 5-minute overlap)",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__)
-    parser.add_argument("--scenario",
-                        choices=["rate-limited", "throughput", "memory", "dbt", "all"],
-                        default="all")
+    parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument(
+        "--scenario",
+        choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "all"],
+        default="all",
+        help="which benchmark ('all': every one but dbt, which needs minutes of its own)",
+    )
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
-    parser.add_argument("--limited-calls", type=int, default=100_000)
-    parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000))
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--limited-calls", type=int, default=100_000,
+                        help="calls for the rate-limited run")
+    parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000),
+                        help="the two history sizes whose peak RSS the memory run compares")
+    parser.add_argument("--workers", type=int, default=config.DEFAULT_WORKERS,
+                        help="concurrent requests of the sync")
     parser.add_argument("--dbt-calls", type=int, default=500_000,
                         help="calls in the warehouse of the dbt scenario")
     parser.add_argument("--dbt-memory-limits", nargs="+", default=[
@@ -186,20 +282,39 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.scenario in ("rate-limited", "all"):
         print("100 ms latency, 20 requests/s per key (ceiling 20 x 100 calls/s):", flush=True)
-        backfill_and_incremental("latency 100 ms, 20 rps", args.limited_calls, args.workers, 0.01,
-                                 ceiling=20 * 100, latency_ms=100, rps=20)
+        backfill_and_incremental(
+            "latency 100 ms, 20 rps",
+            args.limited_calls,
+            args.workers,
+            0.01,
+            ceiling=20 * 100,
+            latency_ms=100,
+            rps=20,
+        )
     if args.scenario in ("throughput", "all"):
-        print("no latency, no limit, transcripts on (ceiling: bare clients pulling pages):", flush=True)
-        backfill_and_incremental("no latency, no limit", args.calls, args.workers, 0.01, ceiling=None)
+        print(
+            "no latency, no limit, transcripts on (ceiling: bare clients pulling pages):",
+            flush=True,
+        )
+        backfill_and_incremental(
+            "no latency, no limit", args.calls, args.workers, 0.01, ceiling=None
+        )
     if args.scenario in ("memory", "all"):
         print("peak RSS of the sync process by history size:", flush=True)
         peaks = []
         for calls in args.memory_calls:
-            figures = backfill_and_incremental(f"memory {calls:,}", calls, args.workers, 0.0,
-                                               ceiling=None)
+            figures = backfill_and_incremental(
+                f"memory {calls:,}", calls, args.workers, 0.0, ceiling=None
+            )
             peaks.append(figures[0].peak_rss_mb)
-        print(f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
-              f"{peaks[1] / peaks[0]:.2f}x", flush=True)
+        print(
+            f"  peak RSS ratio {args.memory_calls[1]:,} / {args.memory_calls[0]:,} calls: "
+            f"{peaks[1] / peaks[0]:.2f}x",
+            flush=True,
+        )
+    if args.scenario in ("overlap", "all"):
+        print("Event Log overlap: hourly incremental runs, 200 calls changed an hour:", flush=True)
+        event_overlap_cost(20_000, 24, 200)
     if args.scenario == "dbt":  # not in "all": it needs minutes of its own
         from close_calls_pipeline.bench.dbt import dbt_memory
 

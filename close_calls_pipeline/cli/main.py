@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=8765, help="port to listen on")
-    sandbox.add_argument("--calls", type=int, default=5000,
+    sandbox.add_argument("--calls", type=int, default=config.SANDBOX_CALLS,
                          help="calls in the seeded history (see above for the live growth)")
     sandbox.add_argument("--seed", type=int, default=config.SANDBOX_SEED,
                          help="seed of the generated data (same seed and clock: same data)")

@@ -5,6 +5,12 @@ off the GIL); if anything in it is unusual, each record is checked and converted
 tells exactly which record is bad. A record that cannot be typed is returned as a rejection with
 its reason instead of failing the batch. The Arrow schemas mirror the DuckDB tables in
 `sql/schema.sql`.
+
+Text that is not JSON a call can be read from: a lone surrogate escape (`"\ud800"`: JSON's
+grammar allows it, but no Unicode text can hold it) is replaced by U+FFFD and the call lands,
+since nothing else is lost (the repair is counted); bytes that are not UTF-8, or a record cut in
+the middle, are quarantined with their bytes as received and the id read from the text where it
+can be, so that the sync knows the call exists.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.json
+
+from close_calls_pipeline.core.close_api.pages import Unreadable, recover_id, repair_lone_surrogates
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 COST_TYPE = pa.decimal128(18, 6)
@@ -209,13 +217,26 @@ UTTERANCES_SCHEMA = pa.schema(
 class Rejection:
     object_id: str | None
     reason: str
-    payload: str  # the record's JSON text
+    payload: str  # the record's JSON text (bytes that are not UTF-8 shown as U+FFFD)
+    raw: bytes | None = None  # the bytes as received, when they are not valid JSON text
 
     @classmethod
     def of(cls, record: Any, error: RecordError, payload: str | None = None) -> Rejection:
         object_id = record.get("id") if isinstance(record, dict) else None
-        return cls(object_id if isinstance(object_id, str) else None, str(error),
-                   payload if payload is not None else orjson.dumps(record).decode())
+        return cls(
+            object_id if isinstance(object_id, str) else None,
+            str(error),
+            payload if payload is not None else orjson.dumps(record).decode(),
+        )
+
+    @classmethod
+    def unreadable(cls, raw: bytes, reason: str, id_prefix: str) -> Rejection:
+        """A record that is not JSON: kept as received, with the id its text still shows."""
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            reason = f"{reason} (bytes that are not UTF-8 at {error.start})"
+        return cls(recover_id(raw, id_prefix), reason, raw.decode("utf-8", errors="replace"), raw)
 
 
 @dataclass
@@ -223,6 +244,7 @@ class TypedCalls:
     calls: pa.Table
     utterances: pa.Table
     rejected: list[Rejection] = field(default_factory=list)
+    repaired: int = 0  # calls typed after replacing a lone surrogate escape by U+FFFD
 
     def ids(self) -> list[str]:
         """Every call id the batch had: typed or rejected."""
@@ -241,7 +263,7 @@ class TypedCalls:
             calls = calls.take(keep)
             kept = calls.select(["id", "_loaded_at"]).rename_columns(["call_id", "_loaded_at"])
             utterances = utterances.join(kept, ["call_id", "_loaded_at"], join_type="left semi")
-        return cls(calls, utterances, rejected)
+        return cls(calls, utterances, rejected, sum(part.repaired for part in parts))
 
 
 def _last_copies(ids: pa.Array | pa.ChunkedArray) -> pa.Array | None:
@@ -251,7 +273,9 @@ def _last_copies(ids: pa.Array | pa.ChunkedArray) -> pa.Array | None:
     return pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
 
 
-def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tuple], str | None, str | None]:
+def _transcript_rows(
+    call_id: str, kind: str, transcript: Any
+) -> tuple[list[tuple], str | None, str | None]:
     """Utterance rows and summaries of one transcript, or RecordError if its shape is wrong."""
     if not isinstance(transcript, dict):
         raise RecordError(f"{kind}_transcript is not an object")
@@ -267,8 +291,16 @@ def _transcript_rows(call_id: str, kind: str, transcript: Any) -> tuple[list[tup
         except RecordError as error:
             raise RecordError(f"{kind}_transcript.utterances[{index}]: {error}") from None
         rows.append(
-            (call_id, kind, index, to_str(utterance.get("speaker_label")),
-             to_str(utterance.get("speaker_side")), start, end, to_str(utterance.get("text")))
+            (
+                call_id,
+                kind,
+                index,
+                to_str(utterance.get("speaker_label")),
+                to_str(utterance.get("speaker_side")),
+                start,
+                end,
+                to_str(utterance.get("text")),
+            )
         )
     return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
 
@@ -321,32 +353,98 @@ def type_calls(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
     per id (the last one wins), bad ones into rejections.
 
     A clean batch (nearly all of them) is parsed in bulk by Arrow's JSON reader against the wire
-    schema; anything unusual makes that fast path raise, and the batch is then typed record by
-    record, which coerces what it can and rejects what it cannot, with the reason."""
+    schema; anything unusual makes that fast path raise. Records that are not JSON are then set
+    aside (repaired or rejected, see the module's docstring) and the rest is tried in bulk
+    again; if that still fails, it is typed record by record, which coerces what it can and
+    rejects what it cannot, with the reason."""
     try:
         return _type_calls_columnar(raw_calls, loaded_at)
     except (pa.ArrowException, ValueError):
-        return _type_calls_one_by_one(raw_calls, loaded_at)
+        pass
+    readable, rejected, repaired = _readable_calls(raw_calls)
+    typed = None
+    if readable and (rejected or repaired):
+        try:
+            typed = _type_calls_columnar(readable, loaded_at)
+        except (pa.ArrowException, ValueError):
+            typed = None
+    if typed is None:
+        typed = _type_calls_one_by_one(readable, loaded_at)
+    typed.rejected = rejected + typed.rejected
+    typed.repaired = repaired
+    return typed
+
+
+def _readable_calls(raw_calls: list[bytes]) -> tuple[list[bytes], list[Rejection], int]:
+    """The calls that are JSON (with lone surrogates repaired, in order), rejections of those
+    that are not, and how many were repaired."""
+    readable, rejected, repaired = [], [], 0
+    for raw in raw_calls:
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            fixed, reason = repair_lone_surrogates(raw), str(error)
+            if fixed is not None:
+                try:
+                    orjson.loads(fixed)
+                except orjson.JSONDecodeError as still:
+                    fixed, reason = None, str(still)
+            if fixed is None:
+                rejected.append(Rejection.unreadable(raw, f"not valid JSON: {reason}", "acti_"))
+                continue
+            raw = fixed
+            repaired += 1
+        readable.append(raw)
+    return readable, rejected, repaired
+
+
+class _Id(msgspec.Struct):
+    id: Any = None
+
+
+_decode_id = msgspec.json.Decoder(_Id).decode
+
+
+def record_id(raw: bytes) -> str | None:
+    """The id of a call as received (the JSON text Close sent), read from its text when it does
+    not parse; None when it has none that can be read."""
+    try:
+        call_id = _decode_id(raw).id
+    except msgspec.DecodeError:
+        return recover_id(raw, "acti_")
+    return call_id if isinstance(call_id, str) and call_id else None
 
 
 # --- the fast path: Arrow's JSON reader over the whole batch -----------------------------------------
 
-UTTERANCE_STRUCT = pa.struct([
-    ("speaker_label", pa.string()), ("speaker_side", pa.string()),
-    ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()),
-])
-TRANSCRIPT_STRUCT = pa.struct([
-    ("summary_text", pa.string()), ("summary_html", pa.string()),
-    ("utterances", pa.list_(UTTERANCE_STRUCT)),
-])
+UTTERANCE_STRUCT = pa.struct(
+    [
+        ("speaker_label", pa.string()),
+        ("speaker_side", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("text", pa.string()),
+    ]
+)
+TRANSCRIPT_STRUCT = pa.struct(
+    [
+        ("summary_text", pa.string()),
+        ("summary_html", pa.string()),
+        ("utterances", pa.list_(UTTERANCE_STRUCT)),
+    ]
+)
 # Calls as they arrive: timestamps and cost as text (cast after), transcripts nested.
 WIRE_SCHEMA = pa.schema(
     [("id", pa.string())]
-    + [(name, pa.string() if arrow_type in (TIMESTAMP, COST_TYPE) else arrow_type)
-       for name, arrow_type, _ in CALL_FIELD_COLUMNS]
+    + [
+        (name, pa.string() if arrow_type in (TIMESTAMP, COST_TYPE) else arrow_type)
+        for name, arrow_type, _ in CALL_FIELD_COLUMNS
+    ]
     + [(key, TRANSCRIPT_STRUCT) for _, key in TRANSCRIPT_TYPES]
 )
-_JSON_PARSE = pyarrow.json.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
+_JSON_PARSE = pyarrow.json.ParseOptions(
+    explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore"
+)
 
 
 def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCalls:
@@ -357,7 +455,8 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
     wire = pyarrow.json.read_json(
         io.BytesIO(text),
         read_options=pyarrow.json.ReadOptions(
-            block_size=max(1 << 20, max(map(len, raw_calls), default=0) + 1)),
+            block_size=max(1 << 20, max(map(len, raw_calls), default=0) + 1)
+        ),
         parse_options=_JSON_PARSE,
     )
     if wire.num_rows != len(raw_calls):
@@ -370,7 +469,11 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
     keep = _last_copies(ids)
     if keep is not None:
         wire, ids, raw, custom_fields = (
-            wire.take(keep), ids.take(keep), raw.take(keep), custom_fields.take(keep))
+            wire.take(keep),
+            ids.take(keep),
+            raw.take(keep),
+            custom_fields.take(keep),
+        )
 
     arrays = [ids]
     for name, arrow_type, _ in CALL_FIELD_COLUMNS:
@@ -381,13 +484,24 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
         transcripts = wire.column(key).combine_chunks()
         presence.append(transcripts.is_valid())
         summaries += [transcripts.field("summary_text"), transcripts.field("summary_html")]
-        utterance_tables.append(_utterance_table(ids, kind, transcripts.field("utterances"), loaded_at))
+        utterance_tables.append(
+            _utterance_table(ids, kind, transcripts.field("utterances"), loaded_at)
+        )
 
     count = len(ids)
-    arrays += presence + summaries + [custom_fields.cast(JSON_TEXT), _json_text(raw),
-                                      constant(loaded_at, count, TIMESTAMP), pa.nulls(count, TIMESTAMP)]
-    return TypedCalls(pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA),
-                      pa.concat_tables(utterance_tables))
+    arrays += (
+        presence
+        + summaries
+        + [
+            custom_fields.cast(JSON_TEXT),
+            _json_text(raw),
+            constant(loaded_at, count, TIMESTAMP),
+            pa.nulls(count, TIMESTAMP),
+        ]
+    )
+    return TypedCalls(
+        pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA), pa.concat_tables(utterance_tables)
+    )
 
 
 def _binary_array(values: list[bytes]) -> pa.Array:
@@ -408,7 +522,9 @@ def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:
     return pa.compute.fill_null(pa.nulls(count, arrow_type), pa.scalar(value, arrow_type))
 
 
-def _utterance_table(ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: datetime) -> pa.Table:
+def _utterance_table(
+    ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: datetime
+) -> pa.Table:
     """Flatten one transcript column (a list of utterance structs per call) into child rows."""
     flat = lists.flatten()
     if flat.null_count:
@@ -418,9 +534,17 @@ def _utterance_table(ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: d
     positions = pa.compute.subtract(pa.compute.cumulative_sum(constant(1, count, pa.int32())), 1)
     index = pa.compute.subtract(positions, pa.compute.take(lists.offsets, parents))
     return pa.Table.from_arrays(
-        [pa.compute.take(ids, parents), constant(kind, count, pa.string()), index.cast(pa.int32()),
-         flat.field("speaker_label"), flat.field("speaker_side"), flat.field("start"),
-         flat.field("end"), flat.field("text"), constant(loaded_at, count, TIMESTAMP)],
+        [
+            pa.compute.take(ids, parents),
+            constant(kind, count, pa.string()),
+            index.cast(pa.int32()),
+            flat.field("speaker_label"),
+            flat.field("speaker_side"),
+            flat.field("start"),
+            flat.field("end"),
+            flat.field("text"),
+            constant(loaded_at, count, TIMESTAMP),
+        ],
         schema=UTTERANCES_SCHEMA,
     )
 
@@ -436,19 +560,24 @@ def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> Typed
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            rejected.append(Rejection(None, f"not valid JSON: {error}", text))
+            rejected.append(Rejection.unreadable(raw, f"not valid JSON: {error}", "acti_"))
             continue
         try:
             values, utterance_rows = _type_call(record)
         except RecordError as error:
             rejected.append(Rejection.of(record, error, text))
             continue
-        typed[values[0]] = (values + [custom_fields_json(raw), text, loaded_at, None],
-                            [row + (loaded_at,) for row in utterance_rows])
+        typed[values[0]] = (
+            values + [custom_fields_json(raw), text, loaded_at, None],
+            [row + (loaded_at,) for row in utterance_rows],
+        )
     rows = [values for values, _ in typed.values()]
     utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]
-    return TypedCalls(_table_from_rows(rows, CALLS_SCHEMA),
-                      _table_from_rows(utterances, UTTERANCES_SCHEMA), rejected)
+    return TypedCalls(
+        _table_from_rows(rows, CALLS_SCHEMA),
+        _table_from_rows(utterances, UTTERANCES_SCHEMA),
+        rejected,
+    )
 
 
 # --- reference tables --------------------------------------------------------------------------------
@@ -483,6 +612,10 @@ def type_reference(
     """Type outcomes or users (small lists): same contract as `type_calls`."""
     rows, rejected = [], []
     for record in records:
+        if isinstance(record, Unreadable):
+            prefix = "outcome_" if columns is OUTCOMES_COLUMNS else "user_"
+            rejected.append(Rejection.unreadable(record.raw, "not valid JSON", prefix))
+            continue
         try:
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 raise RecordError("missing or empty `id`")
@@ -491,5 +624,7 @@ def type_reference(
             rejected.append(Rejection.of(record, error))
             continue
         rows.append(row + [orjson.dumps(record).decode(), loaded_at])
-    schema = pa.schema([(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)])
+    schema = pa.schema(
+        [(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)]
+    )
     return _table_from_rows(rows, schema), rejected

@@ -117,91 +117,118 @@ def registered(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[N
                 con.unregister(name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LandedCounts:
-    inserted: int = 0
-    updated: int = 0
-    utterances: int = 0
+    inserted: int = 0  # ids new to the table
+    updated: int = 0  # ids that were there from an earlier run, with another payload
+    utterances: int = 0  # utterance rows written, less those of copies the same run replaced
+    drift: int = 0  # changed calls last updated in Close before `drift_before`
 
 
-def land_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.Table) -> LandedCounts:
-    """Upsert a batch of typed calls (unique ids) and replace the utterances of changed calls."""
+def land_calls(
+    con: duckdb.DuckDBPyConnection,
+    calls: pa.Table,
+    utterances: pa.Table,
+    *,
+    own_since: datetime,
+    drift_before: datetime | None = None,
+    walk_hashes: bool = False,
+) -> LandedCounts:
+    """Upsert a batch of typed calls (unique ids) and replace the utterances of changed calls.
+
+    Every landing compares the batch with the table by id, so a call the sync meets twice (a
+    split window, a resumed walk, offsets shifted by a new call) is one row at every moment.
+    Rows loaded since `own_since` are this run's own: replacing one is neither an update nor
+    drift, and its utterances are not counted twice. `walk_hashes`: the table holds only calls
+    of this walk (a backfill), whose id hashes are in close.sync_walk_hashes: a batch with none
+    of them is new, known without probing the table."""
     if calls.num_rows == 0:
         return LandedCounts()
     with registered(con, batch_calls=calls, batch_utterances=utterances):
-        run_script(con, "find_changed_calls.sql")
-        inserted, updated = con.execute(
-            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM changed_calls"
+        found = 1
+        if walk_hashes:
+            found = run_script(con, "find_walk_repeats.sql")[0][0][0]
+        if found:
+            run_script(con, "find_existing_calls.sql")
+            (found,) = con.execute("SELECT count(*) FROM existing_calls").fetchall()[0]
+        if not found:  # all new (a backfill, nearly always): append as is
+            run_script(con, "append_calls.sql")
+            drift = 0
+            if drift_before is not None:
+                (drift,) = con.execute(
+                    "SELECT count(*) FROM batch_calls WHERE date_updated < ?", [drift_before]
+                ).fetchall()[0]
+            return LandedCounts(calls.num_rows, 0, utterances.num_rows, drift)
+        run_script(
+            con, "find_changed_calls.sql", {"own_since": own_since, "drift_before": drift_before}
+        )
+        inserted, updated, drift, replaced = con.execute(
+            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new AND NOT "
+            "is_own), count(*) FILTER (WHERE is_drift AND NOT is_own), count(*) FILTER (WHERE "
+            "NOT is_new) FROM changed_calls"
         ).fetchall()[0]
-        if updated:
-            run_script(con, "remove_replaced_calls.sql")
-        if inserted or updated:
+        taken_back = 0
+        if replaced:
+            own_utterances = run_script(con, "remove_replaced_calls.sql")[0]
+            taken_back = own_utterances[0][0]
+        if inserted or replaced:
             run_script(con, "insert_changed_calls.sql")
         (written,) = con.execute(
             "SELECT count(*) FROM batch_utterances WHERE call_id IN (SELECT id FROM changed_calls)"
         ).fetchall()[0]
-    return LandedCounts(inserted, updated, written)
-
-
-def append_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table, utterances: pa.Table) -> LandedCounts:
-    """Append a batch of typed calls (unique ids) and their utterances without looking for them
-    in the table: a backfill's landing, which `remove_duplicate_calls` completes."""
-    with registered(con, batch_calls=calls, batch_utterances=utterances):
-        run_script(con, "append_calls.sql")
-    return LandedCounts(calls.num_rows, 0, utterances.num_rows)
-
-
-def remove_duplicate_calls(con: duckdb.DuckDBPyConnection) -> LandedCounts:
-    """Keep one copy (the last loaded) of each call an append-only backfill landed more than
-    once; returns the copies and utterances removed."""
-    _, utterances, calls = run_script(con, "remove_duplicate_calls.sql")
-    return LandedCounts(inserted=calls[0][0], utterances=utterances[0][0])
+    return LandedCounts(inserted, updated, written - taken_back, drift)
 
 
 def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -> int:
     """Soft-delete calls by id (id -> when Close deleted it); returns how many were live."""
+    if not deleted:
+        return 0
     table = pa.table(
-        {"id": pa.array(list(deleted), pa.string()),
-         "deleted_at": pa.array(list(deleted.values()), TIMESTAMP)}
+        {
+            "id": pa.array(list(deleted), pa.string()),
+            "deleted_at": pa.array(list(deleted.values()), TIMESTAMP),
+        }
     )
     with registered(con, deleted_batch=table):
         con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls AS SELECT * FROM deleted_batch")
-    return _apply_deletes(con)
-
-
-def mark_unseen_deleted(
-    con: duckdb.DuckDBPyConnection, run_id: str, window_start: datetime, window_end: datetime,
-    deleted_at: datetime,
-) -> int:
-    """After a complete walk of [window_start, window_end), soft-delete the live calls it missed."""
-    con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls (id VARCHAR, deleted_at TIMESTAMPTZ)")
-    run_script(con, "reconcile_unseen.sql", {
-        "run_id": run_id, "window_start": window_start, "window_end": window_end,
-        "deleted_at": deleted_at,
-    })
-    return _apply_deletes(con)
-
-
-def _apply_deletes(con: duckdb.DuckDBPyConnection) -> int:
     run_script(con, "mark_deleted.sql")
     (count,) = con.execute("SELECT count(*) FROM newly_deleted").fetchall()[0]
     return count
 
 
+def unseen_live_calls(
+    con: duckdb.DuckDBPyConnection, run_id: str, window_start: datetime, window_end: datetime
+) -> list[str]:
+    """Live calls of [window_start, window_end) that the walk `run_id` did not see."""
+    (rows,) = run_script(
+        con,
+        "reconcile_unseen.sql",
+        {"run_id": run_id, "window_start": window_start, "window_end": window_end},
+    )
+    return [call_id for (call_id,) in rows]
+
+
 def record_rejections(
-    con: duckdb.DuckDBPyConnection, run_id: str, object_type: str, rejections: list[Rejection],
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    object_type: str,
+    rejections: list[Rejection],
     rejected_at: datetime,
 ) -> None:
     """Quarantine records that could not be typed; the same payload is kept once, however often
     a re-run meets it."""
     for r in rejections:
         con.execute(
-            "INSERT INTO close.rejected_records SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+            "INSERT INTO close.rejected_records "
+            "(run_id, object_type, object_id, reason, payload, rejected_at, payload_bytes) "
+            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
             " SELECT 1 FROM close.rejected_records"
             " WHERE object_type = ? AND object_id IS NOT DISTINCT FROM ? AND payload = ?)",
-            [run_id, object_type, r.object_id, r.reason, r.payload, rejected_at,
-             object_type, r.object_id, r.payload],
-        )
+            [
+                run_id, object_type, r.object_id, r.reason, r.payload, rejected_at, r.raw,
+                object_type, r.object_id, r.payload,
+            ],
+        )  # fmt: skip
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, rows: pa.Table) -> None:
@@ -222,60 +249,120 @@ def high_water_mark(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return row[0][0] if row else None
 
 
+SYNC_STATE_COLUMNS = (
+    "run_id", "mode", "started_at", "finished_at", "high_water_mark_before",
+    "high_water_mark_after", "calls_inserted", "calls_updated", "calls_deleted",
+    "utterances_written", "records_rejected", "records_repaired", "drift_calls", "requests",
+    "rate_limited", "retries", "seconds_waited",
+)  # fmt: skip
+
+
 def append_sync_state(con: duckdb.DuckDBPyConnection, summary: dict) -> None:
-    columns = [
-        "run_id", "mode", "started_at", "finished_at", "high_water_mark_before",
-        "high_water_mark_after", "calls_inserted", "calls_updated", "calls_deleted",
-        "utterances_written", "records_rejected", "requests", "rate_limited", "retries",
-        "seconds_waited",
-    ]
+    columns = SYNC_STATE_COLUMNS
     con.execute(
-        f"INSERT INTO close.sync_state ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        f"INSERT INTO close.sync_state ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))})",
         [summary[c] for c in columns],
     )
+
+
+Window = tuple[datetime, datetime]
 
 
 @dataclass
 class WalkPlan:
     run_id: str
     mode: str
-    started_at: datetime
-    high_water_mark: datetime
-    windows: list[tuple[datetime, datetime]]  # every window of the plan, done or not
-    pending: list[tuple[datetime, datetime]]
+    started_at: datetime  # server time
+    high_water_mark: datetime  # the mark the walk sets when it completes
+    windows: list[Window]  # every window of the plan, done or not
+    pending: list[Window]
+    landed_down_to: dict[Window, datetime]  # of pending windows that have landed some calls
+    loaded_since: datetime  # this machine's clock when the walk started: its rows are newer
+    totals: dict[str, int]  # landed so far, by the sync_walk_progress column
+    legacy: bool = False  # planned by a release that kept no progress (it appended)
+
+
+WALK_TOTALS = (
+    "calls_inserted", "calls_updated", "utterances_written", "records_rejected",
+    "records_repaired", "drift_calls",
+)  # fmt: skip
 
 
 def load_walk_plan(con: duckdb.DuckDBPyConnection) -> WalkPlan | None:
     rows = con.execute(
-        "SELECT run_id, mode, started_at, high_water_mark, window_start, window_end, done "
-        "FROM close.sync_windows ORDER BY window_start"
+        "SELECT run_id, mode, started_at, high_water_mark, window_start, window_end, done, "
+        "landed_down_to FROM close.sync_windows ORDER BY window_start"
     ).fetchall()
     if not rows:
         return None
     run_id, mode, started_at, mark = rows[0][:4]
+    progress = con.execute(
+        f"SELECT loaded_since, {', '.join(WALK_TOTALS)} FROM close.sync_walk_progress "
+        "WHERE run_id = ?",
+        [run_id],
+    ).fetchall()
+    loaded_since, *totals = progress[0] if progress else (started_at, *[0] * len(WALK_TOTALS))
     return WalkPlan(
         run_id, mode, started_at, mark,
         windows=[(r[4], r[5]) for r in rows],
         pending=[(r[4], r[5]) for r in rows if not r[6]],
-    )
+        landed_down_to={(r[4], r[5]): r[7] for r in rows if not r[6] and r[7] is not None},
+        loaded_since=loaded_since,
+        totals=dict(zip(WALK_TOTALS, totals)),
+        legacy=not progress,
+    )  # fmt: skip
 
 
 def save_walk_plan(con: duckdb.DuckDBPyConnection, plan: WalkPlan) -> None:
-    con.execute("DELETE FROM close.sync_windows")
-    con.execute("DELETE FROM close.sync_seen_ids")
+    clear_walk_plan(con)
     con.executemany(
-        "INSERT INTO close.sync_windows VALUES (?, ?, ?, ?, ?, ?, false)",
-        [(plan.run_id, plan.mode, plan.started_at, plan.high_water_mark, start, end)
-         for start, end in plan.windows],
+        "INSERT INTO close.sync_windows "
+        "(run_id, mode, started_at, high_water_mark, window_start, window_end, done) "
+        "VALUES (?, ?, ?, ?, ?, ?, false)",
+        [
+            (plan.run_id, plan.mode, plan.started_at, plan.high_water_mark, start, end)
+            for start, end in plan.windows
+        ],
+    )
+    start_walk_progress(con, plan)
+
+
+def start_walk_progress(con: duckdb.DuckDBPyConnection, plan: WalkPlan) -> None:
+    con.execute(
+        f"INSERT INTO close.sync_walk_progress (run_id, loaded_since, {', '.join(WALK_TOTALS)}) "
+        f"VALUES (?, ?{', 0' * len(WALK_TOTALS)})",
+        [plan.run_id, plan.loaded_since],
     )
 
 
-def mark_windows_done(con: duckdb.DuckDBPyConnection, windows: list[tuple[datetime, datetime]]) -> None:
-    if windows:
-        con.executemany(
-            "UPDATE close.sync_windows SET done = true WHERE window_start = ? AND window_end = ?",
-            windows,
-        )
+def remove_duplicate_calls(con: duckdb.DuckDBPyConnection) -> int:
+    """Keep one copy (the last loaded) of each call landed more than once by a walk of a release
+    that appended; returns the copies removed."""
+    _, _, calls = run_script(con, "remove_duplicate_calls.sql")
+    return calls[0][0]
+
+
+WINDOW_PROGRESS = pa.schema(
+    [("window_start", TIMESTAMP), ("landed_down_to", TIMESTAMP), ("done", pa.bool_()),
+     ("out_of_order", pa.bool_())]
+)  # fmt: skip
+
+
+def advance_walk(
+    con: duckdb.DuckDBPyConnection, run_id: str, windows: pa.Table, landed: dict[str, int]
+) -> None:
+    """Record what a walk batch landed: per window (`WINDOW_PROGRESS` rows) how far down it
+    reached, whether it is done, whether it must resume from its start; and its counts."""
+    if windows.num_rows:
+        with registered(con, batch_windows=windows):
+            run_script(con, "advance_windows.sql")
+    con.execute(
+        "UPDATE close.sync_walk_progress SET "
+        + ", ".join(f"{c} = {c} + ?" for c in WALK_TOTALS)
+        + " WHERE run_id = ?",
+        [landed.get(c, 0) for c in WALK_TOTALS] + [run_id],
+    )
 
 
 def record_seen_ids(con: duckdb.DuckDBPyConnection, run_id: str, ids: list[str]) -> None:
@@ -288,3 +375,45 @@ def record_seen_ids(con: duckdb.DuckDBPyConnection, run_id: str, ids: list[str])
 def clear_walk_plan(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM close.sync_windows")
     con.execute("DELETE FROM close.sync_seen_ids")
+    con.execute("DELETE FROM close.sync_walk_progress")
+    con.execute("DELETE FROM close.sync_walk_hashes")
+
+
+def remember_walk_hashes(con: duckdb.DuckDBPyConnection) -> None:
+    """The id hashes of every call in the table (a backfill adopting rows it did not hash)."""
+    con.execute("DELETE FROM close.sync_walk_hashes")
+    con.execute("INSERT INTO close.sync_walk_hashes SELECT hash(id) FROM close.calls")
+
+
+# --- applied Event Log entries ------------------------------------------------------------------------
+
+
+def applied_events(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(event id, date_updated as written) of the events earlier runs applied and still keep."""
+    rows = con.execute("SELECT event_id, date_updated FROM close.sync_applied_events").fetchall()
+    return set(rows)
+
+
+def record_applied_events(
+    con: duckdb.DuckDBPyConnection,
+    events: list[tuple[str, str, datetime]],
+    keep_from: datetime,
+) -> None:
+    """Remember the events (id, date_updated as written, parsed) a run applied, and forget those
+    older than `keep_from`, which no later re-scan reads."""
+    con.execute("DELETE FROM close.sync_applied_events WHERE updated_at < ?", [keep_from])
+    events = [e for e in events if e[2] >= keep_from]
+    if events:
+        table = pa.table(
+            {
+                "event_id": pa.array([e[0] for e in events], pa.string()),
+                "date_updated": pa.array([e[1] for e in events], pa.string()),
+                "updated_at": pa.array([e[2] for e in events], TIMESTAMP),
+            }
+        )
+        with registered(con, applied_batch=table):
+            con.execute(
+                "INSERT INTO close.sync_applied_events SELECT * FROM applied_batch AS a "
+                "WHERE NOT EXISTS (SELECT 1 FROM close.sync_applied_events AS e "
+                "WHERE e.event_id = a.event_id AND e.date_updated = a.date_updated)"
+            )

@@ -218,6 +218,8 @@ def build_ingestion_assets(
                 "calls_updated": s.calls_updated,
                 "calls_deleted": s.calls_deleted,
                 "records_rejected": s.records_rejected,
+                "records_repaired": s.records_repaired,
+                **({"drift_calls": s.drift_calls} if s.drift_calls is not None else {}),
                 "requests": s.requests,
                 "rate_limited_429": s.rate_limited,
                 "retries": s.retries,

@@ -118,6 +118,34 @@ def high_water_mark_sane(duckdb_warehouse: WarehouseResource) -> AssetCheckResul
     )
 
 
+@asset_check(
+    asset=CALLS_KEY,
+    name="last_reconcile_found_no_drift",
+    pool=WAREHOUSE_POOL,
+    description="Warns when the latest reconcile walk repaired calls the incremental runs had "
+    "missed (events Close published too late for the Event Log overlap): the warehouse is equal "
+    "to Close again, but the overlap may be too short.",
+)
+def last_reconcile_found_no_drift(duckdb_warehouse: WarehouseResource) -> AssetCheckResult:
+    with duckdb_warehouse.connect() as con:
+        row = con.execute(
+            "SELECT run_id, finished_at, drift_calls FROM close.sync_state "
+            "WHERE mode = 'reconcile' ORDER BY finished_at DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
+                                description="No reconcile has run yet.", metadata={"drift_calls": 0})
+    run_id, finished_at, drift = row
+    return AssetCheckResult(
+        passed=not drift,
+        severity=AssetCheckSeverity.WARN,
+        description=f"The reconcile of {finished_at:%Y-%m-%d %H:%M} UTC repaired {drift or 0} "
+        "calls the incremental runs had missed.",
+        metadata={"drift_calls": drift or 0, "reconcile_run_id": run_id,
+                  "finished_at": finished_at.astimezone(UTC).isoformat()},
+    )
+
+
 UNKNOWN_ENUM_VALUES_KEY = AssetKey(["analytics", "unknown_enum_values"])
 
 
@@ -148,5 +176,6 @@ def no_new_enum_values(duckdb_warehouse: WarehouseResource) -> AssetCheckResult:
     )
 
 
-INGESTION_CHECKS = [call_ids_unique, no_orphan_utterances, high_water_mark_sane]
+INGESTION_CHECKS = [call_ids_unique, no_orphan_utterances, high_water_mark_sane,
+                    last_reconcile_found_no_drift]
 DBT_CHECKS = [no_new_enum_values]  # on dbt models: only with dbt_marts

@@ -1,7 +1,8 @@
 """Close REST API client (calls, Event Log, outcomes, users) used by the sync."""
 
-from .client import CALL_FIELDS, DEFAULT_BASE_URL, CloseClient, Counters, format_ts
+from .client import CALL_FIELDS, DEFAULT_BASE_URL, CloseClient, Counters, WindowPage, format_ts
 from .errors import CloseApiError, CloseAuthError, MaxSkipExceeded
+from .pages import Unreadable
 
 __all__ = [
     "CALL_FIELDS",
@@ -11,5 +12,7 @@ __all__ = [
     "CloseClient",
     "Counters",
     "MaxSkipExceeded",
+    "Unreadable",
+    "WindowPage",
     "format_ts",
 ]

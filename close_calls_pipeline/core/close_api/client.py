@@ -7,7 +7,13 @@ See ``/work/shared/close-api.md`` (the contract) for the facts this is built on.
 * HTTP Basic (API key) or Bearer (OAuth) auth; the secret never appears in messages, logs or reprs;
 * per endpoint-group rate-limit pacing shared by all threads (:mod:`.ratelimit`), 429 pauses;
 * bounded retries with full-jitter exponential backoff on 5xx, network faults, cut bodies and
-  bodies that are not JSON; 401/403 fail at once with a message that says how to fix it;
+  bodies that are not JSON at all (a proxy's error page), within a per-request deadline, so a
+  server that accepts connections and never answers fails a request in ``request_deadline``
+  seconds; 401/403 fail at once with a message that says how to fix it;
+* a page that is JSON but does not decode (bytes that are not UTF-8, a lone surrogate escape, a
+  record cut in the middle) is never retried: the server would send the same bytes again. It is
+  split record by record (:mod:`.pages`) and each record is left to the caller to decode or
+  quarantine;
 * iterators for calls in a ``date_created`` window (splitting the window before the ``_skip``
   cap), Event Log events, calls by id (``_params`` body form), outcomes and users.
 """
@@ -26,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -35,12 +41,16 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from close_calls_pipeline.core import config
+
+from . import pages
 from .errors import CloseApiError, CloseAuthError, MaxSkipExceeded
+from .pages import Unreadable
 from .ratelimit import RateLimiter, endpoint_group, parse_ratelimit
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.close.com/api/v1"
+DEFAULT_BASE_URL = config.DEFAULT_BASE_URL
 
 # Every documented Call field (close-api.md), both transcripts (returned only when named), and the
 # undocumented fields seen in the wild. Asking for a field the server does not have is harmless.
@@ -118,6 +128,26 @@ class _CallPage(msgspec.Struct):
 
 
 _CALL_PAGE = msgspec.json.Decoder(_CallPage)
+
+
+class _LenientPage(NamedTuple):
+    """A call page split by `pages.split_page` because it did not decode as a whole."""
+
+    data: list[bytes]
+    has_more: bool | None
+    broken: int
+
+
+class WindowPage(NamedTuple):
+    """A page of `iter_call_window_pages`: the calls, and where they were read. Offset paging
+    within one (sub)window returns calls newest `date_created` first; `skip == 0` starts a new
+    sequence (a window, or a half of a split one)."""
+
+    calls: list[bytes]
+    start: datetime
+    end: datetime
+    skip: int
+
 
 _AUTH_HELP = (
     "Set CLOSE_API_KEY to a valid API key (Close → Settings → Developer → API Keys; an OAuth "
@@ -247,9 +277,10 @@ class CloseClient:
         base_url: str = DEFAULT_BASE_URL,
         *,
         access_token: str | None = None,
-        pool_size: int = 8,
+        pool_size: int = config.DEFAULT_WORKERS,
         connect_timeout: float = 10,
-        read_timeout: float = 60,
+        read_timeout: float = 15,
+        request_deadline: float = 40,
         max_attempts: int = 6,
         max_skip: int = 250_000,
         page_size: int = 100,
@@ -274,6 +305,8 @@ class CloseClient:
             )
         if max_attempts < 1 or pool_size < 1 or page_size < 1 or max_skip < 0:
             raise ValueError("max_attempts, pool_size and page_size must be >= 1, max_skip >= 0")
+        if min(connect_timeout, read_timeout, request_deadline) <= 0:
+            raise ValueError("connect_timeout, read_timeout and request_deadline must be > 0")
         self._base_url = _check_base_url(base_url or DEFAULT_BASE_URL)
         if api_key:
             token = base64.b64encode(f"{api_key}:".encode()).decode("ascii")
@@ -288,6 +321,9 @@ class CloseClient:
 
         self._pool_size = pool_size
         self._timeout = (connect_timeout, read_timeout)
+        # A request's attempts that fail (no answer, 5xx, cut body) and the backoff between them
+        # fit in this many seconds; waits the rate limit imposes (429, pacing) are not counted.
+        self._request_deadline = request_deadline
         self._max_attempts = max_attempts
         self._max_rate_limit_retries = max_rate_limit_retries
         self._backoff_base = backoff_base
@@ -444,19 +480,26 @@ class CloseClient:
         decoder: msgspec.json.Decoder | None = None,
     ) -> Any:
         """One logical request with pacing and retries; returns the decoded JSON body (a dict, or
-        what `decoder` makes of it)."""
+        what `decoder` makes of it).
+
+        The attempts that fail and the backoff between them share `request_deadline`: each
+        attempt's timeouts are cut to what is left of it, so a request fails within the deadline
+        however the server misbehaves (answers nothing, answers 5xx slowly, ...)."""
         url = self._base_url + path
         pacer = self._limiter.group(endpoint_group(path))
         failures = 0  # attempts that failed retryably (5xx, network, bad body)
         throttled = 0  # 429 answers
+        spent = 0.0  # seconds of failed attempts and backoff, against the request deadline
         while True:
+            left = self._request_deadline - spent
             paced = pacer.acquire()
             self.counters.add(requests=1, seconds_paced=paced)
             started = time.perf_counter()
             resp: requests.Response | None = None
+            timeout = (min(self._timeout[0], left), min(self._timeout[1], left))
             try:
                 resp = self._session.request(
-                    method, url, params=params, data=body, headers=headers, timeout=self._timeout
+                    method, url, params=params, data=body, headers=headers, timeout=timeout
                 )
             except _RETRYABLE_EXC as exc:
                 pacer.release(None, answered=False)
@@ -515,11 +558,20 @@ class CloseClient:
                     return outcome
             # a retryable failure
             failures += 1
-            if failures >= self._max_attempts:
+            spent += time.perf_counter() - started
+            left = self._request_deadline - spent
+            if failures >= self._max_attempts or left <= 0.001:
+                cause = (
+                    ""
+                    if left > 0.001
+                    else (
+                        f"; no usable answer within the {self._request_deadline:g} s request deadline"
+                    )
+                )
                 raise CloseApiError(
                     f"Close API {method} {path} failed after {failures + throttled} attempts "
-                    f"({failures} failed, {throttled} rate limited); last error: "
-                    f"{outcome.description}",
+                    f"({failures} failed, {throttled} rate limited) in {spent:.1f} s{cause}; "
+                    f"last error: {outcome.description} (endpoint {url})",
                     endpoint=path,
                     status=outcome.status,
                     attempts=failures + throttled,
@@ -527,6 +579,8 @@ class CloseClient:
             delay = self._backoff(failures)
             if outcome.wait is not None:
                 delay = max(delay, min(outcome.wait, self._backoff_cap))
+            delay = min(delay, left / 2)  # leave most of what is left to the next attempt
+            spent += delay
             self.counters.add(retries=1, seconds_waited=delay)
             log.warning(
                 "Close API %s %s attempt %d/%d failed (%s); retrying in %.2f s",
@@ -564,12 +618,34 @@ class CloseClient:
             if decoder is not None:
                 try:
                     return decoder.decode(content)
-                except msgspec.DecodeError as exc:  # also a body of the wrong shape
-                    return _Retryable(f"body is not a valid page (HTTP {status}: {exc})", status)
+                except msgspec.DecodeError as exc:  # a bad record, or a body of the wrong shape
+                    split = pages.split_page(content)
+                    if split is None:
+                        return _Retryable(
+                            f"body is not a valid page (HTTP {status}: {exc})", status
+                        )
+                    log.warning(
+                        "Close API %s %s: page does not decode (%s); split it into %d records "
+                        "(%d not well formed)",
+                        method,
+                        path,
+                        exc,
+                        len(split.records),
+                        split.broken,
+                    )
+                    return _LenientPage(split.records, split.members.get("has_more"), split.broken)
             try:
                 data = orjson.loads(content)
             except orjson.JSONDecodeError as exc:
-                return _Retryable(f"body is not valid JSON (HTTP {status}: {exc})", status)
+                data = pages.loads_lenient(content)
+                if data is None:
+                    return _Retryable(f"body is not valid JSON (HTTP {status}: {exc})", status)
+                log.warning(
+                    "Close API %s %s: body does not decode (%s); read it record by record",
+                    method,
+                    path,
+                    exc,
+                )
             if not isinstance(data, dict):
                 return _Retryable(f"body is not a JSON object (HTTP {status})", status)
             return data
@@ -638,8 +714,10 @@ class CloseClient:
             return self._window_fits(start, end, self._max_skip)
         return not page.get("has_more")
 
-    def _call_page(self, method: str, params: dict[str, Any]) -> tuple[list[bytes], bool]:
-        """One page of the call list: each call's JSON text as received, and `has_more`."""
+    def _call_page(self, method: str, params: dict[str, Any]) -> tuple[list[bytes], bool, int]:
+        """One page of the call list: each call's JSON text as received, `has_more`, and how
+        far the offset moves. A page that had to be split (see `pages`) and says more follow
+        moves it by a full page, so that records run together cannot shift the next offset."""
         if method == "GET":
             page = self._get("/activity/call/", params, decoder=_CALL_PAGE)
         else:  # the `_params` body form, for id lists too long for a URL
@@ -650,15 +728,22 @@ class CloseClient:
                 headers={"x-http-method-override": "GET", "Content-Type": "application/json"},
                 decoder=_CALL_PAGE,
             )
-        return [bytes(call) for call in page.data or ()], bool(page.has_more)
+        if isinstance(page, _LenientPage):
+            has_more = bool(page.has_more)
+            advance = len(page.data)
+            if has_more and page.broken:
+                advance = max(advance, int(params.get("_limit") or self._page_size))
+            return page.data, has_more, advance
+        data = [bytes(call) for call in page.data or ()]
+        return data, bool(page.has_more), len(data)
 
-    def _walk_window(self, start: datetime, end: datetime) -> Iterator[list[bytes]]:
+    def _walk_window(self, start: datetime, end: datetime) -> Iterator[WindowPage]:
         """Offset-page one window; returns True (StopIteration value) when it must be split."""
         ps = self._page_size
         base = self._window_params(start, end)
         skip = 0
         probed = False
-        held: list[list[bytes]] = []
+        held: list[WindowPage] = []
         while True:
             max_skip = self._max_skip
             if skip > max_skip:
@@ -675,26 +760,34 @@ class CloseClient:
                 continue
             params = dict(base, _skip=skip, _limit=ps, _fields=self._fields)
             try:
-                data, has_more = self._call_page("GET", params)
+                data, has_more, advance = self._call_page("GET", params)
             except MaxSkipExceeded as exc:
                 self._learn_max_skip(exc, skip)
                 return True
             if data:
+                page = WindowPage(data, start, end, skip)
                 if not probed and threshold <= 4 * ps:
-                    held.append(data)  # few pages: hold them until the probe says "fits"
+                    held.append(page)  # few pages: hold them until the probe says "fits"
                 else:
-                    yield data
+                    yield page
             if not has_more or not data:
                 yield from held
                 return False
-            skip += len(data)
+            skip += advance
 
     def iter_call_window(self, start: datetime, end: datetime) -> Iterator[list[bytes]]:
         """Pages of every call with ``start <= date_created < end``, each call as the JSON text
-        Close sent (``records.type_calls`` types them).
+        Close sent (``records.type_calls`` types them). See `iter_call_window_pages`."""
+        for page in self.iter_call_window_pages(start, end):
+            yield page.calls
 
-        Windows whose offsets would pass ``max_skip`` are split at their midpoint (depth first,
-        oldest half first). Calls yielded before a split may be yielded again: dedupe by id.
+    def iter_call_window_pages(self, start: datetime, end: datetime) -> Iterator[WindowPage]:
+        """Pages of every call with ``start <= date_created < end``, with where each was read.
+
+        Windows whose offsets would pass ``max_skip`` are split at their midpoint, depth first,
+        newest half first: Close lists calls newest first, so the calls of a window keep coming
+        newest first across a split (but for the pages read before it, which come again: dedupe
+        by id). A caller can then tell how far down a window it has read.
         """
         start, end = _utc(start), _utc(end)
         stack = [(start, end)] if start < end else []
@@ -711,8 +804,8 @@ class CloseClient:
                     )
                 mid = s + (e - s) / 2
                 log.debug("splitting call window [%s, %s) at %s", s, e, mid)
-                stack.append((mid, e))
                 stack.append((s, mid))
+                stack.append((mid, e))
 
     def has_calls_before(self, t: datetime) -> bool:
         """Is there any call with ``date_created < t``? (One request.)"""
@@ -740,12 +833,12 @@ class CloseClient:
             }
             if skip:
                 params["_skip"] = skip
-            data, has_more = self._call_page("POST", params)
+            data, has_more, advance = self._call_page("POST", params)
             if data:
                 yield data
             if not has_more or not data:
                 return
-            skip += len(data)
+            skip += advance
 
     def iter_calls_by_ids(self, ids: Iterable[str]) -> Iterator[list[bytes]]:
         """Calls (JSON text as received) for the given ids in batches of <= 100 ids, one
@@ -762,9 +855,10 @@ class CloseClient:
     # ------------------------------------------------------------------ events
     def iter_events(
         self, action: str, since: datetime, object_type: str = "activity.call"
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict | Unreadable]:
         """Event Log events of ``object_type``/``action`` with ``date_updated >= since``, newest
-        first, following ``cursor_next``; each event id is yielded once."""
+        first, following ``cursor_next``; each event id is yielded once. An event that does not
+        parse is yielded as an `Unreadable` (whose `get` reads what its text still says)."""
         params: dict[str, Any] = {
             "object_type": object_type,
             "action": action,
@@ -793,7 +887,7 @@ class CloseClient:
             cursors.add(cursor)
 
     # ------------------------------------------------------------------ reference data
-    def _list_all(self, path: str) -> list[dict]:
+    def _list_all(self, path: str) -> list[dict | Unreadable]:
         out: list[dict] = []
         skip = 0
         while True:
@@ -804,10 +898,10 @@ class CloseClient:
                 return out
             skip += len(data)
 
-    def list_outcomes(self) -> list[dict]:
+    def list_outcomes(self) -> list[dict | Unreadable]:
         return self._list_all("/outcome/")
 
-    def list_users(self) -> list[dict]:
+    def list_users(self) -> list[dict | Unreadable]:
         return self._list_all("/user/")
 
     def me(self) -> dict:

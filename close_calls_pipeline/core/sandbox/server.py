@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from close_calls_pipeline.core import config
 from close_calls_pipeline.core.sandbox.data import ANCHOR, parse_ts
 from close_calls_pipeline.core.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
 
@@ -527,15 +528,16 @@ class _Handler(BaseHTTPRequestHandler):
         return orjson.dumps({"data": page, "has_more": len(items) > skip + limit})
 
 
-def start_sandbox(calls: int = 1000, seed: int = 1, *, start=None, history_days: int = 180,
+def start_sandbox(calls: int = config.SANDBOX_CALLS, seed: int = config.SANDBOX_SEED, *, start=None, history_days: int = 180,
                   live: bool = False, **server_kwargs) -> SandboxServer:
     """Build a store and start a server on it (port 0 = a free port)."""
     store = SandboxStore(calls=calls, seed=seed, start=start, history_days=history_days, live=live)
     return SandboxServer(store, **server_kwargs).start()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = 5000, seed: int = 42,
-          api_key: str = "sandbox-key", latency_ms: float = 0.0, rps: float | None = None,
+def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = config.SANDBOX_CALLS,
+          seed: int = config.SANDBOX_SEED,
+          api_key: str = config.SANDBOX_API_KEY, latency_ms: float = 0.0, rps: float | None = None,
           fault_rate: float = 0.0, max_skip: int = 250_000, live: bool = True) -> None:
     """Serve until Ctrl-C (the `close-calls sandbox` command)."""
     t0 = time.perf_counter()

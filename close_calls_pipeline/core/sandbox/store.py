@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from close_calls_pipeline.core import config
 from close_calls_pipeline.core.sandbox.data import (
     ANCHOR,
     REC_VARIANTS,
@@ -120,6 +121,18 @@ class _Rec:
         return d
 
 
+class _RawRec(_Rec):
+    """A call served as given bytes (which need not be JSON), whatever `_fields` asks for."""
+
+    __slots__ = ("shadowed",)
+
+    def render(self, fields: frozenset | set | None) -> bytes:
+        return self.body
+
+    def full(self) -> dict:
+        raise ValueError(f"call {self.id} is served as raw bytes")
+
+
 class _Event:
     __slots__ = (
         "action",
@@ -133,6 +146,7 @@ class _Event:
         "object_id",
         "previous_data",
         "user_id",
+        "visible_us",
     )
 
     def key(self) -> tuple[int, str]:
@@ -170,7 +184,7 @@ class SandboxStore:
 
     def __init__(
         self,
-        calls: int = 1000,
+        calls: int = config.SANDBOX_CALLS,
         seed: int = 1,
         start: datetime | None = None,
         history_days: int = 180,
@@ -200,6 +214,10 @@ class SandboxStore:
         self._evs: list[_Event] = []
         self._last_update_ev: dict[str, _Event] = {}
         self._record_events = True
+        # Events written (or consolidated) while this is set become visible to /event/ only this
+        # many seconds after their date_updated (0: at once). Close writes some entries late;
+        # this is how a test makes some of them late while others are on time.
+        self.event_delay_s = 0.0
         self._raw_counter = 0
         self._filter_cache: dict = {}
         self.version = 0  # bumped on every mutation (cache key for filtered listings)
@@ -368,6 +386,7 @@ class SandboxStore:
                             ev.previous_data[k] = previous[k]
                 ev.data = data
                 ev.du = now
+                ev.visible_us = now + round(self.event_delay_s * US_PER_S)
                 ev.body = self._event_body(ev)
                 self._link_event(ev)
                 return
@@ -382,6 +401,7 @@ class SandboxStore:
         ev.changed_fields = list(changed)
         ev.data = data
         ev.previous_data = previous
+        ev.visible_us = now + round(self.event_delay_s * US_PER_S)
         ev.body = self._event_body(ev)
         self._link_event(ev)
         if action == "updated":
@@ -456,7 +476,7 @@ class SandboxStore:
                 floor = max(floor, du_gt + 1)
             hi = len(self._ev_keys)
             if after is not None:
-                hi = bisect.bisect_left(self._ev_keys, after)
+                hi = min(hi, bisect.bisect_left(self._ev_keys, after))
             if du_lt is not None:
                 hi = min(hi, bisect.bisect_left(self._ev_keys, (du_lt, "")))
             if du_lte is not None:
@@ -468,6 +488,8 @@ class SandboxStore:
                 ev = self._evs[pos]
                 if ev.du < floor:
                     break
+                if ev.visible_us > self._now_us:
+                    continue
                 if object_type is not None and object_type != "activity.call":
                     break
                 if action is not None and ev.action != action:
@@ -587,9 +609,15 @@ class SandboxStore:
         return len(self._recs)
 
     def truth(self) -> dict[str, dict]:
-        """Every live call id → the full API object, transcripts included when present."""
+        """Every live call id → the full API object, transcripts included when present (calls
+        served as raw bytes, see `put_raw_call_bytes`, are left out: they have no object)."""
         with self.lock:
-            return {r.id: r.full() for r in self._recs}
+            return {r.id: r.full() for r in self._recs if not isinstance(r, _RawRec)}
+
+    def raw_call_ids(self) -> set[str]:
+        """Ids of the calls served as raw bytes."""
+        with self.lock:
+            return {r.id for r in self._recs if isinstance(r, _RawRec)}
 
     def call_ids(self) -> list[str]:
         with self.lock:
@@ -701,9 +729,8 @@ class SandboxStore:
                 raise KeyError(call_id)
             self._remove(rec)
             self.deleted_ids.add(call_id)
-            self._add_event(
-                "deleted", call_id, rec.lead_id, rec.user_id, [], None, orjson.loads(rec.body)
-            )
+            previous = {"id": call_id} if isinstance(rec, _RawRec) else orjson.loads(rec.body)
+            self._add_event("deleted", call_id, rec.lead_id, rec.user_id, [], None, previous)
             self.version += 1
 
     def put_raw_call(self, record: dict, at: datetime | None = None) -> str:
@@ -757,6 +784,48 @@ class SandboxStore:
             self._insert(rec)
             self.version += 1
             return cid
+
+    def put_raw_call_bytes(
+        self, call_id: str, body: bytes, *, at: datetime | None = None, event: bool = False
+    ) -> None:
+        """Serve call `call_id` as exactly `body` (bytes that need not be JSON: not UTF-8, a lone
+        surrogate escape, cut in the middle) by the list and id endpoints, whatever `_fields`
+        asks for. It takes the place of the call of that id if there is one (its position in
+        date_created order too), else sits at `at` (default now). With `event`, an `updated`
+        event carrying `body` as its data is written, as Close would for an edit. `fix_raw_call`
+        puts the call back."""
+        with self.lock:
+            old = self._by_id.get(call_id)
+            sort_us = old.dc if old is not None else (self._now_us if at is None else dt_to_us(at))
+            rec = _RawRec(
+                call_id,
+                sort_us,
+                None if old is None else old.aa,
+                None if old is None else old.lead_id,
+                None if old is None else old.user_id,
+                None if old is None else old.contact_id,
+                frozenset(),
+                body,
+                None,
+                None,
+            )
+            rec.shadowed = old.shadowed if isinstance(old, _RawRec) else old
+            if old is not None:
+                self._remove(old)
+            self._insert(rec)
+            if event:
+                self._add_event("updated", call_id, rec.lead_id, rec.user_id, ["note"], body, {})
+            self.version += 1
+
+    def fix_raw_call(self, call_id: str) -> None:
+        """Serve again the call that `put_raw_call_bytes` replaced, as edited now (an event)."""
+        with self.lock:
+            rec = self._by_id[call_id]
+            if not isinstance(rec, _RawRec) or rec.shadowed is None:
+                raise KeyError(f"{call_id} is not a raw call that replaced one")
+            self._remove(rec)
+            self._insert(rec.shadowed)
+            self.update_call(call_id)
 
     def _pick(self, rng: random.Random, old: bool) -> _Rec | None:
         n = len(self._recs)

@@ -1,7 +1,5 @@
--- A backfill into an empty table: append the batch as it is, with no change detection (which
--- would scan the whole table per batch). A call the walk meets twice (a split window, offsets
--- shifted by a new call) is appended twice; remove_duplicate_calls.sql keeps the last copy when
--- the walk completes.
+-- Every call of the batch is new to the table (find_existing_calls.sql found no row for any of
+-- them): append the batch and its utterances as they are, with no filter to evaluate.
 INSERT INTO close.call_transcript_utterances BY NAME
 SELECT * FROM batch_utterances;
 

@@ -1,5 +1,6 @@
--- After an append-only backfill: of a call landed more than once, keep the copy loaded last and
--- its utterances. Every batch has its own _loaded_at, so it tells the copies apart.
+-- A walk planned by a release that appended a backfill and removed repeated calls only at its
+-- end, resumed by this one: keep the copy of each repeated call loaded last, and its utterances
+-- (every batch had its own _loaded_at, which tells the copies apart).
 CREATE OR REPLACE TEMP TABLE repeated_calls AS
 SELECT id, max(_loaded_at) AS kept_loaded_at, count(*) - 1 AS extra_copies
 FROM close.calls

@@ -145,3 +145,37 @@ CREATE TABLE IF NOT EXISTS close.sync_seen_ids (
     run_id  VARCHAR NOT NULL,
     id      VARCHAR NOT NULL
 );
+
+-- Internal: the landed totals of an unfinished walk (it may take several processes to finish),
+-- so that its close.sync_state row counts everything it landed.
+CREATE TABLE IF NOT EXISTS close.sync_walk_progress (
+    run_id              VARCHAR NOT NULL,
+    loaded_since        TIMESTAMPTZ NOT NULL,   -- rows loaded since then are the walk's own
+    calls_inserted      BIGINT NOT NULL,
+    calls_updated       BIGINT NOT NULL,
+    utterances_written  BIGINT NOT NULL,
+    records_rejected    BIGINT NOT NULL,
+    records_repaired    BIGINT NOT NULL,
+    drift_calls         BIGINT NOT NULL
+);
+
+-- Internal: hash(id) of every call a backfill has landed, so that a batch holding none of them
+-- is appended without probing close.calls by id (a scan of 8 bytes a row instead of an id).
+CREATE TABLE IF NOT EXISTS close.sync_walk_hashes (
+    id_hash  UBIGINT NOT NULL
+);
+
+-- Internal: Event Log entries an incremental run has applied (committed with what it fetched),
+-- so that re-reading them in the next run's overlap costs no fetch. Pruned past the overlap.
+CREATE TABLE IF NOT EXISTS close.sync_applied_events (
+    event_id      VARCHAR NOT NULL,
+    date_updated  VARCHAR NOT NULL,       -- as the Event Log wrote it: a consolidated event moves it
+    updated_at    TIMESTAMPTZ NOT NULL    -- the same, parsed: kept while a re-scan can read it
+);
+
+-- Columns added after the first release. The schema is add-only, and CREATE TABLE IF NOT EXISTS
+-- leaves an existing table as it is, so each added column is also added here.
+ALTER TABLE close.rejected_records ADD COLUMN IF NOT EXISTS payload_bytes BLOB;  -- as received, when not JSON text
+ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS records_repaired BIGINT;   -- lone surrogates replaced by U+FFFD
+ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS drift_calls BIGINT;        -- reconcile: changes the incremental missed
+ALTER TABLE close.sync_windows ADD COLUMN IF NOT EXISTS landed_down_to TIMESTAMPTZ;  -- every call newer than this has landed
