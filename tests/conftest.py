@@ -18,10 +18,17 @@ def make_sandbox():
     """Factory for started sandbox servers (api key "test-key"); all are stopped at teardown."""
     servers: list[SandboxServer] = []
 
-    def _make(calls: int = 300, seed: int = 1, start=None, live: bool = False,
-              history_days: int = 180, **server_kwargs) -> SandboxServer:
-        store = SandboxStore(calls=calls, seed=seed, start=start, history_days=history_days,
-                             live=live)
+    def _make(
+        calls: int = 300,
+        seed: int = 1,
+        start=None,
+        live: bool = False,
+        history_days: int = 180,
+        **server_kwargs,
+    ) -> SandboxServer:
+        store = SandboxStore(
+            calls=calls, seed=seed, start=start, history_days=history_days, live=live
+        )
         server_kwargs.setdefault("api_key", "test-key")
         server = SandboxServer(store, **server_kwargs).start()
         servers.append(server)

@@ -22,10 +22,13 @@ def ddl_columns() -> list[str]:
     con = duckdb.connect(":memory:")
     try:
         warehouse.run_script(con, "schema.sql")
-        return [row[0] for row in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'close' AND table_name = 'calls' ORDER BY ordinal_position"
-        ).fetchall()]
+        return [
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'close' AND table_name = 'calls' ORDER BY ordinal_position"
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -52,7 +55,8 @@ def test_the_sandbox_serves_every_documented_field():
 
 def test_the_dbt_source_documents_every_column_of_the_table():
     sources = yaml.safe_load(
-        (REPO_ROOT / "dbt_project/models/staging/close/_close__sources.yml").read_text())
+        (REPO_ROOT / "dbt_project/models/staging/close/_close__sources.yml").read_text()
+    )
     (close,) = [s for s in sources["sources"] if s["name"] == "close"]
     (calls,) = [t for t in close["tables"] if t["name"] == "calls"]
     documented = [c["name"] for c in calls["columns"]]

@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 VENV_BIN = Path(sys.executable).parent
 
-DEFINITIONS_PY = '''\
+DEFINITIONS_PY = """\
 from pathlib import Path
 
 import dagster as dg
@@ -32,9 +32,9 @@ import dagster as dg
 @dg.definitions
 def defs():
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-'''
+"""
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [project]
 name = "acme-analytics"
 version = "0.1.0"
@@ -45,9 +45,9 @@ directory_type = "project"
 
 [tool.dg.project]
 root_module = "acme_analytics"
-'''
+"""
 
-DEFS_YAML = '''\
+DEFS_YAML = """\
 type: close_calls_pipeline.CloseCallsComponent
 attributes:
   duckdb_path: "{{ env.CLOSE_CALLS_DUCKDB }}"
@@ -57,13 +57,18 @@ attributes:
   backfill_start: 2024-01-01
   cron_schedule: "30 * * * *"
   dbt_marts: true
-'''
+"""
 
 
 def dg(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [str(VENV_BIN / "dg"), *args], cwd=project, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
+        [str(VENV_BIN / "dg"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
@@ -91,8 +96,14 @@ def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sa
         "CLOSE_API_BASE_URL": sandbox.base_url,
     }
 
-    dg(project, "scaffold", "defs", "close_calls_pipeline.CloseCallsComponent", "close_calls",
-       env=env)
+    dg(
+        project,
+        "scaffold",
+        "defs",
+        "close_calls_pipeline.CloseCallsComponent",
+        "close_calls",
+        env=env,
+    )
     defs_yaml = package / "defs" / "close_calls" / "defs.yaml"
     scaffolded = defs_yaml.read_text()
     assert "type: close_calls_pipeline.CloseCallsComponent" in scaffolded
@@ -101,10 +112,16 @@ def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sa
 
     listed = json.loads(dg(project, "list", "defs", "--json", env=env).stdout)
     keys = {asset["asset_key"] for asset in listed["assets"]}
-    assert {"close/calls", "close/call_transcript_utterances", "close/outcomes", "close/users",
-            "analytics/fct_calls"} <= keys
-    assert {s["name"]: s["cron_schedule"] for s in listed["schedules"]}["close_calls_hourly"] \
-        == "30 * * * *"
+    assert {
+        "close/calls",
+        "close/call_transcript_utterances",
+        "close/outcomes",
+        "close/users",
+        "analytics/fct_calls",
+    } <= keys
+    assert {s["name"]: s["cron_schedule"] for s in listed["schedules"]}[
+        "close_calls_hourly"
+    ] == "30 * * * *"
     assert sandbox.api_key not in json.dumps(listed)
 
     launched = dg(project, "launch", "--assets", "*", env=env)
@@ -167,6 +184,7 @@ def test_the_core_imports_neither_dagster_nor_the_benchmarks():
         "                              'close_calls_pipeline.dagster_component')))\n"
         "print(bad)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
     assert done.stdout.strip() == "[]"

@@ -51,8 +51,12 @@ from close_calls_pipeline.definitions import defs as load_repo_defs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CALLS = 300
-INGESTION_CHECKS = {"call_ids_unique", "no_orphan_utterances", "high_water_mark_sane",
-                    "last_reconcile_found_no_drift"}
+INGESTION_CHECKS = {
+    "call_ids_unique",
+    "no_orphan_utterances",
+    "high_water_mark_sane",
+    "last_reconcile_found_no_drift",
+}
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -73,9 +77,12 @@ def run_job(definitions: dg.Definitions, job_name: str = PIPELINE_JOB, **kwargs)
 
 def check_evaluations(result) -> dict[tuple[str, str], object]:
     return {
-        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
-            e.event_specific_data
-        for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        (
+            e.event_specific_data.asset_key.to_user_string(),
+            e.event_specific_data.check_name,
+        ): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
 
 
@@ -94,10 +101,17 @@ def test_definitions_load_from_workspace_yaml(tmp_path):
     env.pop("CLOSE_API_KEY", None)
     done = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Validation successful for code location close_calls_pipeline" in done.stderr + done.stdout
+    assert (
+        "Validation successful for code location close_calls_pipeline" in done.stderr + done.stdout
+    )
 
 
 def test_one_lineage_from_ingestion_to_marts():
@@ -108,8 +122,11 @@ def test_one_lineage_from_ingestion_to_marts():
 
     # every dbt source is one of the ingestion assets (no dangling source asset keys) ...
     dbt_sources = {
-        parent for key in keys if graph.get(key).group_name == "analytics"
-        for parent in graph.get(key).parent_keys if graph.get(parent).group_name != "analytics"
+        parent
+        for key in keys
+        if graph.get(key).group_name == "analytics"
+        for parent in graph.get(key).parent_keys
+        if graph.get(parent).group_name != "analytics"
     }
     assert dbt_sources == set(INGESTION_KEYS)
     assert all(graph.get(k).is_materializable for k in keys)  # no external stubs
@@ -118,8 +135,12 @@ def test_one_lineage_from_ingestion_to_marts():
     assert fct_calls in keys
     assert CALLS_KEY in graph.get(dg.AssetKey(["staging", "stg_close__calls"])).parent_keys
     assert CALLS_KEY in dg.AssetSelection.assets(fct_calls).upstream().resolve(graph)
-    for mart in ("call_metrics_daily", "call_metrics_by_disposition", "call_metrics_by_outcome",
-                 "call_metrics_by_user_daily"):
+    for mart in (
+        "call_metrics_daily",
+        "call_metrics_by_disposition",
+        "call_metrics_by_outcome",
+        "call_metrics_by_user_daily",
+    ):
         assert dg.AssetKey(["analytics", mart]) in keys
 
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
@@ -130,7 +151,9 @@ def test_one_lineage_from_ingestion_to_marts():
         assert spec.description
         columns = spec.metadata["dagster/column_schema"].columns
         assert columns and all(c.type for c in columns)
-    assert "_deleted_at" in [c.name for c in specs[CALLS_KEY].metadata["dagster/column_schema"].columns]
+    assert "_deleted_at" in [
+        c.name for c in specs[CALLS_KEY].metadata["dagster/column_schema"].columns
+    ]
     assert specs[CALLS_KEY].freshness_policy is not None
     assert specs[fct_calls].group_name == "analytics"
 
@@ -159,7 +182,9 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
 
     checks = check_evaluations(result)
     for name in INGESTION_CHECKS:
-        asset = "close/call_transcript_utterances" if name == "no_orphan_utterances" else "close/calls"
+        asset = (
+            "close/call_transcript_utterances" if name == "no_orphan_utterances" else "close/calls"
+        )
         assert checks[(asset, name)].passed, name
     dbt_checks = {k: v for k, v in checks.items() if not k[0].startswith("close/")}
     assert len(dbt_checks) > 10, "dbt tests surface as asset checks"
@@ -192,8 +217,9 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert sandbox.api_key not in text
     assert mart_counts(db_path) == truth_counts(sandbox.store)
     deleted = "', '".join(touched["deleted"])
-    assert query(db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')") \
-        == [(0,)]
+    assert query(
+        db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')"
+    ) == [(0,)]
 
 
 # --- no API key: the embedded sandbox -------------------------------------------------------------
@@ -216,16 +242,22 @@ def test_without_a_key_the_embedded_sandbox_serves_the_run(db_path, monkeypatch)
 
     settings.sandbox_calls = 50
     instance = dg.DagsterInstance.ephemeral()
-    result = build_definitions(settings).resolve_job_def(PIPELINE_JOB).execute_in_process(
-        instance=instance, asset_selection=list(INGESTION_KEYS))
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(PIPELINE_JOB)
+        .execute_in_process(instance=instance, asset_selection=list(INGESTION_KEYS))
+    )
     assert result.success
     meta = result.asset_materializations_for_node("close_calls")[0].metadata
     assert meta["source"].value == "sandbox"
     assert meta["live_calls"].value > 0
     assert all(c.passed for c in check_evaluations(result).values())
     # two steps (calls, reference tables), one sandbox for the run
-    started = [e for e in instance.all_logs(result.run_id)
-               if "embedded sandbox Close API at" in (e.user_message or "")]
+    started = [
+        e
+        for e in instance.all_logs(result.run_id)
+        if "embedded sandbox Close API at" in (e.user_message or "")
+    ]
     assert len(started) == 1
 
 
@@ -272,18 +304,30 @@ def _mark_row(run_id: str, mark: datetime) -> str:
 CORRUPTIONS = {  # check -> what breaks it (built when the test runs)
     "duplicate call id": (
         call_ids_unique,
-        lambda: [("INSERT INTO close.calls SELECT * FROM close.calls "
-                 "WHERE id = (SELECT min(id) FROM close.calls)")],
+        lambda: [
+            (
+                "INSERT INTO close.calls SELECT * FROM close.calls "
+                "WHERE id = (SELECT min(id) FROM close.calls)"
+            )
+        ],
     ),
     "utterance of a missing call": (
         no_orphan_utterances,
-        lambda: [("INSERT INTO close.call_transcript_utterances VALUES "
-                 "('acti_missing', 'recording', 0, 'Speaker 1', 'contact', 0, 1, 'hello?', now())")],
+        lambda: [
+            (
+                "INSERT INTO close.call_transcript_utterances VALUES "
+                "('acti_missing', 'recording', 0, 'Speaker 1', 'contact', 0, 1, 'hello?', now())"
+            )
+        ],
     ),
     "utterance of a deleted call": (
         no_orphan_utterances,
-        lambda: [("UPDATE close.calls SET _deleted_at = now() WHERE id = "
-                 "(SELECT min(call_id) FROM close.call_transcript_utterances)")],
+        lambda: [
+            (
+                "UPDATE close.calls SET _deleted_at = now() WHERE id = "
+                "(SELECT min(call_id) FROM close.call_transcript_utterances)"
+            )
+        ],
     ),
     "high-water mark in the future": (
         high_water_mark_sane,
@@ -313,13 +357,17 @@ def test_failing_blocking_check_stops_dbt(ingested):
     _corrupt(db_path, *CORRUPTIONS["utterance of a missing call"][1]())
     result = run_job(definitions, raise_on_error=False)
     assert not result.success
-    assert not check_evaluations(result)[("close/call_transcript_utterances",
-                                          "no_orphan_utterances")].passed
-    built = {e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert not check_evaluations(result)[
+        ("close/call_transcript_utterances", "no_orphan_utterances")
+    ].passed
+    built = {
+        e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
     assert CALLS_KEY in built
     assert not any(key.path[0] == "analytics" for key in built), "dbt ran on corrupt data"
-    assert query(db_path, "SELECT count(*) FROM information_schema.tables "
-                          "WHERE table_schema = 'analytics'") == [(0,)]
+    assert query(
+        db_path, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'analytics'"
+    ) == [(0,)]
 
 
 def test_run_pipeline_fails_clearly_on_a_bad_key(make_sandbox, db_path, monkeypatch):
@@ -352,21 +400,46 @@ def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
         "DAGSTER_HOME": str(home),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize",
-         "-m", "close_calls_pipeline.definitions", "--select", "*"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "close_calls_pipeline.definitions",
+            "--select",
+            "*",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
     assert "RUN_SUCCESS" in output
     assert sandbox.api_key not in output
-    assert query(db_path, "SELECT count(*) FROM close.calls WHERE _deleted_at IS NULL") == \
-        [(len(sandbox.store.truth()),)]
+    assert query(db_path, "SELECT count(*) FROM close.calls WHERE _deleted_at IS NULL") == [
+        (len(sandbox.store.truth()),)
+    ]
     assert mart_counts(db_path) == truth_counts(sandbox.store)
-    tables = {r[0] for r in query(db_path, "SELECT table_name FROM information_schema.tables "
-                                           "WHERE table_schema = 'analytics'")}
-    assert {"fct_calls", "call_metrics_daily", "call_metrics_by_disposition",
-            "call_metrics_by_outcome", "call_metrics_by_user_daily"} <= tables
+    tables = {
+        r[0]
+        for r in query(
+            db_path,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'",
+        )
+    }
+    assert {
+        "fct_calls",
+        "call_metrics_daily",
+        "call_metrics_by_disposition",
+        "call_metrics_by_outcome",
+        "call_metrics_by_user_daily",
+    } <= tables
 
 
 def test_the_drift_check_warns_with_the_count_when_a_reconcile_repaired_calls(ingested):
@@ -374,13 +447,17 @@ def test_the_drift_check_warns_with_the_count_when_a_reconcile_repaired_calls(in
     resource = WarehouseResource(path=str(db_path))
     assert last_reconcile_found_no_drift(duckdb_warehouse=resource).passed  # no reconcile yet
     finished_at = datetime.now(UTC) + timedelta(minutes=1)
-    _corrupt(db_path, (
-        "INSERT INTO close.sync_state (run_id, mode, started_at, finished_at, "
-        "high_water_mark_before, high_water_mark_after, calls_inserted, calls_updated, "
-        "calls_deleted, utterances_written, records_rejected, requests, rate_limited, retries, "
-        "seconds_waited, drift_calls) VALUES ('weekly', 'reconcile', "
-        f"TIMESTAMPTZ '{finished_at.isoformat()}', TIMESTAMPTZ '{finished_at.isoformat()}', "
-        "NULL, NULL, 3, 4, 0, 0, 0, 50, 0, 0, 0, 7)"))
+    _corrupt(
+        db_path,
+        (
+            "INSERT INTO close.sync_state (run_id, mode, started_at, finished_at, "
+            "high_water_mark_before, high_water_mark_after, calls_inserted, calls_updated, "
+            "calls_deleted, utterances_written, records_rejected, requests, rate_limited, retries, "
+            "seconds_waited, drift_calls) VALUES ('weekly', 'reconcile', "
+            f"TIMESTAMPTZ '{finished_at.isoformat()}', TIMESTAMPTZ '{finished_at.isoformat()}', "
+            "NULL, NULL, 3, 4, 0, 0, 0, 50, 0, 0, 0, 7)"
+        ),
+    )
     result = last_reconcile_found_no_drift(duckdb_warehouse=resource)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["drift_calls"].value == 7

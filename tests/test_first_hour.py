@@ -31,13 +31,24 @@ TARGET = REPO_ROOT / "dbt_project" / "target"
 
 def clean_env(**extra: str) -> dict[str, str]:
     """A fresh shell's environment: no venv on PATH, no project settings but those given."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8", **extra}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        **extra,
+    }
 
 
 def close_calls_run(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(VENV_BIN / "close-calls"), "run", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=400, check=False)
+    done = subprocess.run(
+        [str(VENV_BIN / "close-calls"), "run", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     return done.stdout
 
@@ -50,8 +61,10 @@ def target_size() -> tuple[set[str], int]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("first_hour")
-    settings = {"CLOSE_CALLS_DUCKDB": str(tmp / "data" / "close_calls.duckdb"),
-                "DAGSTER_HOME": str(tmp / "dagster_home")}
+    settings = {
+        "CLOSE_CALLS_DUCKDB": str(tmp / "data" / "close_calls.duckdb"),
+        "DAGSTER_HOME": str(tmp / "dagster_home"),
+    }
     output = close_calls_run(clean_env(**settings), "--sandbox-calls", "300")
     return output, settings, tmp
 
@@ -70,8 +83,9 @@ def test_the_summary_names_what_it_made(first_run):
     assert f"DuckDB file: {settings['CLOSE_CALLS_DUCKDB']}" in output
     report = re.search(r"^Call report: (.+)$", output, re.MULTILINE)
     assert report and Path(report.group(1)).is_file()
-    assert re.search(r"^  \d+ calls point at outcomes deleted in Close: expected", output,
-                     re.MULTILINE)
+    assert re.search(
+        r"^  \d+ calls point at outcomes deleted in Close: expected", output, re.MULTILINE
+    )
     assert "DEBUG" not in output  # quiet by default
 
 
@@ -80,16 +94,25 @@ def test_every_printed_query_works_in_a_fresh_shell(first_run):
     queries = {k: v for k, v in printed_commands(output).items() if k.startswith("query")}
     assert queries
     for name, command in queries.items():
-        done = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=clean_env(),
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, (name, command, done.stderr[-2000:])
         assert "call_date" in done.stdout, (name, done.stdout[-2000:])
 
 
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"})
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
@@ -98,22 +121,29 @@ def test_the_printed_ui_command_shows_the_run(first_run):
     output, _, _ = first_run
     command = printed_commands(output)["ui"]
     assert command.endswith("close-calls ui")
-    process = subprocess.Popen(["bash", "-c", command], cwd="/", env=clean_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd="/",
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline, runs = time.monotonic() + 150, None
         while time.monotonic() < deadline and not runs:
             time.sleep(2)
             try:
-                answer = _graphql(3000, "{ runsOrError { ... on Runs { results { runId status "
-                                        "jobName } } } }")
+                answer = _graphql(
+                    3000, "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
+                )
                 runs = answer["data"]["runsOrError"]["results"]
             except OSError:
                 continue
         assert runs, "the UI did not answer, or shows no run"
-        assert any(r["jobName"] == "close_calls_pipeline" and r["status"] == "SUCCESS"
-                   for r in runs)
+        assert any(
+            r["jobName"] == "close_calls_pipeline" and r["status"] == "SUCCESS" for r in runs
+        )
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -172,10 +202,17 @@ def test_every_cli_option_has_help_and_shows_its_default():
                 continue
             assert action.help, f"close-calls {name} {action.option_strings}: no help"
             if action.default not in (None, False):
-                assert "default" in (action.help or "") or f"(default: {action.default})" in \
-                    " ".join(help_text.split()), f"close-calls {name} {action.option_strings}"
-    done = subprocess.run([str(VENV_BIN / "close-calls"), "sandbox", "--help"],
-                          capture_output=True, text=True, check=True)
+                assert "default" in (
+                    action.help or ""
+                ) or f"(default: {action.default})" in " ".join(help_text.split()), (
+                    f"close-calls {name} {action.option_strings}"
+                )
+    done = subprocess.run(
+        [str(VENV_BIN / "close-calls"), "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "2026-01-01" in done.stdout and "seeded" in done.stdout  # what its size means
 
 
@@ -183,9 +220,13 @@ def test_a_backfill_start_in_the_future_is_refused_before_anything_runs(tmp_path
     warehouse = tmp_path / "w.duckdb"
     done = subprocess.run(
         [str(VENV_BIN / "close-calls"), "run", "--backfill-start", "2999-01-01"],
-        cwd=REPO_ROOT, env=clean_env(CLOSE_CALLS_DUCKDB=str(warehouse),
-                                     DAGSTER_HOME=str(tmp_path / "home")),
-        capture_output=True, text=True, timeout=60, check=False)
+        cwd=REPO_ROOT,
+        env=clean_env(CLOSE_CALLS_DUCKDB=str(warehouse), DAGSTER_HOME=str(tmp_path / "home")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "in the future" in done.stdout + done.stderr
     assert not warehouse.exists()
@@ -198,9 +239,15 @@ def test_dbt_profile_default_memory_limit_is_the_products():
 
 def test_dbt_docs_build_from_any_folder(first_run, tmp_path):
     _, settings, _ = first_run
-    done = subprocess.run([str(VENV_BIN / "close-calls"), "docs", "--no-serve"], cwd=tmp_path,
-                          env=clean_env(**settings), capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [str(VENV_BIN / "close-calls"), "docs", "--no-serve"],
+        cwd=tmp_path,
+        env=clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     catalog = json.loads((TARGET / "catalog.json").read_text())
     assert "model.close_calls.fct_call_conversations" in catalog["nodes"]

@@ -139,7 +139,10 @@ def test_date_created_filters_edges_and_forms(sandbox):
     truth = sandbox.store.truth()
     c = sorted(truth.values(), key=lambda x: x["date_created"])[150]
     edge = c["date_created"]
-    ids = lambda **p: {x["id"] for x in pull_all(sandbox, **p)}
+
+    def ids(**p):
+        return {x["id"] for x in pull_all(sandbox, **p)}
+
     gte, gt = ids(date_created__gte=edge), ids(date_created__gt=edge)
     lt, lte = ids(date_created__lt=edge), ids(date_created__lte=edge)
     assert c["id"] in gte and c["id"] not in gt and c["id"] in lte and c["id"] not in lt

@@ -35,7 +35,9 @@ def client_for(server, **kwargs) -> CloseClient:
     return CloseClient(server.api_key, server.base_url, **kwargs)
 
 
-def test_backfill_then_random_rounds_of_changes_keep_the_warehouse_equal_to_close(make_sandbox, connect):
+def test_backfill_then_random_rounds_of_changes_keep_the_warehouse_equal_to_close(
+    make_sandbox, connect
+):
     server = make_sandbox(calls=400, seed=3)
     store, con = server.store, connect()
     with client_for(server) as client:
@@ -51,11 +53,16 @@ def test_backfill_then_random_rounds_of_changes_keep_the_warehouse_equal_to_clos
             summary = sync_calls(client, con, FAST)
             assert summary.mode == "incremental", round_number
             assert summary.calls_inserted == len(changes["created"]) - len(
-                set(changes["created"]) & set(changes["deleted"]))
+                set(changes["created"]) & set(changes["deleted"])
+            )
             assert_warehouse_matches_truth(con, store)
 
-    marks = [r[0] for r in con.execute(
-        "SELECT high_water_mark_after FROM close.sync_state ORDER BY finished_at").fetchall()]
+    marks = [
+        r[0]
+        for r in con.execute(
+            "SELECT high_water_mark_after FROM close.sync_state ORDER BY finished_at"
+        ).fetchall()
+    ]
     assert marks == sorted(marks), "the high-water mark moved backwards"
 
 
@@ -124,22 +131,38 @@ def test_a_backfill_that_meets_calls_twice_keeps_the_last_copy_and_its_utterance
         if stage == "landed" and not changed:  # so a second copy differs from the first
             changed.extend(store.call_ids())
             for call_id in changed:
-                store.update_call(call_id, recording_transcript={
-                    "summary_text": "changed", "summary_html": None,
-                    "utterances": [{"speaker_label": "A", "speaker_side": "contact",
-                                    "start": 0.0, "end": 1.5, "text": f"new {call_id}"}],
-                })
+                store.update_call(
+                    call_id,
+                    recording_transcript={
+                        "summary_text": "changed",
+                        "summary_html": None,
+                        "utterances": [
+                            {
+                                "speaker_label": "A",
+                                "speaker_side": "contact",
+                                "start": 0.0,
+                                "end": 1.5,
+                                "text": f"new {call_id}",
+                            }
+                        ],
+                    },
+                )
 
     with client_for(server) as client:
-        summary = sync_calls(client, con, SyncOptions(workers=1, batch_size=100, window_count=1),
-                             on_stage=change_every_transcript_once)
+        summary = sync_calls(
+            client,
+            con,
+            SyncOptions(workers=1, batch_size=100, window_count=1),
+            on_stage=change_every_transcript_once,
+        )
         assert server.stats()["by_endpoint"][("activity.call.list", 400)] >= 1  # it did split
         assert summary.mode == "backfill"
         rows = con.execute("SELECT id, _raw FROM close.calls").fetchall()
         assert len(rows) == len({call_id for call_id, _ in rows}) == 1000
         assert summary.calls_inserted == 1000
         (utterances,) = con.execute(
-            "SELECT count(*) FROM close.call_transcript_utterances").fetchall()[0]
+            "SELECT count(*) FROM close.call_transcript_utterances"
+        ).fetchall()[0]
         assert summary.utterances_written == utterances
         # Each kept row has exactly the utterances of its own payload, whichever copy it is.
         landed = {}
@@ -152,8 +175,9 @@ def test_a_backfill_that_meets_calls_twice_keeps_the_last_copy_and_its_utterance
         for call_id, raw in rows:
             call = json.loads(raw)
             for kind in ("recording", "voicemail"):
-                for index, u in enumerate((call.get(f"{kind}_transcript") or {}).get("utterances")
-                                          or []):
+                for index, u in enumerate(
+                    (call.get(f"{kind}_transcript") or {}).get("utterances") or []
+                ):
                     expected[(call_id, kind, index)] = u["text"]
         assert landed == expected
         assert any(text.startswith("new ") for text in landed.values())  # some copies are newer
@@ -173,10 +197,14 @@ def test_boundary_cases_between_two_syncs(sandbox, connect):
         store.update_call(ids[0], note="same instant A")
         store.update_call(ids[1], note="same instant B")
         # an empty transcript, and a transcript removed
-        store.update_call(ids[2], recording_transcript={"utterances": [], "summary_text": "",
-                                                        "summary_html": ""})
-        with_transcript = next(i for i, c in store.truth().items() if c.get("recording_transcript")
-                               and c["recording_transcript"].get("utterances"))
+        store.update_call(
+            ids[2], recording_transcript={"utterances": [], "summary_text": "", "summary_html": ""}
+        )
+        with_transcript = next(
+            i
+            for i, c in store.truth().items()
+            if c.get("recording_transcript") and c["recording_transcript"].get("utterances")
+        )
         store.update_call(with_transcript, recording_transcript=None)
         # updated and then deleted between two syncs
         store.update_call(ids[3], note="about to go")
@@ -186,12 +214,22 @@ def test_boundary_cases_between_two_syncs(sandbox, connect):
         store.advance(30)
         sync_calls(client, con, FAST)
         assert_warehouse_matches_truth(con, store)
-        assert con.execute("SELECT count(*) FROM close.call_transcript_utterances WHERE call_id = ?",
-                           [with_transcript]).fetchall()[0][0] == 0
-        assert con.execute("SELECT has_recording_transcript FROM close.calls WHERE id = ?",
-                           [ids[2]]).fetchall()[0][0] is True
-        assert con.execute("SELECT _deleted_at IS NOT NULL FROM close.calls WHERE id = ?",
-                           [ids[3]]).fetchall()[0][0]
+        assert (
+            con.execute(
+                "SELECT count(*) FROM close.call_transcript_utterances WHERE call_id = ?",
+                [with_transcript],
+            ).fetchall()[0][0]
+            == 0
+        )
+        assert (
+            con.execute(
+                "SELECT has_recording_transcript FROM close.calls WHERE id = ?", [ids[2]]
+            ).fetchall()[0][0]
+            is True
+        )
+        assert con.execute(
+            "SELECT _deleted_at IS NOT NULL FROM close.calls WHERE id = ?", [ids[3]]
+        ).fetchall()[0][0]
 
         # an event consolidated after the previous sync read it: same event, date_updated moves
         store.update_call(ids[5], note="first edit")
@@ -201,8 +239,9 @@ def test_boundary_cases_between_two_syncs(sandbox, connect):
         store.update_call(ids[5], note="second edit, consolidated into the same event")
         store.advance(10)
         sync_calls(client, con, FAST)
-        assert con.execute("SELECT note FROM close.calls WHERE id = ?", [ids[5]]).fetchall()[0][0] == (
-            "second edit, consolidated into the same event")
+        assert con.execute("SELECT note FROM close.calls WHERE id = ?", [ids[5]]).fetchall()[0][
+            0
+        ] == ("second edit, consolidated into the same event")
         assert_warehouse_matches_truth(con, store)
 
 
@@ -221,12 +260,19 @@ def test_bad_records_are_quarantined_and_the_rest_lands(sandbox, connect):
     with client_for(sandbox) as client:
         summary = sync_calls(client, con, FAST)
         assert summary.records_rejected == 4
-        reasons = dict(con.execute("SELECT coalesce(object_id, '?'), reason FROM close.rejected_records").fetchall())
+        reasons = dict(
+            con.execute(
+                "SELECT coalesce(object_id, '?'), reason FROM close.rejected_records"
+            ).fetchall()
+        )
         assert "cost" in reasons["acti_badcost"]
         assert "date_updated" in reasons["acti_badtime"]
         assert "recording_transcript" in reasons["acti_badtranscript"]
         assert "id" in reasons["?"]
-        live = {r[0] for r in con.execute("SELECT id FROM close.calls WHERE _deleted_at IS NULL").fetchall()}
+        live = {
+            r[0]
+            for r in con.execute("SELECT id FROM close.calls WHERE _deleted_at IS NULL").fetchall()
+        }
         served_ids = {call.get("id") for call in store.truth().values()}
         assert live == served_ids - {None, "acti_badcost", "acti_badtime", "acti_badtranscript"}
         assert warehouse.high_water_mark(con) is not None
@@ -235,7 +281,12 @@ def test_bad_records_are_quarantined_and_the_rest_lands(sandbox, connect):
         sync_calls(client, con, SyncOptions(reconcile=True, workers=4, window_count=4))
         assert con.execute("SELECT count(*) FROM close.rejected_records").fetchall()[0][0] == 4
         # rejected ids exist in Close: a reconcile must not mark anything deleted for them
-        assert con.execute("SELECT count(*) FROM close.calls WHERE _deleted_at IS NOT NULL").fetchall()[0][0] == 0
+        assert (
+            con.execute(
+                "SELECT count(*) FROM close.calls WHERE _deleted_at IS NOT NULL"
+            ).fetchall()[0][0]
+            == 0
+        )
 
 
 class Crash(Exception):
@@ -308,7 +359,9 @@ def test_a_window_is_done_only_once_all_its_calls_have_landed(make_sandbox, conn
             assert_warehouse_matches_truth(con, server.store)
 
 
-def test_batches_are_cut_by_size_too_so_large_calls_do_not_make_large_batches(make_sandbox, connect):
+def test_batches_are_cut_by_size_too_so_large_calls_do_not_make_large_batches(
+    make_sandbox, connect
+):
     server = make_sandbox(calls=600, seed=13)
     landed = []
     options = SyncOptions(workers=2, batch_size=10_000, batch_bytes=60_000, window_count=4)
@@ -321,7 +374,9 @@ def test_batches_are_cut_by_size_too_so_large_calls_do_not_make_large_batches(ma
     assert_warehouse_matches_truth(con, server.store)
 
 
-def test_api_failure_mid_backfill_commits_nothing_wrong_and_the_rerun_completes(make_sandbox, connect):
+def test_api_failure_mid_backfill_commits_nothing_wrong_and_the_rerun_completes(
+    make_sandbox, connect
+):
     server = make_sandbox(calls=600, seed=9)
     con = connect()
 
@@ -362,11 +417,15 @@ def test_forced_reconcile_marks_silently_missing_calls_deleted(sandbox, connect)
     with client_for(sandbox) as client:
         sync_calls(client, con, FAST)
         # a call the warehouse holds that Close no longer has, without any event about it
-        con.execute("INSERT INTO close.calls BY NAME SELECT * REPLACE ('acti_ghost' AS id) "
-                    "FROM close.calls LIMIT 1")
+        con.execute(
+            "INSERT INTO close.calls BY NAME SELECT * REPLACE ('acti_ghost' AS id) "
+            "FROM close.calls LIMIT 1"
+        )
         summary = sync_calls(client, con, SyncOptions(reconcile=True, workers=4, window_count=4))
     assert summary.mode == "reconcile"
     assert summary.calls_deleted == 1
-    assert con.execute("SELECT _deleted_at IS NOT NULL FROM close.calls WHERE id = 'acti_ghost'").fetchall()[0][0]
+    assert con.execute(
+        "SELECT _deleted_at IS NOT NULL FROM close.calls WHERE id = 'acti_ghost'"
+    ).fetchall()[0][0]
     con.execute("DELETE FROM close.calls WHERE id = 'acti_ghost'")
     assert_warehouse_matches_truth(con, store)

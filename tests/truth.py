@@ -22,10 +22,17 @@ def assert_warehouse_matches_truth(con: duckdb.DuckDBPyConnection, store) -> Non
     ids = [r[0] for r in con.execute("SELECT id FROM close.calls").fetchall()]
     assert len(ids) == len(set(ids)), "an id appears twice in close.calls"
 
-    columns = ["id", "custom_fields"] + [name for name, _, _ in CALL_FIELD_COLUMNS] + [
-        "has_recording_transcript", "has_voicemail_transcript", "recording_summary_text",
-        "voicemail_summary_text", "_raw",
-    ]
+    columns = (
+        ["id", "custom_fields"]
+        + [name for name, _, _ in CALL_FIELD_COLUMNS]
+        + [
+            "has_recording_transcript",
+            "has_voicemail_transcript",
+            "recording_summary_text",
+            "voicemail_summary_text",
+            "_raw",
+        ]
+    )
     live = {
         row[0]: dict(zip(columns, row))
         for row in con.execute(
@@ -51,15 +58,24 @@ def assert_warehouse_matches_truth(con: duckdb.DuckDBPyConnection, store) -> Non
                 assert row[f"{kind}_summary_text"] == transcript.get("summary_text")
 
     deleted_in_warehouse = {
-        r[0] for r in con.execute("SELECT id FROM close.calls WHERE _deleted_at IS NOT NULL").fetchall()
+        r[0]
+        for r in con.execute("SELECT id FROM close.calls WHERE _deleted_at IS NOT NULL").fetchall()
     }
     assert deleted_in_warehouse <= store.deleted_ids
     # every deleted call the warehouse ever held carries _deleted_at
     assert not (set(ids) & store.deleted_ids) - deleted_in_warehouse
 
     expected_utterances = sorted(
-        (call_id, kind, index, u.get("speaker_label"), u.get("speaker_side"),
-         float(u["start"]), float(u["end"]), u.get("text"))
+        (
+            call_id,
+            kind,
+            index,
+            u.get("speaker_label"),
+            u.get("speaker_side"),
+            float(u["start"]),
+            float(u["end"]),
+            u.get("text"),
+        )
         for call_id, call in truth.items()
         for kind, key in TRANSCRIPT_TYPES
         if call.get(key)
@@ -116,19 +132,30 @@ def truth_counts(store) -> dict:
         "voicemails_left": sum(1 for c in calls if c.get("disposition") == "vm-left"),
         "duration": sum(c.get("duration") or 0 for c in calls),
         "cost_usd": sum(Decimal(c["cost"]) for c in calls if c.get("cost")) / 100,
-        "utterances": sum(len((c.get(key) or {}).get("utterances") or [])
-                          for c in calls for key in ("recording_transcript", "voicemail_transcript")),
+        "utterances": sum(
+            len((c.get(key) or {}).get("utterances") or [])
+            for c in calls
+            for key in ("recording_transcript", "voicemail_transcript")
+        ),
         "by_disposition": by_disposition,
     }
 
 
 def mart_counts(db_path: Path) -> dict:
-    fct = query(db_path, "SELECT count(*), count(*) FILTER (WHERE is_answered), "
-                         "sum(utterance_count) FROM analytics.fct_calls")[0]
-    daily = query(db_path, "SELECT sum(calls), sum(answered_calls), sum(voicemails_left), "
-                           "sum(total_duration_seconds), sum(total_cost_usd) "
-                           "FROM analytics.call_metrics_daily")[0]
-    assert tuple(int(v) for v in daily[:2]) == fct[:2], "call_metrics_daily disagrees with fct_calls"
+    fct = query(
+        db_path,
+        "SELECT count(*), count(*) FILTER (WHERE is_answered), "
+        "sum(utterance_count) FROM analytics.fct_calls",
+    )[0]
+    daily = query(
+        db_path,
+        "SELECT sum(calls), sum(answered_calls), sum(voicemails_left), "
+        "sum(total_duration_seconds), sum(total_cost_usd) "
+        "FROM analytics.call_metrics_daily",
+    )[0]
+    assert tuple(int(v) for v in daily[:2]) == fct[:2], (
+        "call_metrics_daily disagrees with fct_calls"
+    )
     return {
         "calls": int(daily[0]),
         "answered": int(daily[1]),
@@ -136,6 +163,9 @@ def mart_counts(db_path: Path) -> dict:
         "duration": int(daily[3]),
         "cost_usd": Decimal(daily[4]),
         "utterances": int(fct[2]),
-        "by_disposition": dict(query(db_path, "SELECT disposition, calls::INT FROM "
-                                              "analytics.call_metrics_by_disposition")),
+        "by_disposition": dict(
+            query(
+                db_path, "SELECT disposition, calls::INT FROM analytics.call_metrics_by_disposition"
+            )
+        ),
     }

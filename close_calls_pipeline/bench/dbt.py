@@ -29,12 +29,27 @@ def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, 
     """(exit code, seconds, peak RSS in MB) of one `dbt build` on the warehouse."""
     dbt = str(Path(sys.executable).parent / "dbt")
     variables = json.dumps({"close_calls_duckdb": db_path, "duckdb_memory_limit": memory_limit})
-    command = [dbt, "build", "--project-dir", str(config.DBT_PROJECT_DIR),
-               "--profiles-dir", str(config.DBT_PROJECT_DIR), "--target-path", str(target),
-               "--vars", variables, "--quiet"]
+    command = [
+        dbt,
+        "build",
+        "--project-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--vars",
+        variables,
+        "--quiet",
+    ]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True,
-                          text=True, check=False, cwd=config.DBT_PROJECT_DIR)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=config.DBT_PROJECT_DIR,
+    )
     seconds = time.perf_counter() - started
     if done.stderr.strip():
         print(done.stderr, file=sys.stderr)
@@ -51,13 +66,19 @@ def dbt_memory(calls: int, workers: int, memory_limits: list[str]) -> None:
             summary, seconds, _ = run_sync_in_process(sandbox.base_url, db, workers)
         finally:
             sandbox.stop()
-        print(f"  synced {summary['calls_inserted']:,} calls in {seconds:.1f} s; warehouse "
-              f"{Path(db).stat().st_size / 1e6:,.0f} MB", flush=True)
+        print(
+            f"  synced {summary['calls_inserted']:,} calls in {seconds:.1f} s; warehouse "
+            f"{Path(db).stat().st_size / 1e6:,.0f} MB",
+            flush=True,
+        )
         for limit in memory_limits:
             code, seconds, peak = dbt_build_peak(db, limit, Path(tmp) / f"target-{limit}")
             status = "ok" if code == 0 else f"FAILED ({code})"
-            print(f"  memory_limit {limit:>7}: dbt build {status} in {seconds:6.1f} s, "
-                  f"peak RSS {peak:7,.0f} MB", flush=True)
+            print(
+                f"  memory_limit {limit:>7}: dbt build {status} in {seconds:6.1f} s, "
+                f"peak RSS {peak:7,.0f} MB",
+                flush=True,
+            )
     print(f"  (this machine: {_total_memory_gb():.0f} GB of memory)", flush=True)
 
 

@@ -193,15 +193,17 @@ def _time_typing(raw_calls: list[bytes]) -> None:
     from close_calls_pipeline.core import records
 
     now = datetime.now(UTC)
-    paths = {"bulk (Arrow JSON reader)": records._type_calls_columnar,
-             "per record (orjson + Python)": records._type_calls_one_by_one}
+    paths = {
+        "bulk (Arrow JSON reader)": records._type_calls_columnar,
+        "per record (orjson + Python)": records._type_calls_one_by_one,
+    }
     print(f"\ntyping {len(raw_calls)} calls from raw text to Arrow tables, batches of 2,500:")
     best = {name: float("inf") for name in paths}
     for _ in range(3):  # interleaved, best of three
         for name, type_batch in paths.items():
             t0 = time.perf_counter()
             for i in range(0, len(raw_calls), 2500):
-                type_batch([bytes(c) for c in raw_calls[i:i + 2500]], now)
+                type_batch([bytes(c) for c in raw_calls[i : i + 2500]], now)
             best[name] = min(best[name], time.perf_counter() - t0)
     for name, seconds in best.items():
         print(f"  {name:30s} {seconds / len(raw_calls) * 1e6:7.1f} us/call")

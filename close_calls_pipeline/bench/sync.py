@@ -259,8 +259,11 @@ def event_overlap_cost(calls: int, rounds: int, changes_per_round: int, **server
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="close-calls bench", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="close-calls bench",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--scenario",
         choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "all"],
@@ -268,16 +271,31 @@ def main(argv: list[str] | None = None) -> int:
         help="which benchmark ('all': every one but dbt, which needs minutes of its own)",
     )
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
-    parser.add_argument("--limited-calls", type=int, default=100_000,
-                        help="calls for the rate-limited run")
-    parser.add_argument("--memory-calls", type=int, nargs=2, default=(100_000, 500_000),
-                        help="the two history sizes whose peak RSS the memory run compares")
-    parser.add_argument("--workers", type=int, default=config.DEFAULT_WORKERS,
-                        help="concurrent requests of the sync")
-    parser.add_argument("--dbt-calls", type=int, default=500_000,
-                        help="calls in the warehouse of the dbt scenario")
-    parser.add_argument("--dbt-memory-limits", nargs="+", default=[
-        config.DEFAULT_DUCKDB_MEMORY_LIMIT, config.DEFAULT_DBT_MEMORY_LIMIT], help="DuckDB memory limits to build dbt with")
+    parser.add_argument(
+        "--limited-calls", type=int, default=100_000, help="calls for the rate-limited run"
+    )
+    parser.add_argument(
+        "--memory-calls",
+        type=int,
+        nargs=2,
+        default=(100_000, 500_000),
+        help="the two history sizes whose peak RSS the memory run compares",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=config.DEFAULT_WORKERS,
+        help="concurrent requests of the sync",
+    )
+    parser.add_argument(
+        "--dbt-calls", type=int, default=500_000, help="calls in the warehouse of the dbt scenario"
+    )
+    parser.add_argument(
+        "--dbt-memory-limits",
+        nargs="+",
+        default=[config.DEFAULT_DUCKDB_MEMORY_LIMIT, config.DEFAULT_DBT_MEMORY_LIMIT],
+        help="DuckDB memory limits to build dbt with",
+    )
     args = parser.parse_args(argv)
 
     if args.scenario in ("rate-limited", "all"):

@@ -31,8 +31,12 @@ def _sandbox_command(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from close_calls_pipeline.cli.run import run_pipeline
 
-    return run_pipeline(reconcile=args.reconcile, backfill_start=args.backfill_start,
-                        sandbox_calls=args.sandbox_calls, verbose=args.verbose)
+    return run_pipeline(
+        reconcile=args.reconcile,
+        backfill_start=args.backfill_start,
+        sandbox_calls=args.sandbox_calls,
+        verbose=args.verbose,
+    )
 
 
 def _ui_command(args: argparse.Namespace) -> int:
@@ -88,36 +92,55 @@ SANDBOX_SIZE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="close-calls", description=__doc__,
-                                     formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="close-calls", description=__doc__, formatter_class=_HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=description,
-                              formatter_class=_HelpFormatter)
+        return sub.add_parser(
+            name, help=help_text, description=description, formatter_class=_HelpFormatter
+        )
 
     run = command(
-        "run", "run the whole pipeline (sync, dbt build, report) through Dagster, in this process",
+        "run",
+        "run the whole pipeline (sync, dbt build, report) through Dagster, in this process",
         "Sync Close calls into DuckDB, then `dbt build` the analytics marts and write the call "
         "report (the Dagster job close_calls_pipeline, with this project's defs.yaml). Against "
         "Close when CLOSE_API_KEY is set, otherwise against the sandbox Close API started on "
         "loopback for the run. Runs are recorded in the project's Dagster instance "
         "(.dagster_home/, or DAGSTER_HOME), so `close-calls ui` shows them.",
     )
-    run.add_argument("--reconcile", action="store_true",
-                     help="walk every call by date_created, repair drift and soft-delete the "
-                     "calls Close no longer has")
-    run.add_argument("--backfill-start", metavar="YYYY-MM-DD", default=None,
-                     help="where the first walk starts; not in the future (default: all history)")
-    run.add_argument("--sandbox-calls", type=int, default=None, metavar="N",
-                     help="calls in the sandbox's seeded history, only without CLOSE_API_KEY "
-                     f"(default: {config.SANDBOX_CALLS}). " + SANDBOX_SIZE)
-    run.add_argument("--verbose", action="store_true",
-                     help="also print Dagster's DEBUG log lines (default: progress lines only)")
+    run.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="walk every call by date_created, repair drift and soft-delete the "
+        "calls Close no longer has",
+    )
+    run.add_argument(
+        "--backfill-start",
+        metavar="YYYY-MM-DD",
+        default=None,
+        help="where the first walk starts; not in the future (default: all history)",
+    )
+    run.add_argument(
+        "--sandbox-calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="calls in the sandbox's seeded history, only without CLOSE_API_KEY "
+        f"(default: {config.SANDBOX_CALLS}). " + SANDBOX_SIZE,
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print Dagster's DEBUG log lines (default: progress lines only)",
+    )
     run.set_defaults(func=_run_command)
 
     ui = command(
-        "ui", "open the Dagster UI on this project (dg dev) with the project's Dagster instance",
+        "ui",
+        "open the Dagster UI on this project (dg dev) with the project's Dagster instance",
         "Start `dg dev` from the repo root with DAGSTER_HOME set to the project's instance "
         "(.dagster_home/ unless DAGSTER_HOME is set), so the UI shows the runs `close-calls run` "
         "made, and the schedules run there.",
@@ -126,39 +149,69 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=_ui_command)
 
     docs = command(
-        "docs", "build the dbt docs site (the column catalog of every model) and serve it",
+        "docs",
+        "build the dbt docs site (the column catalog of every model) and serve it",
         "Run `dbt docs generate` on the bundled dbt project against the warehouse, then `dbt "
         "docs serve`. Works from any folder.",
     )
     docs.add_argument("--port", type=int, default=8080, help="port of the docs site")
-    docs.add_argument("--no-serve", action="store_true",
-                      help="only build the site (dbt_project/target/index.html), do not serve it")
+    docs.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="only build the site (dbt_project/target/index.html), do not serve it",
+    )
     docs.set_defaults(func=_docs_command)
 
     sandbox = command(
-        "sandbox", "serve the sandbox Close API on loopback until Ctrl-C",
+        "sandbox",
+        "serve the sandbox Close API on loopback until Ctrl-C",
         "Serve a deterministic fake Close organization over HTTP on loopback: the endpoints the "
         "connector uses, with rate limits, faults and latency on request. " + SANDBOX_SIZE,
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=8765, help="port to listen on")
-    sandbox.add_argument("--calls", type=int, default=config.SANDBOX_CALLS,
-                         help="calls in the seeded history (see above for the live growth)")
-    sandbox.add_argument("--seed", type=int, default=config.SANDBOX_SEED,
-                         help="seed of the generated data (same seed and clock: same data)")
-    sandbox.add_argument("--api-key", default=config.SANDBOX_API_KEY,
-                         help="the key clients must send (HTTP Basic user, or Bearer token)")
-    sandbox.add_argument("--latency-ms", type=float, default=0.0,
-                         help="wait added to every request, in milliseconds")
-    sandbox.add_argument("--rps", type=float, default=None,
-                         help="rate limit per key and endpoint group, requests per second, "
-                         "answered with 429 beyond it (default: no limit)")
-    sandbox.add_argument("--fault-rate", type=float, default=0.0,
-                         help="share of requests that fail (a 5xx or a body cut mid-way)")
-    sandbox.add_argument("--max-skip", type=int, default=250_000,
-                         help="largest _skip the call list accepts (Close's cap), 400 beyond it")
-    sandbox.add_argument("--frozen", action="store_true",
-                         help="keep the clock still instead of following wall time")
+    sandbox.add_argument(
+        "--calls",
+        type=int,
+        default=config.SANDBOX_CALLS,
+        help="calls in the seeded history (see above for the live growth)",
+    )
+    sandbox.add_argument(
+        "--seed",
+        type=int,
+        default=config.SANDBOX_SEED,
+        help="seed of the generated data (same seed and clock: same data)",
+    )
+    sandbox.add_argument(
+        "--api-key",
+        default=config.SANDBOX_API_KEY,
+        help="the key clients must send (HTTP Basic user, or Bearer token)",
+    )
+    sandbox.add_argument(
+        "--latency-ms", type=float, default=0.0, help="wait added to every request, in milliseconds"
+    )
+    sandbox.add_argument(
+        "--rps",
+        type=float,
+        default=None,
+        help="rate limit per key and endpoint group, requests per second, "
+        "answered with 429 beyond it (default: no limit)",
+    )
+    sandbox.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of requests that fail (a 5xx or a body cut mid-way)",
+    )
+    sandbox.add_argument(
+        "--max-skip",
+        type=int,
+        default=250_000,
+        help="largest _skip the call list accepts (Close's cap), 400 beyond it",
+    )
+    sandbox.add_argument(
+        "--frozen", action="store_true", help="keep the clock still instead of following wall time"
+    )
     sandbox.set_defaults(func=_sandbox_command)
 
     report = command(
@@ -206,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report_command)
 
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
-    sub.add_parser("bench", help="benchmark the sync against the sandbox (prints figures; "
-                   "`close-calls bench --help` for its options)")
+    sub.add_parser(
+        "bench",
+        help="benchmark the sync against the sandbox (prints figures; "
+        "`close-calls bench --help` for its options)",
+    )
     return parser
 
 

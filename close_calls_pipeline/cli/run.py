@@ -98,8 +98,11 @@ class _EventLines:
             return self._materialization(event)
         if kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
-            outcome = "passed" if data.passed else (
-                "WARNING" if data.severity.value == "WARN" else "FAILED")
+            outcome = (
+                "passed"
+                if data.passed
+                else ("WARNING" if data.severity.value == "WARN" else "FAILED")
+            )
             counts = self.checks.setdefault(step_key, {})
             counts[outcome] = counts.get(outcome, 0) + 1
             if data.passed and is_asset_step:
@@ -196,8 +199,9 @@ def _project_env() -> str:
     """`NAME=value ` for the project settings this shell has set (never the key), so that a
     printed command pasted into a fresh shell opens the same warehouse and instance."""
     names = (config.CLOSE_CALLS_DUCKDB_ENV, config.CLOSE_API_BASE_URL_ENV, "DAGSTER_HOME")
-    return "".join(f"{name}={shlex.quote(os.environ[name])} " for name in names
-                   if os.environ.get(name))
+    return "".join(
+        f"{name}={shlex.quote(os.environ[name])} " for name in names if os.environ.get(name)
+    )
 
 
 def summary_lines(path: str) -> list[str]:
@@ -210,7 +214,9 @@ def summary_lines(path: str) -> list[str]:
             "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
             "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
         ).fetchone()
-        (utterances,) = con.execute("SELECT count(*) FROM close.call_transcript_utterances").fetchone()
+        (utterances,) = con.execute(
+            "SELECT count(*) FROM close.call_transcript_utterances"
+        ).fetchone()
         first, last, calls, answered, talk, cost = con.execute(
             "SELECT min(call_date), max(call_date), sum(calls), sum(answered_calls), "
             "sum(total_duration_seconds), sum(total_cost_usd) FROM analytics.call_metrics_daily"
@@ -227,9 +233,15 @@ def summary_lines(path: str) -> list[str]:
         con.close()
     calls, answered = int(calls or 0), int(answered or 0)
     rate = f"{answered / calls:.1%}" if calls else "n/a"
-    marts = (f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered (answer "
-             f"rate {rate}), talk time (call duration) {_hours(talk)}, cost "
-             f"{float(cost or 0):.2f} USD") if calls else "  analytics marts: no calls yet"
+    marts = (
+        (
+            f"  analytics marts, {first} to {last}: {calls} calls, {answered} answered (answer "
+            f"rate {rate}), talk time (call duration) {_hours(talk)}, cost "
+            f"{float(cost or 0):.2f} USD"
+        )
+        if calls
+        else "  analytics marts: no calls yet"
+    )
     lines = [
         "",
         "Summary",
@@ -238,14 +250,19 @@ def summary_lines(path: str) -> list[str]:
         marts,
     ]
     if deleted_outcomes:
-        lines.append(f"  {deleted_outcomes} calls point at outcomes deleted in Close: expected "
-                     "(Close keeps old outcome ids on calls; their outcome_name is null; the dbt "
-                     "test calls_point_at_known_outcomes warns about them)")
+        lines.append(
+            f"  {deleted_outcomes} calls point at outcomes deleted in Close: expected "
+            "(Close keeps old outcome ids on calls; their outcome_name is null; the dbt "
+            "test calls_point_at_known_outcomes warns about them)"
+        )
     if new_values:
         lines.append("  New enumeration values (the marts still build; values are kept as sent):")
         lines += [f"    {column} = {value!r} on {n} calls" for column, value, n in new_values]
-    lines += ["", f"DuckDB file: {path}   (the runs write it: do not keep it open)",
-              f"Read-only copy for notebooks: {copy}   (replaced by every successful run)"]
+    lines += [
+        "",
+        f"DuckDB file: {path}   (the runs write it: do not keep it open)",
+        f"Read-only copy for notebooks: {copy}   (replaced by every successful run)",
+    ]
     report = default_report_path(path)
     if report.exists():
         lines.append(f"Call report: {report}")
@@ -260,8 +277,12 @@ def summary_lines(path: str) -> list[str]:
 
 
 def run_pipeline(
-    *, reconcile: bool = False, backfill_start: str | None = None,
-    sandbox_calls: int | None = None, verbose: bool = False, out: TextIO | None = None,
+    *,
+    reconcile: bool = False,
+    backfill_start: str | None = None,
+    sandbox_calls: int | None = None,
+    verbose: bool = False,
+    out: TextIO | None = None,
     lock_wait_seconds: float | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure (also
@@ -305,27 +326,33 @@ def run_pipeline(
             if settings.api_key:
                 progress.line(f"Close API: {settings.base_url} (key from CLOSE_API_KEY)")
             else:
-                progress.line(f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
-                              f"API ({settings.sandbox_calls} seeded calls, seed "
-                              f"{settings.sandbox_seed}, live clock)")
+                progress.line(
+                    f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
+                    f"API ({settings.sandbox_calls} seeded calls, seed "
+                    f"{settings.sandbox_seed}, live clock)"
+                )
             asset_steps: set[str] = set()  # filled once the definitions exist
             loggers = {"progress": _progress_logger(progress, asset_steps)}
             if verbose:  # Dagster's own event stream too, DEBUG and all
                 loggers["console"] = colored_console_logger
             defs = build_definitions(settings, loggers=loggers)
-            asset_steps.update(a.node_def.name for a in defs.resolve_asset_graph().assets_defs
-                               if a.keys)
+            asset_steps.update(
+                a.node_def.name for a in defs.resolve_asset_graph().assets_defs if a.keys
+            )
             job = defs.resolve_job_def(PIPELINE_JOB)
             sync_config = {"reconcile": reconcile}
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
             run_config = {
                 "ops": {"close_calls": {"config": sync_config}},
-                "loggers": {"progress": {}, **(
-                    {"console": {"config": {"log_level": "DEBUG"}}} if verbose else {})},
+                "loggers": {
+                    "progress": {},
+                    **({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {}),
+                },
             }
-            progress.line(f"running the Dagster job {PIPELINE_JOB}"
-                          f"{' (full reconcile)' if reconcile else ''}")
+            progress.line(
+                f"running the Dagster job {PIPELINE_JOB}{' (full reconcile)' if reconcile else ''}"
+            )
             with contextlib.redirect_stdout(dbt_output):
                 result = job.execute_in_process(
                     run_config=run_config, instance=_instance(), raise_on_error=False
@@ -350,7 +377,9 @@ def run_pipeline(
                     out.write(f"  {event.event_type_value}: {_root_error(error)}\n")
         tail = [line for line in dbt_output.getvalue().splitlines() if line.strip()][-25:]
         if tail:
-            out.write("Last lines of the dbt output:\n" + "\n".join(f"  {l}" for l in tail) + "\n")
+            out.write(
+                "Last lines of the dbt output:\n" + "\n".join(f"  {line}" for line in tail) + "\n"
+            )
         return 1
 
     progress.line(f"pipeline finished (Dagster run {result.run_id})")

@@ -40,11 +40,14 @@ def venv_tool(name: str) -> str:
 def open_ui(port: int) -> int:
     """`dg dev` from the repo root on the project's instance, until Ctrl-C."""
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
-    print(f"Dagster UI on http://127.0.0.1:{port} (instance {env['DAGSTER_HOME']}); Ctrl-C stops",
-          flush=True)
+    print(
+        f"Dagster UI on http://127.0.0.1:{port} (instance {env['DAGSTER_HOME']}); Ctrl-C stops",
+        flush=True,
+    )
     try:
-        return subprocess.call([venv_tool("dg"), "dev", "--port", str(port)],
-                               cwd=config.REPO_ROOT, env=env)
+        return subprocess.call(
+            [venv_tool("dg"), "dev", "--port", str(port)], cwd=config.REPO_ROOT, env=env
+        )
     except KeyboardInterrupt:
         return 0
 
@@ -56,22 +59,43 @@ def dbt_docs(port: int, serve: bool) -> int:
 
     settings = load_component().settings(config.REPO_ROOT)
     if not settings.duckdb_path.exists():
-        print(f"error: no warehouse at {settings.duckdb_path} yet: run `close-calls run` first",
-              file=sys.stderr)
+        print(
+            f"error: no warehouse at {settings.duckdb_path} yet: run `close-calls run` first",
+            file=sys.stderr,
+        )
         return 1
-    project = ["--project-dir", str(config.DBT_PROJECT_DIR),
-               "--profiles-dir", str(config.DBT_PROJECT_DIR)]
-    generate = [dbt_executable(), "docs", "generate", *project,
-                "--vars", dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit)]
+    project = [
+        "--project-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(config.DBT_PROJECT_DIR),
+    ]
+    generate = [
+        dbt_executable(),
+        "docs",
+        "generate",
+        *project,
+        "--vars",
+        dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
+    ]
     done = subprocess.call(generate, cwd=config.DBT_PROJECT_DIR)
     if done or not serve:
         if not done:
             print(f"dbt docs site: {config.DBT_PROJECT_DIR / 'target' / 'index.html'}")
         return done
     try:
-        return subprocess.call([dbt_executable(), "docs", "serve", "--port", str(port), *project,
-                                "--vars", dbt_vars(str(settings.duckdb_path),
-                                                   settings.dbt_memory_limit)],
-                               cwd=config.DBT_PROJECT_DIR)
+        return subprocess.call(
+            [
+                dbt_executable(),
+                "docs",
+                "serve",
+                "--port",
+                str(port),
+                *project,
+                "--vars",
+                dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
+            ],
+            cwd=config.DBT_PROJECT_DIR,
+        )
     except KeyboardInterrupt:
         return 0

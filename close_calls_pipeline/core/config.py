@@ -68,8 +68,9 @@ def parse_backfill_start(text: str | None, now: datetime | None = None) -> datet
     except ValueError:
         raise ValueError(f"backfill_start must be an ISO date (YYYY-MM-DD), got {text!r}") from None
     if start > (now or datetime.now(UTC)):
-        raise ValueError(f"backfill_start {text} is in the future: no call can be that recent; "
-                         "check the year")
+        raise ValueError(
+            f"backfill_start {text} is in the future: no call can be that recent; check the year"
+        )
     return start
 
 
@@ -86,9 +87,12 @@ def parse_lock_wait_seconds(text: str | float | None) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise ValueError(f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be a number of "
-                         f"seconds, got {text!r}") from None
+        raise ValueError(
+            f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be a number of "
+            f"seconds, got {text!r}"
+        ) from None
     if not seconds >= 0:  # also refuses NaN
-        raise ValueError(f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be 0 or more, "
-                         f"got {text!r}")
+        raise ValueError(
+            f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be 0 or more, got {text!r}"
+        )
     return seconds

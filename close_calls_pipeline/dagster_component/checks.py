@@ -92,8 +92,10 @@ def high_water_mark_sane(duckdb_warehouse: WarehouseResource) -> AssetCheckResul
         ).fetchall()
     if not runs:
         return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.WARN,
-            metadata={"runs": 0}, description="No completed sync run yet.",
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"runs": 0},
+            description="No completed sync run yet.",
         )
     backwards = []
     previous = None
@@ -133,16 +135,23 @@ def last_reconcile_found_no_drift(duckdb_warehouse: WarehouseResource) -> AssetC
             "WHERE mode = 'reconcile' ORDER BY finished_at DESC LIMIT 1"
         ).fetchone()
     if row is None:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
-                                description="No reconcile has run yet.", metadata={"drift_calls": 0})
+        return AssetCheckResult(
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="No reconcile has run yet.",
+            metadata={"drift_calls": 0},
+        )
     run_id, finished_at, drift = row
     return AssetCheckResult(
         passed=not drift,
         severity=AssetCheckSeverity.WARN,
         description=f"The reconcile of {finished_at:%Y-%m-%d %H:%M} UTC repaired {drift or 0} "
         "calls the incremental runs had missed.",
-        metadata={"drift_calls": drift or 0, "reconcile_run_id": run_id,
-                  "finished_at": finished_at.astimezone(UTC).isoformat()},
+        metadata={
+            "drift_calls": drift or 0,
+            "reconcile_run_id": run_id,
+            "finished_at": finished_at.astimezone(UTC).isoformat(),
+        },
     )
 
 
@@ -165,17 +174,26 @@ def no_new_enum_values(duckdb_warehouse: WarehouseResource) -> AssetCheckResult:
     return AssetCheckResult(
         passed=not rows,
         severity=AssetCheckSeverity.WARN,
-        description=", ".join(f"{column} = {value!r} on {calls} calls"
-                              for column, value, calls in rows) or "every value is known",
+        description=", ".join(
+            f"{column} = {value!r} on {calls} calls" for column, value, calls in rows
+        )
+        or "every value is known",
         metadata={
             "new_values": len(rows),
-            "values": MetadataValue.md("\n".join(
-                ["| column | value | calls |", "|---|---|---|"]
-                + [f"| {column} | {value} | {calls} |" for column, value, calls in rows])),
+            "values": MetadataValue.md(
+                "\n".join(
+                    ["| column | value | calls |", "|---|---|---|"]
+                    + [f"| {column} | {value} | {calls} |" for column, value, calls in rows]
+                )
+            ),
         },
     )
 
 
-INGESTION_CHECKS = [call_ids_unique, no_orphan_utterances, high_water_mark_sane,
-                    last_reconcile_found_no_drift]
+INGESTION_CHECKS = [
+    call_ids_unique,
+    no_orphan_utterances,
+    high_water_mark_sane,
+    last_reconcile_found_no_drift,
+]
 DBT_CHECKS = [no_new_enum_values]  # on dbt models: only with dbt_marts

@@ -10,7 +10,6 @@ the freshness policy, the jobs and schedules, and (with `dbt_marts`) the bundled
 one lineage below the ingestion assets.
 """
 
-
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,9 +53,7 @@ from close_calls_pipeline.dagster_component.resources import (
 )
 
 # `{{ env.NAME }}` or `{{ env('NAME') }}`, the whole value.
-_ENV_TEMPLATE = re.compile(
-    r"""^\s*\{\{\s*env(?:\.(\w+)|\(\s*['"](\w+)['"]\s*\))\s*\}\}\s*$"""
-)
+_ENV_TEMPLATE = re.compile(r"""^\s*\{\{\s*env(?:\.(\w+)|\(\s*['"](\w+)['"]\s*\))\s*\}\}\s*$""")
 
 
 def _api_key(context: ResolutionContext, raw: str | None) -> str | None:
@@ -218,7 +215,8 @@ def build_definitions(
 ) -> Definitions:
     """The pipeline's definitions; tests may pass their own Close API resource and loggers."""
     warehouse = WarehouseResource(
-        path=str(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit,
+        path=str(settings.duckdb_path),
+        memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
     )
@@ -240,8 +238,9 @@ def build_definitions(
     if settings.dbt_marts:
         project = dbt_project(settings.dbt_project_dir)
         manifest = load_manifest(prepare_manifest(project))
-        columns = {table: described for table, (_, described) in
-                   source_descriptions(manifest).items()}
+        columns = {
+            table: described for table, (_, described) in source_descriptions(manifest).items()
+        }
         assets += [build_dbt_assets(project), build_report_asset()]
         checks += DBT_CHECKS
         resources["dbt"] = dbt_resource(project)

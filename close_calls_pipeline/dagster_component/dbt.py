@@ -5,7 +5,6 @@ them), so nothing writes the process environment. Its artefacts go to one fixed 
 `target/dagster/`, overwritten by each run, so disk use does not grow with the number of runs.
 """
 
-
 import fcntl
 import json
 import logging
@@ -32,8 +31,16 @@ from close_calls_pipeline.dagster_component.resources import WarehouseResource
 log = logging.getLogger(__name__)
 
 # Folders and files whose change makes the manifest stale.
-_DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "seeds",
-                "snapshots", "analyses")
+_DBT_SOURCES = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "models",
+    "macros",
+    "tests",
+    "seeds",
+    "snapshots",
+    "analyses",
+)
 RUN_TARGET = "dagster"  # below the project's target/: artefacts of the latest run only
 
 
@@ -62,8 +69,9 @@ def dbt_executable() -> str:
 
 def dbt_resource(project: DbtProject) -> DbtCliResource:
     """dbt runs through `close-calls-dbt`, which dies with the run that started it."""
-    return DbtCliResource(project_dir=project,
-                          dbt_executable=dbt_launcher.launcher_executable(dbt_executable()))
+    return DbtCliResource(
+        project_dir=project, dbt_executable=dbt_launcher.launcher_executable(dbt_executable())
+    )
 
 
 def prepare_manifest(project: DbtProject) -> Path:
@@ -73,8 +81,9 @@ def prepare_manifest(project: DbtProject) -> Path:
     manifest = project.manifest_path
 
     def stale() -> bool:
-        return not manifest.exists() or \
-            manifest.stat().st_mtime < _newest_project_file(project.project_dir)
+        return not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(
+            project.project_dir
+        )
 
     if stale():
         manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +109,10 @@ def source_descriptions(manifest: Mapping[str, Any]) -> dict[str, tuple[str, dic
         if source.get("source_name") == "close":
             out[source["name"]] = (
                 (source.get("description") or "").strip(),
-                {name: (col.get("description") or "").strip()
-                 for name, col in (source.get("columns") or {}).items()},
+                {
+                    name: (col.get("description") or "").strip()
+                    for name, col in (source.get("columns") or {}).items()
+                },
             )
     return out
 
@@ -110,8 +121,10 @@ class CloseDbtTranslator(DagsterDbtTranslator):
     """dbt models in the `analytics` group; the `close` source tables are the ingestion assets."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and \
-                dbt_resource_props["source_name"] == "close":
+        if (
+            dbt_resource_props["resource_type"] == "source"
+            and dbt_resource_props["source_name"] == "close"
+        ):
             return AssetKey(["close", dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
@@ -126,9 +139,7 @@ def dbt_vars(duckdb_path: str, memory_limit: str) -> str:
 
 def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     """`dbt build` of the bundled project, its tests as asset checks."""
-    translator = CloseDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
-    )
+    translator = CloseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
     @dbt_assets(
         manifest=load_manifest(prepare_manifest(project)),

@@ -1,6 +1,5 @@
 """Jobs and schedules: the incremental pipeline (hourly) and the full reconcile (weekly)."""
 
-
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -35,22 +34,26 @@ def jobs_and_schedules(
     )
     schedules = []
     if cron_schedule:
-        schedules.append(ScheduleDefinition(
-            name=HOURLY_SCHEDULE,
-            job=pipeline_job,
-            cron_schedule=cron_schedule,
-            execution_timezone="UTC",
-            default_status=DefaultScheduleStatus.STOPPED,
-            description="Incremental sync, then dbt build (off until switched on in the UI).",
-        ))
+        schedules.append(
+            ScheduleDefinition(
+                name=HOURLY_SCHEDULE,
+                job=pipeline_job,
+                cron_schedule=cron_schedule,
+                execution_timezone="UTC",
+                default_status=DefaultScheduleStatus.STOPPED,
+                description="Incremental sync, then dbt build (off until switched on in the UI).",
+            )
+        )
     if reconcile_cron_schedule:
-        schedules.append(ScheduleDefinition(
-            name=RECONCILE_SCHEDULE,
-            job=reconcile_job,
-            cron_schedule=reconcile_cron_schedule,
-            execution_timezone="UTC",
-            default_status=DefaultScheduleStatus.RUNNING,
-            description="Full reconcile walk that catches events Close published too late for "
-            "the incremental sync (on by default; costs about one request per 100 calls).",
-        ))
+        schedules.append(
+            ScheduleDefinition(
+                name=RECONCILE_SCHEDULE,
+                job=reconcile_job,
+                cron_schedule=reconcile_cron_schedule,
+                execution_timezone="UTC",
+                default_status=DefaultScheduleStatus.RUNNING,
+                description="Full reconcile walk that catches events Close published too late for "
+                "the incremental sync (on by default; costs about one request per 100 calls).",
+            )
+        )
     return [pipeline_job, reconcile_job], schedules

@@ -11,8 +11,14 @@ from close_calls_pipeline.dagster_component.resources import WarehouseResource
 from close_calls_pipeline.report import write_report
 
 # The marts the report reads.
-REPORT_MARTS = ("fct_calls", "fct_call_conversations", "call_metrics_daily",
-                "call_metrics_by_hour", "call_metrics_by_disposition", "call_metrics_by_outcome")
+REPORT_MARTS = (
+    "fct_calls",
+    "fct_call_conversations",
+    "call_metrics_daily",
+    "call_metrics_by_hour",
+    "call_metrics_by_disposition",
+    "call_metrics_by_outcome",
+)
 
 
 def build_report_asset() -> AssetsDefinition:
@@ -27,14 +33,17 @@ def build_report_asset() -> AssetsDefinition:
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
         report = write_report(duckdb_warehouse.path)
-        figures = {f"headline/{name}": value for name, value in report.figures.items()
-                   if value is not None}
-        return MaterializeResult(metadata={
-            "path": MetadataValue.path(str(report.path)),
-            "period": f"{report.period.start} to {report.period.end}",
-            "summary": MetadataValue.md(report.markdown_summary),
-            "size_bytes": report.size_bytes,
-            **figures,
-        })
+        figures = {
+            f"headline/{name}": value for name, value in report.figures.items() if value is not None
+        }
+        return MaterializeResult(
+            metadata={
+                "path": MetadataValue.path(str(report.path)),
+                "period": f"{report.period.start} to {report.period.end}",
+                "summary": MetadataValue.md(report.markdown_summary),
+                "size_bytes": report.size_bytes,
+                **figures,
+            }
+        )
 
     return call_report

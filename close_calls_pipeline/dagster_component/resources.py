@@ -53,7 +53,9 @@ class CloseApiResource(ConfigurableResource):
         """A client for the duration of the `with` block."""
         api_key, base_url = self._endpoint()
         with CloseClient(
-            api_key, base_url, pool_size=self.workers,
+            api_key,
+            base_url,
+            pool_size=self.workers,
             extra_call_fields=tuple(self.extra_call_fields),
         ) as client:
             yield client
@@ -74,12 +76,15 @@ class SandboxCloseApiResource(CloseApiResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from close_calls_pipeline.core.sandbox import start_sandbox
 
-        self._server = start_sandbox(calls=self.calls, seed=self.seed, live=True,
-                                     api_key=self.api_key)
+        self._server = start_sandbox(
+            calls=self.calls, seed=self.seed, live=True, api_key=self.api_key
+        )
         get_dagster_logger().info(
             "No Close API key is configured: using the embedded sandbox Close API at %s "
             "(%d seeded calls plus live growth since 2026-01-01, seed %d)",
-            self._server.base_url, self.calls, self.seed,
+            self._server.base_url,
+            self.calls,
+            self.seed,
         )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -94,16 +99,28 @@ class SandboxCloseApiResource(CloseApiResource):
 
 
 def close_api_resource(
-    api_key: str | EnvVar | None, *, base_url: str | None = None,
-    workers: int = config.DEFAULT_WORKERS, extra_call_fields: list[str] | None = None,
-    sandbox_calls: int = config.SANDBOX_CALLS, sandbox_seed: int = config.SANDBOX_SEED,
+    api_key: str | EnvVar | None,
+    *,
+    base_url: str | None = None,
+    workers: int = config.DEFAULT_WORKERS,
+    extra_call_fields: list[str] | None = None,
+    sandbox_calls: int = config.SANDBOX_CALLS,
+    sandbox_seed: int = config.SANDBOX_SEED,
 ) -> CloseApiResource:
     """Close when there is a key, else the embedded sandbox: the one place that chooses."""
     if api_key:
-        return CloseApiResource(api_key=api_key, base_url=base_url or config.DEFAULT_BASE_URL,
-                                workers=workers, extra_call_fields=extra_call_fields or [])
-    return SandboxCloseApiResource(calls=sandbox_calls, seed=sandbox_seed, workers=workers,
-                                   extra_call_fields=extra_call_fields or [])
+        return CloseApiResource(
+            api_key=api_key,
+            base_url=base_url or config.DEFAULT_BASE_URL,
+            workers=workers,
+            extra_call_fields=extra_call_fields or [],
+        )
+    return SandboxCloseApiResource(
+        calls=sandbox_calls,
+        seed=sandbox_seed,
+        workers=workers,
+        extra_call_fields=extra_call_fields or [],
+    )
 
 
 class WarehouseResource(ConfigurableResource):
@@ -142,8 +159,12 @@ class WarehouseResource(ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._opening() as wait:
-            con = warehouse.connect(self.path, memory_limit=self.memory_limit,
-                                    lock_wait_seconds=wait, logger=get_dagster_logger())
+            con = warehouse.connect(
+                self.path,
+                memory_limit=self.memory_limit,
+                lock_wait_seconds=wait,
+                logger=get_dagster_logger(),
+            )
         try:
             yield con
         finally:

@@ -1,6 +1,6 @@
 """A local, deterministic Close API ("the sandbox") served over real HTTP on loopback.
 
-    from close_calls_pipeline.core.sandbox import SandboxStore, SandboxServer, start_sandbox
+from close_calls_pipeline.core.sandbox import SandboxStore, SandboxServer, start_sandbox
 """
 
 from close_calls_pipeline.core.sandbox.server import SandboxServer, serve, start_sandbox

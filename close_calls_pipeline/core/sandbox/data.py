@@ -659,9 +659,7 @@ _COUNTRY_TOTAL = _acc
 def _phone(rng: random.Random) -> tuple[str, str, str]:
     rnd = rng.random
     r = int(rnd() * _COUNTRY_TOTAL)
-    for cum, (iso_code, cc, _w) in _COUNTRY_CUM:
-        if r < cum:
-            break
+    iso_code, cc, _w = next((c for cum, c in _COUNTRY_CUM if r < cum), _COUNTRY_CUM[-1][1])
     n = 10**8 + int(rnd() * (10**9 - 10**8))
     if cc == "1":
         area = _choice(rnd, (415, 212, 646, 312, 512, 206, 303))

@@ -47,9 +47,17 @@ EVENT_COMBOS = {
 }
 EVENT_FILTERS = ("object_type", "action", "object_id", "lead_id", "user_id")
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-           405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 class _ApiError(Exception):
@@ -63,13 +71,13 @@ def _route(path: str) -> tuple[str, str, str | None]:
     """(endpoint name, rate-limit group, call id for the single-call endpoint)."""
     if not path.startswith(API_PREFIX + "/"):
         return "other", "other", None
-    rest = path[len(API_PREFIX):]
+    rest = path[len(API_PREFIX) :]
     if not rest.endswith("/"):
         rest += "/"
     if rest == "/activity/call/":
         return "activity.call.list", "activity", None
     if rest.startswith("/activity/call/") and rest.count("/") == 4:
-        return "activity.call.get", "activity", unquote(rest[len("/activity/call/"):-1])
+        return "activity.call.get", "activity", unquote(rest[len("/activity/call/") : -1])
     if rest.startswith("/activity/"):
         return "other", "activity", None
     if rest == "/event/":
@@ -95,8 +103,9 @@ def _decode_cursor(text: str) -> tuple[int, str]:
             raise TypeError("cursor fields")
         return du, eid
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise _ApiError(400, "Invalid cursor: pass the cursor_next value of a previous page.") \
-            from exc
+        raise _ApiError(
+            400, "Invalid cursor: pass the cursor_next value of a previous page."
+        ) from exc
 
 
 def _int_param(params: dict, name: str, default: int) -> int:
@@ -121,8 +130,9 @@ def _bounds(params: dict, field: str) -> dict:
         try:
             out[op] = parse_ts(v)
         except (ValueError, TypeError):
-            raise _ApiError(400, f"{field}__{op}: '{v}' is not a valid ISO 8601 date or "
-                                 "date-time") from None
+            raise _ApiError(
+                400, f"{field}__{op}: '{v}' is not a valid ISO 8601 date or date-time"
+            ) from None
     return out
 
 
@@ -160,9 +170,18 @@ class _RateLimiter:
 class SandboxServer:
     """The sandbox API server around a SandboxStore."""
 
-    def __init__(self, store: SandboxStore, api_key: str = "test-key", host: str = "127.0.0.1",
-                 port: int = 0, latency_ms: float = 0.0, rps: float | None = None,
-                 fault_rate: float = 0.0, max_skip: int = 250_000, seed: int = 0):
+    def __init__(
+        self,
+        store: SandboxStore,
+        api_key: str = "test-key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0.0,
+        rps: float | None = None,
+        fault_rate: float = 0.0,
+        max_skip: int = 250_000,
+        seed: int = 0,
+    ):
         self.store = store
         self.api_key = api_key
         self.host = host
@@ -195,8 +214,12 @@ class SandboxServer:
         httpd.server_activate()
         self._httpd = httpd
         self.port = httpd.server_address[1]
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"close-sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"close-sandbox-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -333,8 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(401, b'{"error":"Unauthorized"}')
                 return
             st = sb.stats()
-            doc = {"requests": st["requests"],
-                   "by_endpoint": {f"{e} {s}": c for (e, s), c in st["by_endpoint"].items()}}
+            doc = {
+                "requests": st["requests"],
+                "by_endpoint": {f"{e} {s}": c for (e, s), c in st["by_endpoint"].items()},
+            }
             self._send(200, orjson.dumps(doc))
             return
         endpoint, group, call_id = _route(path)
@@ -356,14 +381,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             limit = max(1, int(sb.rps)) if sb.rps else 1
             reset = 0.25
-            self._send_429(endpoint, limit, reset,
-                           [("RateLimit", f"limit={limit}, remaining=0, reset={reset:.3f}")])
+            self._send_429(
+                endpoint,
+                limit,
+                reset,
+                [("RateLimit", f"limit={limit}, remaining=0, reset={reset:.3f}")],
+            )
             return
         if fault in ("500", "502", "503"):
             status = int(fault)
             sb._count(endpoint, status)
-            self._send(status, orjson.dumps({"error": f"Sandbox injected {status} error"}),
-                       extra_headers)
+            self._send(
+                status, orjson.dumps({"error": f"Sandbox injected {status} error"}), extra_headers
+            )
             return
         try:
             if post_body == b"__not_allowed__":
@@ -391,9 +421,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_429(self, endpoint: str, limit: int, reset: float, headers: list) -> None:
         self.sandbox._count(endpoint, 429)
-        body = orjson.dumps({"error": {"rate_reset": round(reset, 3),
-                                       "message": "API call count exceeded for this period",
-                                       "rate_limit": limit, "rate_window": 1}})
+        body = orjson.dumps(
+            {
+                "error": {
+                    "rate_reset": round(reset, 3),
+                    "message": "API call count exceeded for this period",
+                    "rate_limit": limit,
+                    "rate_window": 1,
+                }
+            }
+        )
         self._send(429, body, headers + [("Retry-After", str(max(1, math.ceil(reset))))])
 
     def _authorized(self) -> bool:
@@ -413,13 +450,16 @@ class _Handler(BaseHTTPRequestHandler):
             return hmac.compare_digest(user, key)
         return False
 
-    def _send(self, status: int, body: bytes, headers: list | None = None, cut: bool = False
-              ) -> None:
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Error").encode()),
-                b"Content-Type: application/json\r\n",
-                b"Content-Length: %d\r\n" % len(body),
-                b"Date: " + self.sandbox._date_header() + b"\r\n",
-                b"Server: close-sandbox\r\n"]
+    def _send(
+        self, status: int, body: bytes, headers: list | None = None, cut: bool = False
+    ) -> None:
+        head = [
+            b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Error").encode()),
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Date: " + self.sandbox._date_header() + b"\r\n",
+            b"Server: close-sandbox\r\n",
+        ]
         for k, v in headers or ():
             head.append(f"{k}: {v}\r\n".encode("latin-1"))
         if cut:
@@ -473,18 +513,27 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(400, f"_limit must be <= {CALL_LIST_MAX_LIMIT} for this resource")
         skip = _int_param(params, "_skip", 0)
         if skip > sb.max_skip:
-            raise _ApiError(400, "The skip you set is larger than the maximum skip for this "
-                                 f"resource (max_skip = {sb.max_skip}). Please refine your "
-                                 "search query.")
+            raise _ApiError(
+                400,
+                "The skip you set is larger than the maximum skip for this "
+                f"resource (max_skip = {sb.max_skip}). Please refine your "
+                "search query.",
+            )
         dc = _bounds(params, "date_created")
         aa = _bounds(params, "activity_at")
         ids = params.get("id__in")
         id_list = [x for x in ids.split(",") if x] if ids is not None else None
         fields = self._fields(params)
         recs, more = sb.store.query_calls(
-            dc=dc, aa=aa, ids=id_list, lead_ids=_id_set(params, "lead_id"),
-            user_ids=_id_set(params, "user_id"), contact_ids=_id_set(params, "contact_id"),
-            skip=skip, limit=limit)
+            dc=dc,
+            aa=aa,
+            ids=id_list,
+            lead_ids=_id_set(params, "lead_id"),
+            user_ids=_id_set(params, "user_id"),
+            contact_ids=_id_set(params, "contact_id"),
+            skip=skip,
+            limit=limit,
+        )
         items = b",".join([r.render(fields) for r in recs])
         return b'{"data":[' + items + (b'],"has_more":true}' if more else b'],"has_more":false}')
 
@@ -499,10 +548,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(400, "The event log does not support _skip; page with _cursor.")
         present = frozenset(k for k in EVENT_FILTERS if params.get(k) not in (None, ""))
         if present not in EVENT_COMBOS:
-            raise _ApiError(400, "Unsupported combination of filters: "
-                                 f"{', '.join(sorted(present))}. Supported: object_type+action, "
-                                 "object_id, object_type+object_id, lead_id[+object_type[+action]], "
-                                 "user_id[+object_type[+action]].")
+            raise _ApiError(
+                400,
+                "Unsupported combination of filters: "
+                f"{', '.join(sorted(present))}. Supported: object_type+action, "
+                "object_id, object_type+object_id, lead_id[+object_type[+action]], "
+                "user_id[+object_type[+action]].",
+            )
         action = params.get("action")
         if action is not None and action not in ("created", "updated", "deleted"):
             raise _ApiError(400, f"Invalid action: {action}")
@@ -512,46 +564,86 @@ class _Handler(BaseHTTPRequestHandler):
         cursor = params.get("_cursor")
         after = _decode_cursor(cursor) if cursor else None
         rows, last = self.sandbox.store.events(
-            object_type=params.get("object_type"), action=action,
-            object_id=params.get("object_id"), lead_id=params.get("lead_id"),
-            user_id=params.get("user_id"), du_gt=du.get("gt"), du_gte=du.get("gte"),
-            du_lt=du.get("lt"), du_lte=du.get("lte"), after=after, limit=limit)
+            object_type=params.get("object_type"),
+            action=action,
+            object_id=params.get("object_id"),
+            lead_id=params.get("lead_id"),
+            user_id=params.get("user_id"),
+            du_gt=du.get("gt"),
+            du_gte=du.get("gte"),
+            du_lt=du.get("lt"),
+            du_lte=du.get("lte"),
+            after=after,
+            limit=limit,
+        )
         nxt = orjson.dumps(_encode_cursor(last)) if last is not None else b"null"
-        return (b'{"data":[' + b",".join(rows) + b'],"cursor_next":' + nxt
-                + b',"cursor_previous":null}')
+        return (
+            b'{"data":[' + b",".join(rows) + b'],"cursor_next":' + nxt + b',"cursor_previous":null}'
+        )
 
     @staticmethod
     def _simple_list(items: list[dict], params: dict) -> bytes:
         limit = _int_param(params, "_limit", 100)
         skip = _int_param(params, "_skip", 0)
-        page = items[skip:skip + limit]
+        page = items[skip : skip + limit]
         return orjson.dumps({"data": page, "has_more": len(items) > skip + limit})
 
 
-def start_sandbox(calls: int = config.SANDBOX_CALLS, seed: int = config.SANDBOX_SEED, *, start=None, history_days: int = 180,
-                  live: bool = False, **server_kwargs) -> SandboxServer:
+def start_sandbox(
+    calls: int = config.SANDBOX_CALLS,
+    seed: int = config.SANDBOX_SEED,
+    *,
+    start=None,
+    history_days: int = 180,
+    live: bool = False,
+    **server_kwargs,
+) -> SandboxServer:
     """Build a store and start a server on it (port 0 = a free port)."""
     store = SandboxStore(calls=calls, seed=seed, start=start, history_days=history_days, live=live)
     return SandboxServer(store, **server_kwargs).start()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = config.SANDBOX_CALLS,
-          seed: int = config.SANDBOX_SEED,
-          api_key: str = config.SANDBOX_API_KEY, latency_ms: float = 0.0, rps: float | None = None,
-          fault_rate: float = 0.0, max_skip: int = 250_000, live: bool = True) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    calls: int = config.SANDBOX_CALLS,
+    seed: int = config.SANDBOX_SEED,
+    api_key: str = config.SANDBOX_API_KEY,
+    latency_ms: float = 0.0,
+    rps: float | None = None,
+    fault_rate: float = 0.0,
+    max_skip: int = 250_000,
+    live: bool = True,
+) -> None:
     """Serve until Ctrl-C (the `close-calls sandbox` command)."""
     t0 = time.perf_counter()
     store = SandboxStore(calls=calls, seed=seed, live=live)
     built = time.perf_counter() - t0
-    server = SandboxServer(store, api_key=api_key, host=host, port=port, latency_ms=latency_ms,
-                           rps=rps, fault_rate=fault_rate, max_skip=max_skip, seed=seed).start()
+    server = SandboxServer(
+        store,
+        api_key=api_key,
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        rps=rps,
+        fault_rate=fault_rate,
+        max_skip=max_skip,
+        seed=seed,
+    ).start()
     print(f"Close sandbox API at {server.base_url}", flush=True)
     print(f"API key: {api_key}", flush=True)
-    growth = (f"{calls} seeded over the {store.history_days} days before "
-              f"{ANCHOR.date()}, the rest added by the live clock, {LIVE_NEW_CALLS_PER_HOUR} new "
-              f"calls an hour since then" if live else "the seeded history, clock frozen")
-    print(f"{len(store)} calls ({growth}), seed {seed}, clock {store.now.isoformat()}, built in "
-          f"{built:.1f}s. Ctrl-C to stop.", flush=True)
+    growth = (
+        f"{calls} seeded over the {store.history_days} days before "
+        f"{ANCHOR.date()}, the rest added by the live clock, {LIVE_NEW_CALLS_PER_HOUR} new "
+        f"calls an hour since then"
+        if live
+        else "the seeded history, clock frozen"
+    )
+    print(
+        f"{len(store)} calls ({growth}), seed {seed}, clock {store.now.isoformat()}, built in "
+        f"{built:.1f}s. Ctrl-C to stop.",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)
@@ -562,5 +654,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, calls: int = config.SANDBOX
 
 
 if __name__ == "__main__":  # python -m close_calls_pipeline.core.sandbox.server [calls] [port]
-    serve(calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
-          port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765)
+    serve(
+        calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
+        port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765,
+    )

@@ -273,8 +273,9 @@ class SandboxStore:
             self._record_events = tick_us >= first_recorded
             rng = random.Random(self.seed * 1_000_003 + tick)
             deleted = 1 if rng.random() < 0.1 else 0
-            self.mutate_random(rng, new=LIVE_NEW_CALLS_PER_HOUR, updated=2, deleted=deleted,
-                               old_share=0.3)
+            self.mutate_random(
+                rng, new=LIVE_NEW_CALLS_PER_HOUR, updated=2, deleted=deleted, old_share=0.3
+            )
             self._tick_done = tick
         self._record_events = True
         self._now_us = max(self._now_us, target_us)

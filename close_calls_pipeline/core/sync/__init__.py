@@ -94,8 +94,10 @@ def sync_calls(
         summary.high_water_mark_before or "none", summary.high_water_mark_after,
     )  # fmt: skip
     if mode == "backfill" and not summary.calls_inserted:
-        log.warning("the backfill walk landed no call: Close has no calls from %s on",
-                    run.options.backfill_start or "the start of its history")
+        log.warning(
+            "the backfill walk landed no call: Close has no calls from %s on",
+            run.options.backfill_start or "the start of its history",
+        )
     return summary
 
 
