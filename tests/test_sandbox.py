@@ -12,8 +12,9 @@ import orjson
 import pytest
 import requests
 
+from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
 from close_calls_pipeline.core.sandbox import SandboxStore
-from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS, TRANSCRIPT_FIELDS
+from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 KEY = "test-key"
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

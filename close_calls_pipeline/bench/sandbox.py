@@ -23,7 +23,8 @@ from email.utils import parsedate_to_datetime
 import orjson
 import requests
 
-from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS, TRANSCRIPT_FIELDS
+from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
+from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 FIELDS = ",".join(CALL_FIELDS + EXTRA_FIELDS + TRANSCRIPT_FIELDS)
 KEY = "bench-key"

@@ -42,6 +42,11 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from close_calls_pipeline.core import config
+from close_calls_pipeline.core.call_fields import (
+    DOCUMENTED_CALL_FIELDS,
+    TRANSCRIPT_FIELDS,
+    UNDOCUMENTED_CALL_FIELDS,
+)
 
 from . import pages
 from .errors import CloseApiError, CloseAuthError, MaxSkipExceeded
@@ -55,53 +60,9 @@ DEFAULT_BASE_URL = config.DEFAULT_BASE_URL
 # Every documented Call field (close-api.md), both transcripts (returned only when named), and the
 # undocumented fields seen in the wild. Asking for a field the server does not have is harmless.
 CALL_FIELDS: tuple[str, ...] = (
-    "_type",
-    "id",
-    "organization_id",
-    "lead_id",
-    "contact_id",
-    "user_id",
-    "user_name",
-    "created_by",
-    "created_by_name",
-    "updated_by",
-    "updated_by_name",
-    "users",
-    "date_created",
-    "date_updated",
-    "activity_at",
-    "status",
-    "source",
-    "direction",
-    "call_method",
-    "disposition",
-    "duration",
-    "cost",
-    "phone",
-    "local_phone",
-    "local_phone_formatted",
-    "local_country_iso",
-    "remote_phone",
-    "remote_phone_formatted",
-    "remote_country_iso",
-    "note",
-    "note_html",
-    "outcome_id",
-    "recording_url",
-    "voicemail_url",
-    "voicemail_duration",
-    "dialer_id",
-    "dialer_saved_search_id",
-    "sequence_id",
-    "sequence_name",
-    "sequence_subscription_id",
-    "quality_info",
-    "conversation_type_id",
-    "custom_fields",
-    "recording_transcript",
-    "voicemail_transcript",
-    "has_recording",
-    "date_answered",
+    *DOCUMENTED_CALL_FIELDS,
+    *TRANSCRIPT_FIELDS,
+    *UNDOCUMENTED_CALL_FIELDS,
 )
 
 EVENT_PAGE_LIMIT = 50  # the Event Log's maximum _limit

@@ -19,60 +19,19 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from close_calls_pipeline.core.call_fields import (
+    DOCUMENTED_CALL_FIELDS,
+    UNDOCUMENTED_CALL_FIELDS,
+)
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)  # live mode: history ends here, hourly ticks start here
 US_PER_S = 1_000_000
 US_PER_DAY = 86_400 * US_PER_S
 
-TRANSCRIPT_FIELDS = ("recording_transcript", "voicemail_transcript")
-
-# Every key a generated call may carry (documented fields, then the drift extras).
-CALL_FIELDS = (
-    "_type",
-    "id",
-    "organization_id",
-    "lead_id",
-    "contact_id",
-    "user_id",
-    "user_name",
-    "created_by",
-    "created_by_name",
-    "updated_by",
-    "updated_by_name",
-    "users",
-    "date_created",
-    "date_updated",
-    "activity_at",
-    "status",
-    "source",
-    "direction",
-    "call_method",
-    "disposition",
-    "duration",
-    "cost",
-    "phone",
-    "local_phone",
-    "local_phone_formatted",
-    "local_country_iso",
-    "remote_phone",
-    "remote_phone_formatted",
-    "remote_country_iso",
-    "note",
-    "note_html",
-    "outcome_id",
-    "recording_url",
-    "voicemail_url",
-    "voicemail_duration",
-    "dialer_id",
-    "dialer_saved_search_id",
-    "sequence_id",
-    "sequence_name",
-    "sequence_subscription_id",
-    "quality_info",
-    "conversation_type_id",
-    "custom_fields",
-)
-EXTRA_FIELDS = ("has_recording", "date_answered", "custom.cf_lead_temperature")
+# Every key a generated call may carry: the documented fields, then the drift extras.
+CALL_FIELDS = DOCUMENTED_CALL_FIELDS
+EXTRA_FIELDS = (*UNDOCUMENTED_CALL_FIELDS, "custom.cf_lead_temperature")
 
 
 def dt_to_us(dt: datetime) -> int:
