@@ -10,10 +10,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# The bundled dbt project: `close_calls_pipeline/dbt_project` links to the repository's
+# `dbt_project/`, and a wheel carries the files themselves, so the component finds it either way.
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
-# Environment variables the project's own `defs.yaml` and `.env.example` name.
-CLOSE_API_KEY_ENV = "CLOSE_API_KEY"
+# Environment variables the project's own `defs.yaml` and `.env.example` name (the key's,
+# CLOSE_API_KEY, only there: the code never reads it).
 CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
 CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 CLOSE_CALLS_LOCK_WAIT_ENV = "CLOSE_CALLS_LOCK_WAIT_SECONDS"
@@ -26,8 +28,6 @@ DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
 # previous process to exit, short enough that a notebook left open fails the run well inside the
 # hourly schedule instead of silently delaying it.
 DEFAULT_LOCK_WAIT_SECONDS = 120.0
-# Beside the warehouse, the copy published for readers at the end of every successful run.
-READONLY_COPY_SUFFIX = "_readonly"
 # The project's Dagster instance (run history, schedules), unless DAGSTER_HOME names another.
 DAGSTER_HOME_FOLDER = ".dagster_home"
 # Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
@@ -78,7 +78,7 @@ def parse_backfill_start(text: str | None, now: datetime | None = None) -> datet
 def readonly_copy_path(warehouse_path: str | Path) -> Path:
     """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`."""
     path = Path(warehouse_path)
-    return path.with_name(f"{path.stem}{READONLY_COPY_SUFFIX}{path.suffix or '.duckdb'}")
+    return path.with_name(f"{path.stem}_readonly{path.suffix or '.duckdb'}")
 
 
 def parse_lock_wait_seconds(text: str | float | None) -> float:
