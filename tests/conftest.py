@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import pytest
 
+from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
+
+
+@pytest.fixture
+def connect(tmp_path):
+    """Open (and remember to close) DuckDB warehouse files in tmp_path."""
+    opened = []
+
+    def _connect(name="warehouse.duckdb"):
+        con = warehouse.connect(str(tmp_path / name))
+        opened.append(con)
+        return con
+
+    yield _connect
+    for con in opened:
+        con.close()
 
 
 @pytest.fixture(autouse=True)

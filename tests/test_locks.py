@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from processes import gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy
@@ -60,21 +61,6 @@ def release(proc: subprocess.Popen) -> None:
     proc.stdin.write("\n")
     proc.stdin.flush()
     assert proc.stdout.readline().strip() == "released"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
-def gone(pid: int) -> bool:
-    """Exited (a zombie counts: it holds no files and runs nothing)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status or "\nState:\tX" in status
 
 
 def small_warehouse(path: Path, sync_runs: int = 1) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from processes import gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.dagster_component.component import (
@@ -146,21 +147,6 @@ def python(script: str, *args: str, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
-def gone(pid: int) -> bool:
-    """Exited (a zombie counts: it holds no files and runs nothing)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status or "\nState:\tX" in status
 
 
 # --- a notebook on the published copy, through a whole run -------------------------------------

@@ -16,21 +16,6 @@ from close_calls_pipeline.core.sync import SyncOptions, split_range, sync_calls
 FAST = SyncOptions(workers=4, batch_size=150, window_count=8)
 
 
-@pytest.fixture
-def connect(tmp_path):
-    """Open (and remember to close) DuckDB files in tmp_path."""
-    opened = []
-
-    def _connect(name="warehouse.duckdb"):
-        con = warehouse.connect(str(tmp_path / name))
-        opened.append(con)
-        return con
-
-    yield _connect
-    for con in opened:
-        con.close()
-
-
 def client_for(server, **kwargs) -> CloseClient:
     return CloseClient(server.api_key, server.base_url, **kwargs)
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
 from truth import assert_warehouse_matches_truth, expected_payload
 
-from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 
@@ -20,20 +18,6 @@ ROUND = 10 * 60  # an incremental run every ten minutes
 def options(overlap_minutes: float, **kwargs) -> SyncOptions:
     return SyncOptions(workers=4, batch_size=150, window_count=4,
                        event_overlap_minutes=overlap_minutes, **kwargs)  # fmt: skip
-
-
-@pytest.fixture
-def connect(tmp_path):
-    opened = []
-
-    def _connect(name):
-        con = warehouse.connect(str(tmp_path / name))
-        opened.append(con)
-        return con
-
-    yield _connect
-    for con in opened:
-        con.close()
 
 
 def drifted(con, store) -> int:

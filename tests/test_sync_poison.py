@@ -5,7 +5,6 @@ Over real HTTP against the sandbox, into real DuckDB files."""
 from __future__ import annotations
 
 import orjson
-import pytest
 from truth import expected_payload
 
 from close_calls_pipeline.core import warehouse
@@ -15,20 +14,6 @@ from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 FAST = SyncOptions(workers=4, batch_size=150, window_count=8)
 RECONCILE = SyncOptions(workers=4, batch_size=150, window_count=8, reconcile=True)
 PLACEHOLDER = b'"__NOTE__"'
-
-
-@pytest.fixture
-def connect(tmp_path):
-    opened = []
-
-    def _connect(name="warehouse.duckdb"):
-        con = warehouse.connect(str(tmp_path / name))
-        opened.append(con)
-        return con
-
-    yield _connect
-    for con in opened:
-        con.close()
 
 
 def client_for(server) -> CloseClient:
