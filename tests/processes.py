@@ -1,7 +1,22 @@
 """Helpers for tests that start and kill real processes."""
 
 import subprocess
+import textwrap
 from pathlib import Path
+
+# A process that opens a DuckDB file (read-only or read-write), says so, and keeps it open until
+# it reads a line on stdin; then closes it, says so, and stays alive until stdin closes.
+HOLDER = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+    print("held", flush=True)
+    sys.stdin.readline()
+    con.close()
+    print("released", flush=True)
+    sys.stdin.readline()
+    """
+)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -26,24 +26,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from processes import gone, stop
+from processes import HOLDER, gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy
 
 # A process that opens a DuckDB file (read-only or read-write), says so, and keeps it open until
 # it reads a line on stdin; then closes it, says so, and stays alive until stdin closes.
-HOLDER = textwrap.dedent(
-    """
-    import sys, duckdb
-    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
-    print("held", flush=True)
-    sys.stdin.readline()
-    con.close()
-    print("released", flush=True)
-    sys.stdin.readline()
-    """
-)
 
 
 def start_holder(path: Path, mode: str) -> subprocess.Popen:

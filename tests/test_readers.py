@@ -26,7 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from processes import gone, stop
+from processes import HOLDER, gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.dagster_component.component import (
@@ -99,18 +99,6 @@ LOOP_READER = textwrap.dedent(
                       "p99_seconds": seconds[int(len(seconds) * 0.99)],
                       "longest_seconds": seconds[-1], "sync_runs_seen": sorted(runs_seen)}),
           flush=True)
-    """
-)
-
-HOLDER = textwrap.dedent(
-    """
-    import sys, duckdb
-    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
-    print("held", flush=True)
-    sys.stdin.readline()
-    con.close()
-    print("released", flush=True)
-    sys.stdin.readline()
     """
 )
 

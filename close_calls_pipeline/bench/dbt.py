@@ -7,7 +7,6 @@ each DuckDB memory limit asked for. Printed, never asserted.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from close_calls_pipeline.bench.sync import SandboxProcess, run_sync_in_process
 from close_calls_pipeline.core import config
+from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
 
 _MEASURE = (
     "import resource, subprocess, sys\n"
@@ -27,10 +27,8 @@ _MEASURE = (
 
 def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, float, float]:
     """(exit code, seconds, peak RSS in MB) of one `dbt build` on the warehouse."""
-    dbt = str(Path(sys.executable).parent / "dbt")
-    variables = json.dumps({"close_calls_duckdb": db_path, "duckdb_memory_limit": memory_limit})
     command = [
-        dbt,
+        real_dbt_executable(),
         "build",
         "--project-dir",
         str(config.DBT_PROJECT_DIR),
@@ -39,7 +37,7 @@ def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, 
         "--target-path",
         str(target),
         "--vars",
-        variables,
+        dbt_vars(db_path, memory_limit),
         "--quiet",
     ]
     started = time.perf_counter()

@@ -55,7 +55,7 @@ def open_ui(port: int) -> int:
 def dbt_docs(port: int, serve: bool) -> int:
     """`dbt docs generate` against this project's warehouse (then `dbt docs serve`)."""
     from close_calls_pipeline.cli.run import load_component
-    from close_calls_pipeline.dagster_component.dbt import dbt_executable, dbt_vars
+    from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
 
     settings = load_component().settings(config.REPO_ROOT)
     if not settings.duckdb_path.exists():
@@ -71,7 +71,7 @@ def dbt_docs(port: int, serve: bool) -> int:
         str(config.DBT_PROJECT_DIR),
     ]
     generate = [
-        dbt_executable(),
+        real_dbt_executable(),
         "docs",
         "generate",
         *project,
@@ -86,7 +86,7 @@ def dbt_docs(port: int, serve: bool) -> int:
     try:
         return subprocess.call(
             [
-                dbt_executable(),
+                real_dbt_executable(),
                 "docs",
                 "serve",
                 "--port",

@@ -19,6 +19,7 @@ launcher just runs dbt.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -63,6 +64,11 @@ def real_dbt_executable() -> str:
     if found is None:
         raise FileNotFoundError("dbt is not installed beside this Python nor on PATH")
     return found
+
+
+def dbt_vars(duckdb_path: str, memory_limit: str) -> str:
+    """The warehouse file and its memory limit, as dbt `--vars` (read by profiles.yml)."""
+    return json.dumps({"close_calls_duckdb": duckdb_path, "duckdb_memory_limit": memory_limit})
 
 
 def launcher_executable(fallback: str) -> str:

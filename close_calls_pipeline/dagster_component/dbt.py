@@ -8,8 +8,6 @@ them), so nothing writes the process environment. Its artefacts go to one fixed 
 import fcntl
 import json
 import logging
-import shutil
-import sys
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -61,16 +59,11 @@ def _newest_project_file(project_dir: Path) -> float:
     return newest
 
 
-def dbt_executable() -> str:
-    """`dbt` installed next to this Python (a venv used without activation), else on PATH."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
-
-
 def dbt_resource(project: DbtProject) -> DbtCliResource:
     """dbt runs through `close-calls-dbt`, which dies with the run that started it."""
     return DbtCliResource(
-        project_dir=project, dbt_executable=dbt_launcher.launcher_executable(dbt_executable())
+        project_dir=project,
+        dbt_executable=dbt_launcher.launcher_executable(dbt_launcher.real_dbt_executable()),
     )
 
 
@@ -132,11 +125,6 @@ class CloseDbtTranslator(DagsterDbtTranslator):
         return ANALYTICS_GROUP
 
 
-def dbt_vars(duckdb_path: str, memory_limit: str) -> str:
-    """The warehouse file and its memory limit, as dbt `--vars` (read by profiles.yml)."""
-    return json.dumps({"close_calls_duckdb": duckdb_path, "duckdb_memory_limit": memory_limit})
-
-
 def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     """`dbt build` of the bundled project, its tests as asset checks."""
     translator = CloseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -155,7 +143,11 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         # another process (a notebook) holds it.
         duckdb_warehouse.wait_until_writable()
         invocation = dbt.cli(
-            ["build", "--vars", dbt_vars(duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit)],
+            [
+                "build",
+                "--vars",
+                dbt_launcher.dbt_vars(duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit),
+            ],
             context=context,
             target_path=project.target_path / RUN_TARGET,
         )

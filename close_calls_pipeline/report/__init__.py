@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from close_calls_pipeline.core import config
 from close_calls_pipeline.report.data import ReportError, Totals, load
 from close_calls_pipeline.report.period import Period, PeriodError, resolve_period
 from close_calls_pipeline.report.render import fmt_hours, fmt_int, fmt_pct, fmt_usd, render_html
@@ -57,15 +58,12 @@ def default_report_path(duckdb_path: str | os.PathLike) -> Path:
 
 def reporting_timezone() -> str:
     """The dbt var `reporting_timezone` as dbt_project.yml sets it (the zone of `call_date`),
-    UTC when the project cannot be found. Used for the weekday x hour of calls."""
-    for folder in Path(__file__).resolve().parents:
-        project = folder / "dbt_project" / "dbt_project.yml"
-        if project.is_file():
-            found = re.search(
-                r"^\s*reporting_timezone:\s*[\"']?([^\"'\s#]+)", project.read_text(), re.MULTILINE
-            )
-            return found.group(1) if found else "UTC"
-    return "UTC"
+    UTC when it sets none. Used for the weekday x hour of calls."""
+    project = config.DBT_PROJECT_DIR / "dbt_project.yml"
+    found = re.search(
+        r"^\s*reporting_timezone:\s*[\"']?([^\"'\s#]+)", project.read_text(), re.MULTILINE
+    )
+    return found.group(1) if found else "UTC"
 
 
 def write_report(
