@@ -4,6 +4,8 @@ Over real HTTP against the sandbox, into real DuckDB files."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 from truth import expected_payload
 
@@ -82,7 +84,10 @@ def assert_others_equal_truth(con, store, broken: set[str]) -> None:
 def test_backfill_lands_everything_but_the_unreadable_calls_and_retries_nothing(
     make_sandbox, connect
 ):
-    clean, broken_server = make_sandbox(calls=3000, seed=7), make_sandbox(calls=3000, seed=7)
+    # one clock for both: the walk's windows (and so its request count) follow the server's time
+    start = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
+    clean = make_sandbox(calls=3000, seed=7, start=start)
+    broken_server = make_sandbox(calls=3000, seed=7, start=start)
     store = broken_server.store
     surrogate, not_utf8, cut = ids = with_transcripts(store, 3)
     break_calls(store, ids)
