@@ -227,7 +227,7 @@ REP_COLUMNS = [
             "transcribed calls, seconds."
         ),
     ),
-    ("Questions per call", "The rep's utterances containing '?', per transcribed call."),
+    ("Rep questions per call", "The rep's utterances containing '?', per transcribed call."),
     (
         "Patience",
         (
