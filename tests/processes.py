@@ -32,3 +32,14 @@ def gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in status or "\nState:\tX" in status
+
+
+def run_ok(
+    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout=300
+) -> subprocess.CompletedProcess:
+    """Run a command to its end and assert it succeeded, showing the end of its output if not."""
+    done = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, (args, (done.stdout + done.stderr)[-5000:])
+    return done

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from processes import run_ok
 from truth import assert_warehouse_matches_truth, mart_counts, truth_counts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,17 +62,7 @@ attributes:
 
 
 def dg(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [str(VENV_BIN / "dg"), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return done
+    return run_ok([str(VENV_BIN / "dg"), *args], cwd=project, env=env)
 
 
 def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sandbox, tmp_path):

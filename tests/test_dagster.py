@@ -12,13 +12,13 @@ from __future__ import annotations
 import io
 import os
 import random
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from processes import run_ok
 from truth import mart_counts, query, truth_counts
 
 from close_calls_pipeline.cli.run import load_component
@@ -99,16 +99,12 @@ def db_path(tmp_path, monkeypatch) -> Path:
 def test_definitions_load_from_workspace_yaml(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     env.pop("CLOSE_API_KEY", None)
-    done = subprocess.run(
+    done = run_ok(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO_ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     assert (
         "Validation successful for code location close_calls_pipeline" in done.stderr + done.stdout
     )
@@ -399,27 +395,9 @@ def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
         "CLOSE_CALLS_DUCKDB": str(db_path),
         "DAGSTER_HOME": str(home),
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "close_calls_pipeline.definitions",
-            "--select",
-            "*",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    materialize = "-m dagster asset materialize -m close_calls_pipeline.definitions --select *"
+    done = run_ok([sys.executable, *materialize.split()], cwd=REPO_ROOT, env=env, timeout=240)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-5000:]
     assert "RUN_SUCCESS" in output
     assert sandbox.api_key not in output
     assert query(db_path, "SELECT count(*) FROM close.calls WHERE _deleted_at IS NULL") == [

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from processes import run_ok
 
 from close_calls_pipeline.cli.main import build_parser
 from close_calls_pipeline.core import config
@@ -40,17 +41,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def close_calls_run(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [str(VENV_BIN / "close-calls"), "run", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
-    return done.stdout
+    return run_ok(
+        [str(VENV_BIN / "close-calls"), "run", *args], cwd=REPO_ROOT, env=env, timeout=400
+    ).stdout
 
 
 def target_size() -> tuple[set[str], int]:
@@ -94,16 +87,7 @@ def test_every_printed_query_works_in_a_fresh_shell(first_run):
     queries = {k: v for k, v in printed_commands(output).items() if k.startswith("query")}
     assert queries
     for name, command in queries.items():
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=REPO_ROOT,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, (name, command, done.stderr[-2000:])
+        done = run_ok(["bash", "-c", command], cwd=REPO_ROOT, env=clean_env(), timeout=60)
         assert "call_date" in done.stdout, (name, done.stdout[-2000:])
 
 
@@ -239,16 +223,8 @@ def test_dbt_profile_default_memory_limit_is_the_products():
 
 def test_dbt_docs_build_from_any_folder(first_run, tmp_path):
     _, settings, _ = first_run
-    done = subprocess.run(
-        [str(VENV_BIN / "close-calls"), "docs", "--no-serve"],
-        cwd=tmp_path,
-        env=clean_env(**settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_ok([str(VENV_BIN / "close-calls"), "docs", "--no-serve"], cwd=tmp_path,
+           env=clean_env(**settings))  # fmt: skip
     catalog = json.loads((TARGET / "catalog.json").read_text())
     assert "model.close_calls.fct_call_conversations" in catalog["nodes"]
     assert (TARGET / "index.html").is_file()
