@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from close_calls_pipeline.core import warehouse
-from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
+from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
 
 @pytest.fixture

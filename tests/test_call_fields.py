@@ -12,7 +12,7 @@ from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.call_fields import DOCUMENTED_CALL_FIELDS
 from close_calls_pipeline.core.close_api import CALL_FIELDS as CLIENT_FIELDS
 from close_calls_pipeline.core.records import CALL_FIELD_COLUMNS, CALLS_SCHEMA, TRANSCRIPT_TYPES
-from close_calls_pipeline.core.sandbox.data import CALL_FIELDS as SANDBOX_FIELDS
+from close_calls_pipeline.sandbox.data import CALL_FIELDS as SANDBOX_FIELDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED = list(DOCUMENTED_CALL_FIELDS)

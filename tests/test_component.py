@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from processes import run_ok
-from truth import assert_warehouse_matches_truth, mart_counts, truth_counts
+from helpers.processes import run_ok
+from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"

@@ -17,17 +17,17 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 
 import pytest
-from sandbox_warehouse import (
+from helpers.duck import query
+from helpers.sandbox_warehouse import (
     allowed_warnings,
     called_at,
     dbt_build,
     is_allowed,
-    query,
     sync,
     warned_test_names,
 )
 
-from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
+from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
 TOLERANCE = 1e-9
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from processes import run_ok
-from truth import mart_counts, query, truth_counts
+from helpers.duck import query
+from helpers.processes import run_ok
+from helpers.truth import mart_counts, truth_counts
 
 from close_calls_pipeline.cli.run import load_component
 from close_calls_pipeline.core import warehouse

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from processes import run_ok
+from helpers.processes import run_ok
 
 from close_calls_pipeline.cli.main import build_parser
 from close_calls_pipeline.core import config

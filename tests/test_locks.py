@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from processes import HOLDER, gone, stop
+from helpers.processes import HOLDER, gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from processes import HOLDER, gone, stop
+from helpers.processes import HOLDER, gone, stop
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.dagster_component.component import (

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from sandbox_warehouse import sync
-from test_dbt_project import build_warehouse, run_dbt
+from helpers.dbt_fixture import build_warehouse, run_dbt
+from helpers.duck import query
+from helpers.sandbox_warehouse import sync
 
 from close_calls_pipeline.cli.main import main as cli_main
-from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.report import (
     PeriodError,
     ReportError,
@@ -36,6 +36,7 @@ from close_calls_pipeline.report import (
 from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.report.render import _json_for_script, heat_scale
+from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -64,14 +65,6 @@ FIGURES = (
 
 
 # --- warehouses ---------------------------------------------------------------------------------
-
-
-def query(db_path: Path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
-from close_calls_pipeline.core.sandbox import SandboxStore
-from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
+from close_calls_pipeline.sandbox import SandboxStore
+from close_calls_pipeline.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 KEY = "test-key"
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -754,7 +754,7 @@ def _user_stretches(utterances: list[dict]) -> list[float]:
 
 
 def test_reps_have_their_own_conversation_habits():
-    from close_calls_pipeline.core.sandbox.data import make_rep_habits
+    from close_calls_pipeline.sandbox.data import make_rep_habits
 
     store = SandboxStore(calls=4000, seed=2, start=START)
     user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in store.users}

@@ -7,7 +7,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from truth import assert_warehouse_matches_truth, warehouse_contents
+from helpers.truth import assert_warehouse_matches_truth, warehouse_contents
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseApiError, CloseClient

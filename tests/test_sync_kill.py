@@ -1,7 +1,7 @@
 """`kill -9` at several points of a backfill: no duplicate is ever visible, a resumed walk reads
 only what had not landed, and the finished warehouse and its sync_state equal the truth.
 
-The sync runs in a child process (tests/sync_child.py) that SIGKILLs itself at a chosen stage; the
+The sync runs in a child process (tests/helpers/sync_child.py) that SIGKILLs itself at a chosen stage; the
 sandbox runs in this process, so it keeps its state and counts the requests of every attempt.
 """
 
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import duckdb
-from truth import assert_warehouse_matches_truth
+from helpers.truth import assert_warehouse_matches_truth
 
 OPTIONS = {"workers": 2, "batch_size": 250, "window_count": 6}
-CHILD = Path(__file__).with_name("sync_child.py")
+CHILD = Path(__file__).parent / "helpers" / "sync_child.py"
 
 
 def run_child(server, db: Path, stage: str | None = None, nth: int = 0):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 
-from truth import assert_warehouse_matches_truth, expected_payload
+from helpers.truth import assert_warehouse_matches_truth, expected_payload
 
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.sync import SyncOptions, sync_calls

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from truth import expected_payload
+from helpers.truth import expected_payload
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient

@@ -11,18 +11,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sandbox_warehouse import (
+from helpers.duck import query
+from helpers.sandbox_warehouse import (
     allowed_warnings,
     called_at,
     dbt_build,
     expected_unknown_enum_values,
     is_allowed,
-    query,
     sync,
     warned_test_names,
 )
 
-from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
+from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
 # id suffix -> fields changed from a generated call
 UNKNOWN_CALLS = {

@@ -35,7 +35,7 @@ def _wrap(items: list[bytes]) -> bytes:
 
 def sandbox_pages(calls: int, seed: int) -> tuple[list[bytes], list[bytes]] | None:
     try:
-        from close_calls_pipeline.core.sandbox.store import SandboxStore
+        from close_calls_pipeline.sandbox.store import SandboxStore
     except Exception:  # noqa: BLE001 - the sandbox is optional here
         return None
     store = SandboxStore(calls=calls, seed=seed)

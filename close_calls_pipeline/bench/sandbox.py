@@ -24,7 +24,7 @@ import orjson
 import requests
 
 from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
-from close_calls_pipeline.core.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
+from close_calls_pipeline.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 FIELDS = ",".join(CALL_FIELDS + EXTRA_FIELDS + TRANSCRIPT_FIELDS)
 KEY = "bench-key"
@@ -32,7 +32,7 @@ KEY = "bench-key"
 
 def _start_server(calls: int, seed: int) -> tuple[subprocess.Popen, str, str]:
     code = (
-        "from close_calls_pipeline.core.sandbox.server import serve\n"
+        "from close_calls_pipeline.sandbox.server import serve\n"
         f"serve(host='127.0.0.1', port=0, calls={calls}, seed={seed}, api_key={KEY!r}, "
         "latency_ms=0.0, rps=None, fault_rate=0.0, max_skip=250000, live=False)\n"
     )

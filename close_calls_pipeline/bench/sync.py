@@ -25,7 +25,7 @@ API_KEY = "bench-key"
 
 
 def _sandbox_process(conn, calls: int, seed: int, server_kwargs: dict) -> None:
-    from close_calls_pipeline.core.sandbox import SandboxServer, SandboxStore
+    from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
     store = SandboxStore(calls=calls, seed=seed)
     server = SandboxServer(store, api_key=API_KEY, port=0, **server_kwargs).start()

@@ -11,7 +11,7 @@ from close_calls_pipeline.core import config
 
 
 def _sandbox_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.core.sandbox.server import serve
+    from close_calls_pipeline.sandbox.server import serve
 
     serve(
         host=args.host,

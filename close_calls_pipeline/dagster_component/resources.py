@@ -74,7 +74,7 @@ class SandboxCloseApiResource(CloseApiResource):
         return "sandbox"
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        from close_calls_pipeline.core.sandbox import start_sandbox
+        from close_calls_pipeline.sandbox import start_sandbox
 
         self._server = start_sandbox(
             calls=self.calls, seed=self.seed, live=True, api_key=self.api_key

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.core.sandbox.data import ANCHOR, parse_ts
-from close_calls_pipeline.core.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
+from close_calls_pipeline.sandbox.data import ANCHOR, parse_ts
+from close_calls_pipeline.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
 
 API_PREFIX = "/api/v1"
 CALL_LIST_MAX_LIMIT = 100
@@ -653,7 +653,7 @@ def serve(
         server.stop()
 
 
-if __name__ == "__main__":  # python -m close_calls_pipeline.core.sandbox.server [calls] [port]
+if __name__ == "__main__":  # python -m close_calls_pipeline.sandbox.server [calls] [port]
     serve(
         calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
         port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765,

@@ -9,15 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import yaml
-from test_dbt_project import DBT_PROJECT_DIR, DbtResult, run_dbt
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.records import TRANSCRIPT_TYPES
-from close_calls_pipeline.core.sandbox import SandboxServer
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
+from close_calls_pipeline.sandbox import SandboxServer
+from helpers.dbt_fixture import DBT_PROJECT_DIR, DbtResult, run_dbt
 
 SYNC_OPTIONS = SyncOptions(workers=4, window_count=8)
 
@@ -43,15 +42,6 @@ def sync(server: SandboxServer, db_path: Path) -> None:
 
 def dbt_build(db_path: Path, work_dir: Path) -> DbtResult:
     return run_dbt(["build"], db_path, work_dir)
-
-
-def query(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def parse_timestamp(value: str | None) -> datetime | None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import orjson
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.core.sandbox.data import (
+from close_calls_pipeline.sandbox.data import (
     ANCHOR,
     REC_VARIANTS,
     US_PER_DAY,

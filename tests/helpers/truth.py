@@ -10,6 +10,7 @@ import duckdb
 
 from close_calls_pipeline.core.close_api import CALL_FIELDS
 from close_calls_pipeline.core.records import CALL_FIELD_COLUMNS, TRANSCRIPT_TYPES
+from helpers.duck import query
 
 
 def expected_payload(call: dict) -> dict:
@@ -110,14 +111,6 @@ def warehouse_contents(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 # --- the marts' headline figures against the truth ------------------------------------------------
-
-
-def query(db_path: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def truth_counts(store) -> dict:

@@ -1,6 +1,6 @@
 """A sync in a child process that kills itself with SIGKILL at a chosen point (a test helper).
 
-    python tests/sync_child.py BASE_URL API_KEY DB_PATH OPTIONS_JSON [STAGE NTH]
+    python tests/helpers/sync_child.py BASE_URL API_KEY DB_PATH OPTIONS_JSON [STAGE NTH]
 
 Runs `sync_calls` with the options given and, when STAGE is given, `os.kill(os.getpid(),
 SIGKILL)` the NTH time the sync reaches that stage ("page", "landed", "state", "committed"):
