@@ -1,9 +1,11 @@
 """close-calls-pipeline: Close CRM calls into DuckDB, modelled with dbt, orchestrated by Dagster.
 
-    core/               orchestrator-free: Close client, sandbox, typing, warehouse, sync
+    core/               orchestrator-free: Close client, typing, warehouse, sync, locks, publish
+    sandbox/            the sandbox Close API: a local fake Close served over real HTTP
     dagster_component/  the Dagster Component and the assets, checks, jobs it yields
     defs/               this repository's own `dg` defs folder (one CloseCallsComponent)
-    cli/                `close-calls run | sandbox | bench`
+    report/             the offline HTML call report, read from the marts
+    cli/                `close-calls run | ui | docs | report | sandbox | bench`
     bench/              benchmarks, outside the product's import graph
 
 `close_calls_pipeline.CloseCallsComponent` is imported lazily, so that importing the core does

@@ -1,5 +1,6 @@
 """The first hour of a new user: what `close-calls run` prints works when pasted into a fresh shell,
-the README's queries return rows, the CLI explains itself, and nothing grows without bound.
+the queries of the README and of docs/ return rows, the CLI explains itself, and nothing grows
+without bound.
 
 `close-calls run` runs as a user would start it (the venv's script, no venv on PATH) against the
 embedded sandbox, with the warehouse and the Dagster instance in a temporary folder.
@@ -136,25 +137,54 @@ def test_the_printed_ui_command_shows_the_run(first_run):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def readme_queries() -> list[str]:
-    """Every SQL statement of the README's ```sql blocks."""
-    text = (REPO_ROOT / "README.md").read_text()
+DOCUMENTED_PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def documented_queries() -> list[tuple[str, str]]:
+    """(page, statement) for every SQL statement of the ```sql blocks of the README and of every
+    page under docs/, so that no page shows a query that does not run."""
     statements = []
-    for block in re.findall(r"```sql\n(.*?)```", text, re.DOTALL):
-        lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
-        statements += [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    for page in DOCUMENTED_PAGES:
+        for block in re.findall(r"```sql\n(.*?)```", page.read_text(), re.DOTALL):
+            lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
+            statements += [
+                (page.relative_to(REPO_ROOT).as_posix(), s.strip())
+                for s in "\n".join(lines).split(";")
+                if s.strip()
+            ]
     return statements
 
 
-def test_every_readme_query_returns_rows_on_the_sandbox(first_run):
+def test_the_documented_queries_include_the_readme_and_the_docs():
+    pages = {page for page, _ in documented_queries()}
+    assert "README.md" in pages
+    assert any(page.startswith("docs/") for page in pages), pages
+
+
+def test_every_documented_query_returns_rows_on_the_sandbox(first_run):
     _, settings, _ = first_run
-    queries = readme_queries()
+    queries = documented_queries()
     assert len(queries) >= 3
     con = duckdb.connect(settings["CLOSE_CALLS_DUCKDB"], read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        for query in queries:
-            assert con.execute(query).fetchall(), query
+        for page, query in queries:
+            assert con.execute(query).fetchall(), (page, query)
+    finally:
+        con.close()
+
+
+def test_documented_queries_round_their_floats(first_run):
+    """A documented query prints what a reader expects: exact DECIMALs, or DOUBLEs rounded in SQL
+    (to at most 4 decimals), never a float's binary noise such as 839.3000000000002."""
+    _, settings, _ = first_run
+    con = duckdb.connect(settings["CLOSE_CALLS_DUCKDB"], read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for page, query in documented_queries():
+            for row in con.execute(query).fetchall():
+                unrounded = [v for v in row if isinstance(v, float) and round(v, 4) != v]
+                assert not unrounded, (page, query, unrounded)
     finally:
         con.close()
 

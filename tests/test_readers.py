@@ -1,7 +1,7 @@
 """Readers and runs side by side: real processes, real DuckDB files, real dbt, the sandbox Close API
 over loopback HTTP.
 
-* a notebook following the README's recipe holds the published copy open through a whole run;
+* a notebook following the recipe of docs/notebooks.md holds the published copy open through a whole run;
   the run succeeds, and the notebook, reconnecting, sees the new run; another process querying
   the copy in a loop during the run never fails and never waits a second;
 * a process holding the writer's file makes a run wait for the configured time, then fail
@@ -39,7 +39,7 @@ from close_calls_pipeline.dagster_component.resources import CloseApiResource
 CALLS = 300
 CLOSE_CALLS = Path(sys.executable).parent / "close-calls"
 
-# The README's recipe ("Querying from a notebook"), in a process of its own: connect to the copy
+# The notebook recipe (docs/notebooks.md), in a process of its own: connect to the copy
 # read-only, query; later (a line on stdin) query the same connection again, then close it and
 # connect again to see the newest run.
 NOTEBOOK = textwrap.dedent(

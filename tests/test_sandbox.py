@@ -1,4 +1,4 @@
-"""The sandbox Close API honours the contract in close-api.md, over real loopback HTTP."""
+"""The sandbox Close API honours the contract in docs/close-api.md, over real loopback HTTP."""
 
 from __future__ import annotations
 

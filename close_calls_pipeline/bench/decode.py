@@ -3,7 +3,7 @@
     python -m close_calls_pipeline.bench.decode [--calls 3000] [--repeat 200]
 
 Pages are the exact bytes the sandbox serves (its store renders them) when the sandbox is
-importable, else synthetic calls shaped like close-api.md describes. Two kinds of page are timed:
+importable, else synthetic calls shaped like docs/close-api.md describes. Two kinds of page are timed:
 "mixed" (the seeded share of transcripts) and "transcripts" (100 calls that all carry one).
 Decoders: full decodes into Python objects (json, orjson, msgspec) against what the client does
 (split the page into each call's raw JSON text with msgspec). Then typing a whole batch: the

@@ -1,4 +1,5 @@
-"""The orchestrator-free core: Close API client, sandbox Close API, typing, warehouse, sync.
+"""The orchestrator-free core: Close API client, typing, warehouse, sync, locks, publish.
 
-Nothing here imports Dagster or the command line; both sit on top of it.
+Nothing here imports Dagster, the command line, the sandbox or the benchmarks; they sit on top
+of it.
 """

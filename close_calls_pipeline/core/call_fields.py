@@ -1,4 +1,4 @@
-"""The Call object's fields, declared once (close-api.md, "The Call object").
+"""The Call object's fields, declared once (docs/close-api.md, "The Call object").
 
 The client requests them by name (`_fields`), the sandbox generates them, the typing
 (`records.CALL_FIELD_COLUMNS`) gives each a type, and `tests/test_call_fields.py` checks that the

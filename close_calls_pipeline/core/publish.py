@@ -87,7 +87,7 @@ def publish_readonly_copy(
         try:
             live_calls, finished_at, mark = _verify(temp)
             # A WAL beside the published name would belong to a copy someone opened read-write
-            # (against the README); DuckDB would replay it into the new copy.
+            # (against docs/notebooks.md); DuckDB would replay it into the new copy.
             Path(f"{target}.wal").unlink(missing_ok=True)
             os.replace(temp, target)
         except BaseException:

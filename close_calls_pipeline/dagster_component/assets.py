@@ -55,7 +55,7 @@ CALLS_FRESHNESS = FreshnessPolicy.time_window(
 
 @cache
 def _contract_columns() -> dict[str, list[tuple[str, str]]]:
-    """Column names and DuckDB types of every `close.*` table, from `sql/schema.sql`."""
+    """Column names and DuckDB types of every `close.*` table, from `core/sql/schema.sql`."""
     con = duckdb.connect(":memory:")
     try:
         warehouse.run_script(con, "schema.sql")

@@ -1,6 +1,6 @@
 """A careful client for the parts of the Close REST API that a call connector needs.
 
-See ``/work/shared/close-api.md`` (the contract) for the facts this is built on. In short:
+See ``docs/close-api.md`` (the contract) for the facts this is built on. In short:
 
 * one ``requests.Session`` (keep-alive, a connection pool sized for the worker threads, no urllib3
   retries, connect/read timeouts on every request), safe to share between threads;
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = config.DEFAULT_BASE_URL
 
-# Every documented Call field (close-api.md), both transcripts (returned only when named), and the
+# Every documented Call field (docs/close-api.md), both transcripts (returned only when named), and the
 # undocumented fields seen in the wild. Asking for a field the server does not have is harmless.
 CALL_FIELDS: tuple[str, ...] = (
     *DOCUMENTED_CALL_FIELDS,

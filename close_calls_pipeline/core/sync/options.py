@@ -27,7 +27,7 @@ class SyncOptions:
     # that becomes visible up to this plus MARK_LAG (5 min) after its date_updated is still
     # caught; one later than that is lost to the incremental (a reconcile finds it: drift_calls).
     # Events an earlier run applied are not fetched again, so a long overlap costs Event Log
-    # pages only (measured in the README).
+    # pages only (measured in docs/benchmarks.md).
     event_overlap_minutes: float = 60.0
 
     @property
