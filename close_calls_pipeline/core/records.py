@@ -209,6 +209,9 @@ UTTERANCES_SCHEMA = pa.schema(
         ("end_seconds", pa.float64()),
         ("text", pa.string()),
         ("_loaded_at", TIMESTAMP),
+        # The text contains "?" (as the dbt models count questions); when a personal_data
+        # policy dropped the text, the flag it recorded before (core/personal_data.py).
+        ("is_question", pa.bool_()),
     ]
 )
 
@@ -290,6 +293,8 @@ def _transcript_rows(
             start, end = to_float(utterance.get("start")), to_float(utterance.get("end"))
         except RecordError as error:
             raise RecordError(f"{kind}_transcript.utterances[{index}]: {error}") from None
+        text = to_str(utterance.get("text"))
+        flagged = utterance.get("is_question")
         rows.append(
             (
                 call_id,
@@ -299,7 +304,8 @@ def _transcript_rows(
                 to_str(utterance.get("speaker_side")),
                 start,
                 end,
-                to_str(utterance.get("text")),
+                text,
+                flagged if isinstance(flagged, bool) else (None if text is None else "?" in text),
             )
         )
     return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
@@ -424,6 +430,7 @@ UTTERANCE_STRUCT = pa.struct(
         ("start", pa.float64()),
         ("end", pa.float64()),
         ("text", pa.string()),
+        ("is_question", pa.bool_()),
     ]
 )
 TRANSCRIPT_STRUCT = pa.struct(
@@ -544,6 +551,9 @@ def _utterance_table(
             flat.field("end"),
             flat.field("text"),
             constant(loaded_at, count, TIMESTAMP),
+            pa.compute.coalesce(
+                flat.field("is_question"), pa.compute.match_substring(flat.field("text"), "?")
+            ),
         ],
         schema=UTTERANCES_SCHEMA,
     )
@@ -569,7 +579,7 @@ def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> Typed
             continue
         typed[values[0]] = (
             values + [custom_fields_json(raw), text, loaded_at, None],
-            [row + (loaded_at,) for row in utterance_rows],
+            [row[:-1] + (loaded_at, row[-1]) for row in utterance_rows],
         )
     rows = [values for values, _ in typed.values()]
     utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]

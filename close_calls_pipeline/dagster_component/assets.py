@@ -184,6 +184,8 @@ def build_ingestion_assets(
             backfill_start=parse_backfill_start(config.backfill_start or default_backfill_start),
             reconcile=config.reconcile,
             workers=close_api.workers,
+            personal_data=duckdb_warehouse.personal_data_policy(),
+            hash_key=duckdb_warehouse.hash_key(),
         )
         with close_api.get_client() as client, duckdb_warehouse.connect() as con:
             summary = sync_calls(client, con, options)
@@ -201,7 +203,8 @@ def build_ingestion_assets(
             )
             utterances_preview = _preview(
                 con,
-                "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, u.text "
+                "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, "
+                "u.start_seconds, u.end_seconds, u.is_question "  # never the text: personal data
                 "FROM close.call_transcript_utterances u JOIN close.calls c ON c.id = u.call_id "
                 "ORDER BY c.date_updated DESC, u.call_id, u.transcript_type, u.utterance_index "
                 "LIMIT 5",

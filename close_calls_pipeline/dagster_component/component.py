@@ -32,7 +32,8 @@ from dagster import (
 )
 from dagster.components.component_scaffolding import scaffold_component
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.personal_data import PersonalDataPolicy
 from close_calls_pipeline.dagster_component.assets import build_ingestion_assets
 from close_calls_pipeline.dagster_component.checks import DBT_CHECKS, INGESTION_CHECKS
 from close_calls_pipeline.dagster_component.dbt import (
@@ -101,6 +102,8 @@ class CloseCallsPipelineSettings:
     extra_call_fields: list[str]
     sandbox_calls: int
     sandbox_seed: int
+    personal_data: PersonalDataPolicy
+    file_mode: str
 
 
 class CloseCallsScaffolder(Scaffolder):
@@ -131,6 +134,10 @@ _OPTIONAL_ATTRIBUTES = f"""\
   # dbt_memory_limit: {config.DEFAULT_DBT_MEMORY_LIMIT}              # dbt build's
   # extra_call_fields: []              # e.g. [custom.cf_xxx]
   # lock_wait_seconds: {config.DEFAULT_LOCK_WAIT_SECONDS:g}             # wait for a process holding the file
+  # personal_data:                     # docs/privacy.md; hash needs CLOSE_CALLS_HASH_KEY
+  #   phone_numbers: keep              # keep | hash | drop
+  #   notes: keep                      # keep | drop (also transcript_text, summaries, recording_urls)
+  # file_mode: private                 # private (0600/0700) | group (0640/0750)
 """
 
 
@@ -178,9 +185,17 @@ class CloseCallsComponent(Component, Resolvable):
     """Calls in the sandbox's seeded history (only without an api_key)."""
     sandbox_seed: int = config.SANDBOX_SEED
     """Seed of the sandbox's data (only without an api_key)."""
+    personal_data: dict[str, str] = field(default_factory=dict)
+    """What the warehouse keeps of calls' personal data (docs/privacy.md): `phone_numbers:
+    keep|hash|drop` (hash: keyed by CLOSE_CALLS_HASH_KEY), `notes`, `transcript_text`,
+    `summaries`, `recording_urls: keep|drop`. Default keep for all."""
+    file_mode: str = files.PRIVATE
+    """private: the files the product writes are owner-only; group: shared with the group."""
 
     def __post_init__(self) -> None:
         config.parse_backfill_start(self.backfill_start)  # a clear error at load, not at run
+        PersonalDataPolicy.of(self.personal_data)
+        files.check_file_mode(self.file_mode)
 
     def settings(self, project_root: Path) -> CloseCallsPipelineSettings:
         return CloseCallsPipelineSettings(
@@ -201,6 +216,8 @@ class CloseCallsComponent(Component, Resolvable):
             extra_call_fields=list(self.extra_call_fields),
             sandbox_calls=self.sandbox_calls,
             sandbox_seed=self.sandbox_seed,
+            personal_data=PersonalDataPolicy.of(self.personal_data),
+            file_mode=self.file_mode,
         )
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
@@ -219,6 +236,8 @@ def build_definitions(
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
+        personal_data=settings.personal_data.as_dict(),
+        file_mode=settings.file_mode,
     )
     resources: dict[str, Any] = {
         "close_api": close_api

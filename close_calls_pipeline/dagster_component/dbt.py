@@ -22,7 +22,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from close_calls_pipeline.core import dbt_launcher
+from close_calls_pipeline.core import dbt_launcher, files
 from close_calls_pipeline.dagster_component.keys import ANALYTICS_GROUP, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
@@ -142,6 +142,7 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
         # another process (a notebook) holds it.
         duckdb_warehouse.wait_until_writable()
+        files.private_dir(project.target_path / RUN_TARGET, duckdb_warehouse.file_mode)
         invocation = dbt.cli(
             [
                 "build",

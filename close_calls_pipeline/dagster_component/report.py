@@ -32,7 +32,7 @@ def build_report_asset() -> AssetsDefinition:
         "with no network) for the last 30 days with calls, beside the warehouse file.",
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
-        report = write_report(duckdb_warehouse.path)
+        report = write_report(duckdb_warehouse.path, file_mode=duckdb_warehouse.file_mode)
         figures = {
             f"headline/{name}": value for name, value in report.figures.items() if value is not None
         }

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,9 @@ import duckdb
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
 from pydantic import Field, PrivateAttr
 
-from close_calls_pipeline.core import config, locks, warehouse
+from close_calls_pipeline.core import config, files, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
 
 class CloseApiResource(ConfigurableResource):
@@ -144,17 +146,44 @@ class WarehouseResource(ConfigurableResource):
         description="How long a run waits, over all its steps, for another process (a notebook, "
         "the DuckDB CLI) to let go of the file before failing with its PID.",
     )
+    personal_data: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the warehouse keeps of calls' personal data (docs/privacy.md): "
+        "phone_numbers keep|hash|drop; notes, transcript_text, summaries, recording_urls "
+        "keep|drop. Default keep.",
+    )
+    file_mode: str = Field(
+        default=files.PRIVATE,
+        description="private: the files the run writes are owner-only (0600 / 0700); group: "
+        "shared with the owner's group (0640 / 0750).",
+    )
     _run_lock: locks.RunLock | None = PrivateAttr(default=None)
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
+    _umask_before: int | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         owner = f"Dagster run {context.run.run_id}" if context.run else None
         self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
+        # Whatever the run's steps create (DuckDB's WAL, dbt's target files) is born private.
+        self._umask_before = files.set_umask(self.file_mode)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._umask_before is not None:
+            os.umask(self._umask_before)
+            self._umask_before = None
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+
+    def personal_data_policy(self) -> PersonalDataPolicy:
+        return PersonalDataPolicy.of(self.personal_data)
+
+    @staticmethod
+    def hash_key() -> bytes | None:
+        """The key of `phone_numbers: hash`, read from CLOSE_CALLS_HASH_KEY when a run starts
+        (like the API key, never part of the definitions or run config)."""
+        key = os.environ.get(HASH_KEY_ENV, "")
+        return key.encode() if key else None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -164,6 +193,7 @@ class WarehouseResource(ConfigurableResource):
                 memory_limit=self.memory_limit,
                 lock_wait_seconds=wait,
                 logger=get_dagster_logger(),
+                file_mode=self.file_mode,
             )
         try:
             yield con

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
 from close_calls_pipeline.report.data import ReportError, Totals, load
 from close_calls_pipeline.report.period import Period, PeriodError, resolve_period
 from close_calls_pipeline.report.render import fmt_hours, fmt_int, fmt_pct, fmt_usd, render_html
@@ -74,6 +74,7 @@ def write_report(
     start: date | None = None,
     end: date | None = None,
     timezone: str | None = None,
+    file_mode: str = files.PRIVATE,
 ) -> Report:
     """Write the call report for a period and return what it shows.
 
@@ -87,13 +88,13 @@ def write_report(
         duckdb_path, days=days, start=start, end=end, timezone=timezone or reporting_timezone()
     )
     html = render_html(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    files.private_dir(out.parent, file_mode)
     # Written next to the target, then renamed: a browser or a copy never sees half a file.
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(html)
-        os.chmod(temporary, 0o644)
+        files.restrict(temporary, file_mode)  # 0600, or 0640 shared with the group
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

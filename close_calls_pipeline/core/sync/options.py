@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime, timedelta
 
 from close_calls_pipeline.core import config, warehouse
+from close_calls_pipeline.core.personal_data import PersonalDataPolicy
 
 EVENT_RETENTION = timedelta(days=30)
 # The mark never passes the server's clock minus this: Close advises re-reading the last five
@@ -29,6 +30,10 @@ class SyncOptions:
     # Events an earlier run applied are not fetched again, so a long overlap costs Event Log
     # pages only (measured in docs/benchmarks.md).
     event_overlap_minutes: float = 60.0
+    # What the warehouse keeps of calls' personal data (docs/privacy.md), and the key of
+    # `phone_numbers: hash` (read from CLOSE_CALLS_HASH_KEY by the Dagster component and the CLI).
+    personal_data: PersonalDataPolicy = field(default_factory=PersonalDataPolicy)
+    hash_key: bytes | None = field(default=None, repr=False)
 
     @property
     def event_overlap(self) -> timedelta:
