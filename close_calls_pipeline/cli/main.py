@@ -7,7 +7,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.personal_data import CHOICES, HASH_KEY_ENV
 
 
 def _sandbox_command(args: argparse.Namespace) -> int:
@@ -31,12 +32,21 @@ def _sandbox_command(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from close_calls_pipeline.cli.run import run_pipeline
 
+    personal_data = {name: getattr(args, name) for name in CHOICES if getattr(args, name)}
     return run_pipeline(
         reconcile=args.reconcile,
         backfill_start=args.backfill_start,
         sandbox_calls=args.sandbox_calls,
         verbose=args.verbose,
+        personal_data=personal_data,
+        file_mode=args.file_mode,
     )
+
+
+def _erase_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.erase import erase
+
+    return erase(call_ids=args.call_id, lead_ids=args.lead_id, phones=args.phone, out=sys.stdout)
 
 
 def _ui_command(args: argparse.Namespace) -> int:
@@ -52,12 +62,18 @@ def _docs_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.run import warehouse_path
+    from close_calls_pipeline.cli.run import load_component
     from close_calls_pipeline.report import PeriodError, ReportError, write_report
 
+    settings = load_component().settings(config.REPO_ROOT)
     try:
         report = write_report(
-            str(warehouse_path()), args.out, days=args.days, start=args.start, end=args.end
+            str(settings.duckdb_path),
+            args.out,
+            days=args.days,
+            start=args.start,
+            end=args.end,
+            file_mode=settings.file_mode,
         )
     except (PeriodError, ReportError) as error:
         print(f"close-calls report: error: {error}", file=sys.stderr)
@@ -136,7 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print Dagster's DEBUG log lines (default: progress lines only)",
     )
+    for name, choices in CHOICES.items():
+        run.add_argument(
+            "--" + name.replace("_", "-"),
+            choices=choices,
+            default=None,
+            help=f"personal_data.{name} for this run (default: defs.yaml's, else keep)"
+            + (f"; hash is keyed by {HASH_KEY_ENV}" if "hash" in choices else ""),
+        )
+    run.add_argument(
+        "--file-mode",
+        choices=tuple(files.MODES),
+        default=None,
+        help="private: files owner-only; group: shared with your group "
+        "(default: defs.yaml's, else private)",
+    )
     run.set_defaults(func=_run_command)
+
+    erase = command(
+        "erase",
+        "remove the personal data of named calls from the warehouse (a data-subject request)",
+        "Remove the phone numbers, notes, recording URLs, summaries and transcript text (also "
+        "inside _raw and quarantined payloads) of the calls named by id, lead id or phone "
+        "number, keeping ids, dates, disposition, duration and cost. Holds the warehouse's run "
+        "lock, then publishes the read-only copy again. Prints counts, never values. "
+        f"Hashed numbers are found with {HASH_KEY_ENV}.",
+    )
+    erase.add_argument("--call-id", action="append", default=[], help="a call id (repeatable)")
+    erase.add_argument("--lead-id", action="append", default=[], help="a lead id (repeatable)")
+    erase.add_argument(
+        "--phone", action="append", default=[], help="a phone number, E.164 (repeatable)"
+    )
+    erase.set_defaults(func=_erase_command)
 
     ui = command(
         "ui",

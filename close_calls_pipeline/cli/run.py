@@ -22,7 +22,13 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.cli.tools import dagster_home, venv_tool
-from close_calls_pipeline.core import config, locks
+from close_calls_pipeline.core import config, files, locks
+from close_calls_pipeline.core.personal_data import (
+    HASH_KEY_ENV,
+    CallPolice,
+    PersonalDataError,
+    PersonalDataPolicy,
+)
 from close_calls_pipeline.report import default_report_path
 
 log = logging.getLogger(__name__)
@@ -177,17 +183,12 @@ def load_component(project_root: Path = config.REPO_ROOT):
     return tree.load_component("close_calls", CloseCallsComponent)
 
 
-def warehouse_path() -> Path:
-    """The warehouse file this project's component uses (CLOSE_CALLS_DUCKDB, else the default)."""
-    return load_component().settings(config.REPO_ROOT).duckdb_path
-
-
-def _instance():
+def _instance(file_mode: str = files.PRIVATE):
     """The project's persistent Dagster instance, so `close-calls ui` shows this run."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home())))
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(file_mode))))
 
 
 def _hours(seconds: float | None) -> str:
@@ -284,6 +285,8 @@ def run_pipeline(
     verbose: bool = False,
     out: TextIO | None = None,
     lock_wait_seconds: float | None = None,
+    personal_data: dict[str, str] | None = None,
+    file_mode: str | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure (also
     at once, starting nothing, when another run holds the warehouse)."""
@@ -310,6 +313,17 @@ def run_pipeline(
                 settings.sandbox_calls = sandbox_calls
             if lock_wait_seconds is not None:
                 settings.lock_wait_seconds = lock_wait_seconds
+            if personal_data:
+                settings.personal_data = PersonalDataPolicy.of(
+                    {**settings.personal_data.as_dict(), **personal_data}
+                )
+            if file_mode is not None:
+                settings.file_mode = files.check_file_mode(file_mode)
+            try:  # `hash` without a key: refused before anything starts
+                CallPolice(settings.personal_data, os.environ.get(HASH_KEY_ENV, "").encode())
+            except PersonalDataError as error:
+                out.write(f"error: {error}\n")
+                return 2
             path = str(settings.duckdb_path)
             try:  # one run at a time per warehouse, refused before anything starts
                 stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
@@ -355,7 +369,9 @@ def run_pipeline(
             )
             with contextlib.redirect_stdout(dbt_output):
                 result = job.execute_in_process(
-                    run_config=run_config, instance=_instance(), raise_on_error=False
+                    run_config=run_config,
+                    instance=_instance(settings.file_mode),
+                    raise_on_error=False,
                 )
     except Exception as error:  # noqa: BLE001 - before or around the run: say what, not a traceback
         out.write(f"\nerror: the pipeline could not run: {type(error).__name__}: {error}\n")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
 
 # The instance `close-calls run`, `close-calls ui` (dg dev) and its schedules share, unless
 # DAGSTER_HOME names another. No pool limit: a run killed outright would keep its slot and stall
@@ -22,10 +22,11 @@ telemetry:
 """
 
 
-def dagster_home() -> Path:
-    """DAGSTER_HOME if set, else the project's `.dagster_home/` (created with its dagster.yaml)."""
+def dagster_home(file_mode: str = files.PRIVATE) -> Path:
+    """DAGSTER_HOME if set, else the project's `.dagster_home/` (created with its dagster.yaml,
+    owner-only unless `file_mode` is group: its run logs hold what the runs logged)."""
     home = Path(os.environ.get("DAGSTER_HOME") or config.REPO_ROOT / config.DAGSTER_HOME_FOLDER)
-    home.mkdir(parents=True, exist_ok=True)
+    files.private_dir(home, file_mode)
     settings = home / "dagster.yaml"
     if not settings.exists():
         settings.write_text(INSTANCE_YAML)
