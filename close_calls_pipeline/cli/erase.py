@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from close_calls_pipeline.core import config, locks, warehouse
+from close_calls_pipeline.core import config, files, locks, warehouse
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, erase_calls
 from close_calls_pipeline.core.publish import publish_readonly_copy
 
@@ -33,6 +33,7 @@ def erase(
     path = str(settings.duckdb_path)
     # Numbers stored as hashes are found by their hash: the key is the runs' key.
     key = os.environ.get(HASH_KEY_ENV, "").encode() or None
+    files.private_dir(settings.duckdb_path.parent, settings.file_mode)
     try:
         with locks.acquire_run_lock(path, owner="close-calls erase"):
             con = warehouse.connect(

@@ -325,6 +325,7 @@ def run_pipeline(
                 out.write(f"error: {error}\n")
                 return 2
             path = str(settings.duckdb_path)
+            files.private_dir(settings.duckdb_path.parent, settings.file_mode)
             try:  # one run at a time per warehouse, refused before anything starts
                 stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
             except locks.RunInProgressError as error:

@@ -30,6 +30,7 @@ def dagster_home(file_mode: str = files.PRIVATE) -> Path:
     settings = home / "dagster.yaml"
     if not settings.exists():
         settings.write_text(INSTANCE_YAML)
+        files.restrict(settings, file_mode)
     return home.resolve()
 
 

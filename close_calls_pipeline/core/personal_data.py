@@ -335,23 +335,44 @@ def apply_to_stored(con: duckdb.DuckDBPyConnection, police: CallPolice) -> list[
     return said
 
 
+REWRITE_BATCH = 8_192  # calls read, policed and written back at a time (bounds memory)
+
+
 def _rewrite_stored(con: duckdb.DuckDBPyConnection, police: CallPolice) -> int:
-    """Every stored call, its utterances and quarantined payloads under `police`'s policy (the
-    same Python function as new records, called from SQL)."""
-    ((count,),) = con.execute("SELECT count(*) FROM close.calls").fetchall()
-    if not count:
-        return 0
-    con.create_function(
-        "close_calls_police_raw", police.raw_text, ["VARCHAR"], "VARCHAR", side_effects=False
-    )
-    try:
-        warehouse.run_script(
-            con,
-            "police_stored.sql",
-            {"drop_text": police.policy.transcript_text == DROP},
+    """Every stored call, its utterances and quarantined payloads under `police`'s policy: `_raw`
+    through the same Python function as new records, a batch of calls at a time, then the typed
+    columns from it in SQL (police_stored.sql). Returns how many calls were rewritten."""
+    count, after = 0, ""
+    while True:
+        rows = con.execute(
+            "SELECT id, CAST(_raw AS VARCHAR) FROM close.calls WHERE id > ? ORDER BY id LIMIT ?",
+            [after, REWRITE_BATCH],
+        ).fetchall()
+        if not rows:
+            break
+        policed = pa.table(
+            {
+                "id": pa.array([call_id for call_id, _ in rows], pa.string()),
+                "raw": pa.array([police.raw_text(raw) for _, raw in rows], pa.string()),
+            }
         )
-    finally:
-        con.remove_function("close_calls_police_raw")
+        with warehouse.registered(con, policed_calls=policed):
+            con.execute(
+                "UPDATE close.calls AS t SET _raw = p.raw FROM policed_calls AS p WHERE t.id = p.id"
+            )
+        count, after = count + len(rows), rows[-1][0]
+    warehouse.run_script(
+        con, "police_stored.sql", {"drop_text": police.policy.transcript_text == DROP}
+    )
+    payloads = con.execute(
+        "SELECT DISTINCT payload FROM close.rejected_records WHERE object_type IN ('call', 'event')"
+    ).fetchall()
+    for (payload,) in payloads:
+        con.execute(
+            "UPDATE close.rejected_records SET payload = ?, payload_bytes = NULL "
+            "WHERE object_type IN ('call', 'event') AND payload = ?",
+            [police.raw_text(payload), payload],
+        )
     return count
 
 

@@ -162,10 +162,16 @@ class WarehouseResource(ConfigurableResource):
     _umask_before: int | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        owner = f"Dagster run {context.run.run_id}" if context.run else None
-        self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
-        # Whatever the run's steps create (DuckDB's WAL, dbt's target files) is born private.
+        # Whatever the run creates (the lock file and its folder, DuckDB's WAL, dbt's target
+        # files) is born private.
         self._umask_before = files.set_umask(self.file_mode)
+        owner = f"Dagster run {context.run.run_id}" if context.run else None
+        try:
+            self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
+        except BaseException:
+            os.umask(self._umask_before)
+            self._umask_before = None
+            raise
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._umask_before is not None:

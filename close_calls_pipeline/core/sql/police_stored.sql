@@ -1,9 +1,7 @@
--- Bring the stored calls under a stricter personal_data policy: `_raw` through the same Python
--- function new records go through (the UDF close_calls_police_raw), then the typed personal
--- columns read back from the policed `_raw`; utterance texts dropped when `$drop_text` (the
--- question flag kept, computed as the dbt models do); quarantined payloads policed too.
-UPDATE close.calls SET _raw = close_calls_police_raw(CAST(_raw AS VARCHAR));
-
+-- Bring the stored calls under a stricter personal_data policy, once `_raw` has been through
+-- the same Python function as new records (personal_data._rewrite_stored): the typed personal
+-- columns read back from the policed `_raw`, and utterance texts dropped when `$drop_text` (the
+-- question flag kept, computed as the dbt models do).
 UPDATE close.calls
 SET phone = _raw ->> '$.phone',
     local_phone = _raw ->> '$.local_phone',
@@ -23,7 +21,3 @@ SET phone = _raw ->> '$.phone',
 UPDATE close.call_transcript_utterances
 SET is_question = coalesce(is_question, contains(text, '?')), text = NULL
 WHERE $drop_text AND text IS NOT NULL;
-
-UPDATE close.rejected_records
-SET payload = close_calls_police_raw(payload), payload_bytes = NULL
-WHERE object_type IN ('call', 'event');
