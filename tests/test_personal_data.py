@@ -213,6 +213,8 @@ def test_a_strict_run_leaves_no_phone_note_or_utterance_text_anywhere(runs):
     assert not found_in(report, values)
     assert not found_in(log_text, values) and "sync" in log_text
     assert not found_in(events, values) and "preview" in events
+    # previews and logs show no personal field whatever the policy: a keep run's neither
+    assert not found_in(runs["keep"][2] + runs["keep"][3], values)
 
     # what stays: hashed numbers, the question flags, the shape of transcripts in _raw
     assert query(db_path, "SELECT count(*) FROM close.call_transcript_utterances "
@@ -229,11 +231,16 @@ def test_a_strict_run_leaves_no_phone_note_or_utterance_text_anywhere(runs):
         ("hash", "drop", "drop", "keep", "keep", True)]  # fmt: skip
 
 
+def rounded(rows: list[tuple]) -> list[tuple]:
+    """DOUBLE sums may differ in their last bits with the order DuckDB's threads add them."""
+    return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
+
+
 def test_conversation_metrics_with_the_text_dropped_equal_those_of_a_keep_run(runs):
     strict_db, keep_db = runs["strict"][0], runs["keep"][0]
     for table in ("fct_call_conversations", "call_metrics_by_user_weekly", "fct_calls"):
         sql = f"SELECT * FROM analytics.{table} ORDER BY ALL"
-        strict, keep = query(strict_db, sql), query(keep_db, sql)
+        strict, keep = rounded(query(strict_db, sql)), rounded(query(keep_db, sql))
         assert strict == keep and len(keep) > 10, table
     questions = (
         "SELECT sum(user_questions + contact_questions) FROM analytics.fct_call_conversations"
