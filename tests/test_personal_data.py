@@ -213,6 +213,7 @@ def test_a_strict_run_leaves_no_phone_note_or_utterance_text_anywhere(runs):
     assert not found_in(report, values)
     assert not found_in(log_text, values) and "sync" in log_text
     assert not found_in(events, values) and "preview" in events
+    assert "phone_numbers=hash notes=drop transcript_text=drop" in events  # the policy is shown
     # previews and logs show no personal field whatever the policy: a keep run's neither
     assert not found_in(runs["keep"][2] + runs["keep"][3], values)
 

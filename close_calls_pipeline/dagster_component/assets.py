@@ -216,6 +216,10 @@ def build_ingestion_assets(
             metadata={
                 "source": close_api.source,
                 "sync_run_id": s.run_id,
+                # the policy's choices, e.g. "phone_numbers=hash notes=drop ..." (docs/privacy.md)
+                "personal_data": " ".join(
+                    f"{k}={v}" for k, v in options.personal_data.as_dict().items()
+                ),
                 "mode": s.mode,
                 "calls_inserted": s.calls_inserted,
                 "calls_updated": s.calls_updated,
