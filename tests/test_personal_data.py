@@ -20,10 +20,12 @@ import logging
 import os
 import re
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import orjson
 import pytest
 from helpers.duck import query
 
@@ -177,6 +179,13 @@ def runs(tmp_path_factory):
     first, second = list(truth)[:2]
     store.update_call(second, remote_phone=truth[first]["remote_phone"],
                       remote_phone_formatted=truth[first]["remote_phone_formatted"])  # fmt: skip
+    # two quarantined copies of a call with every kind of personal data: one that cannot be
+    # typed (its payload is policed), one that is not UTF-8 (its payload is withheld)
+    rich = truth[rich_calls(store, 1)[0]]
+    at = store.now - timedelta(days=3)
+    store.put_raw_call(dict(rich, id="acti_badcost", cost="twelve"), at=at)
+    body = orjson.dumps(dict(rich, id="acti_badbytes")).replace(b'"note":"', b'"note":"\xff', 1)
+    store.put_raw_call_bytes("acti_badbytes", body, at=at)
     server = SandboxServer(store, api_key="test-key").start()
     root = tmp_path_factory.mktemp("personal_data")
     saved = os.environ.get(HASH_KEY_ENV)
@@ -216,6 +225,15 @@ def test_a_strict_run_leaves_no_phone_note_or_utterance_text_anywhere(runs):
     assert "phone_numbers=hash notes=drop transcript_text=drop" in events  # the policy is shown
     # previews and logs show no personal field whatever the policy: a keep run's neither
     assert not found_in(runs["keep"][2] + runs["keep"][3], values)
+
+    # quarantined payloads: policed, or withheld when they are not JSON
+    rejected = dict(query(db_path, "SELECT object_id, payload FROM close.rejected_records"))
+    assert set(rejected) == {"acti_badcost", "acti_badbytes"}
+    assert rejected["acti_badbytes"] == warehouse.WITHHELD_PAYLOAD
+    policed = json.loads(rejected["acti_badcost"])
+    assert policed["note"] is None and len(policed["remote_phone"]) == 64
+    assert query(runs["keep"][0], "SELECT count(*) FROM close.rejected_records "
+                                  "WHERE payload_bytes IS NOT NULL") == [(1,)]  # fmt: skip
 
     # what stays: hashed numbers, the question flags, the shape of transcripts in _raw
     assert query(db_path, "SELECT count(*) FROM close.call_transcript_utterances "

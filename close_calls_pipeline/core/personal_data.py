@@ -407,18 +407,18 @@ def erase_calls(
     """Remove the personal data of the calls named by id, by lead id, or by a phone number they
     hold (as stored, or as its hash when `hash_key` is given), in one transaction. Their id,
     dates, disposition, duration, cost and `_deleted_at` stay, so metrics keep their history."""
-    phones = list(phones)
-    forms = {normalise_phone(p) for p in phones if p.strip()}
-    forms |= {phone_hash(p, hash_key) for p in phones if p.strip() and hash_key}
+    numbers = [p for p in phones if p.strip()]
+    forms = {normalise_phone(p) for p in numbers}
+    forms |= {phone_hash(p, hash_key) for p in numbers if hash_key}
+    named = (
+        [("id", i) for i in call_ids]
+        + [("lead", i) for i in lead_ids]
+        + [("phone", form) for form in sorted(forms)]
+    )
     selection = pa.table(
         {
-            "kind": pa.array(
-                ["id"] * len(list(call_ids := list(call_ids)))
-                + ["lead"] * len(lead_ids := list(lead_ids))
-                + ["phone"] * len(forms),
-                pa.string(),
-            ),
-            "value": pa.array([*call_ids, *lead_ids, *sorted(forms)], pa.string()),
+            "kind": pa.array([kind for kind, _ in named], pa.string()),
+            "value": pa.array([value for _, value in named], pa.string()),
         }
     )
     with warehouse.transaction(con), warehouse.registered(con, erase_selection=selection):
