@@ -29,6 +29,7 @@ import orjson
 import pytest
 from helpers.duck import query
 
+from close_calls_pipeline.cli.main import build_parser
 from close_calls_pipeline.cli.main import main as cli_main
 from close_calls_pipeline.cli.run import run_pipeline
 from close_calls_pipeline.cli.tools import dagster_home
@@ -450,3 +451,23 @@ def test_policies_and_numbers_are_checked_and_normalised():
     assert len({phone_hash(f, b"k") for f in forms}) == 1
     assert phone_hash(phone_hash("+14155550100", b"k"), b"k") == phone_hash("+14155550100", b"k")
     assert phone_hash("+14155550100", b"k") != phone_hash("+14155550100", b"other")
+
+
+def test_the_component_and_the_cli_take_the_policies():
+    component = CloseCallsComponent.resolve_from_yaml(
+        "personal_data:\n  phone_numbers: hash\n  notes: drop\nfile_mode: group\n"
+    )
+    settings = component.settings(REPO_ROOT)
+    assert settings.personal_data == PersonalDataPolicy(phone_numbers="hash", notes="drop")
+    assert settings.file_mode == "group"
+    with pytest.raises(PersonalDataError, match="phone_numbers"):
+        CloseCallsComponent.resolve_from_yaml("personal_data:\n  phone_numbers: scramble\n")
+    with pytest.raises(ValueError, match="file_mode"):
+        CloseCallsComponent(file_mode="world")
+    args = build_parser().parse_args(
+        ["run", "--phone-numbers", "hash", "--transcript-text", "drop", "--file-mode", "group"]
+    )
+    assert (args.phone_numbers, args.transcript_text, args.notes, args.file_mode) == (
+        "hash", "drop", None, "group")  # fmt: skip
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--notes", "hash"])
