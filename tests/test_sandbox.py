@@ -14,7 +14,7 @@ import requests
 
 from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
 from close_calls_pipeline.sandbox import SandboxStore
-from close_calls_pipeline.sandbox.clock import RETENTION_US, US_PER_DAY, live_size
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS, RETENTION_US, US_PER_DAY, live_size
 from close_calls_pipeline.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 KEY = "test-key"
@@ -588,7 +588,7 @@ def test_live_mode_determinism():
 def test_a_live_sandbox_serves_as_many_calls_a_year_later():
     """Its size depends on the seed and the options, not on the date, and so does the work of
     starting it: it plays the hours of its window and of the Event Log's retention, no more."""
-    replayed = (180 + RETENTION_US // US_PER_DAY) * 24 + 1
+    replayed = (HISTORY_DAYS + RETENTION_US // US_PER_DAY) * 24 + 1
     stores = [
         SandboxStore(calls=300, seed=11, start=START + timedelta(days=days), live=True)
         for days in (0, 365, 3 * 365)
@@ -596,9 +596,8 @@ def test_a_live_sandbox_serves_as_many_calls_a_year_later():
     for store in stores:
         assert len(store) == len(store.truth()) == live_size(300) == 313
         assert store.hours_played == replayed
-        assert min(ts(c["date_created"]) for c in store.truth().values()) >= store.now - timedelta(
-            days=180
-        )
+        oldest = min(ts(c["date_created"]) for c in store.truth().values())
+        assert oldest >= store.now - timedelta(days=HISTORY_DAYS)
     assert stores[0].truth().keys().isdisjoint(stores[1].truth().keys())
 
 
