@@ -6,6 +6,7 @@ import pytest
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def make_sandbox():
         seed: int = 1,
         start=None,
         live: bool = False,
-        history_days: int = 180,
+        history_days: int = HISTORY_DAYS,
         **server_kwargs,
     ) -> SandboxServer:
         store = SandboxStore(

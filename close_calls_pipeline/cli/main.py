@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from close_calls_pipeline.core import config
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
 
 def _sandbox_command(args: argparse.Namespace) -> int:
@@ -84,10 +85,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 SANDBOX_SIZE = (
-    "Its size: --calls seeded calls spread over the 180 days before 2026-01-01, plus, with the "
-    "live clock (the default), 2 new calls for every hour since 2026-01-01 (and updates, and an "
-    "occasional delete) - about 48 calls a day, so it serves far more than --calls today. "
-    "--frozen serves the seeded history only."
+    f"Its size: --calls calls spread over the last {HISTORY_DAYS} days; with the live clock (the default) "
+    "that window slides every hour (new calls, edits, deletes; a call leaving it is deleted), "
+    "so it serves the same number of calls whatever the date. --frozen serves a fixed history."
 )
 
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calls",
         type=int,
         default=config.SANDBOX_CALLS,
-        help="calls in the seeded history (see above for the live growth)",
+        help=f"calls in the {HISTORY_DAYS}-day window (see above)",
     )
     sandbox.add_argument(
         "--seed",

@@ -75,15 +75,17 @@ class SandboxCloseApiResource(CloseApiResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from close_calls_pipeline.sandbox import start_sandbox
+        from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
         self._server = start_sandbox(
             calls=self.calls, seed=self.seed, live=True, api_key=self.api_key
         )
         get_dagster_logger().info(
             "No Close API key is configured: using the embedded sandbox Close API at %s "
-            "(%d seeded calls plus live growth since 2026-01-01, seed %d)",
+            "(%d calls in a %d-day window sliding with the clock, seed %d)",
             self._server.base_url,
             self.calls,
+            HISTORY_DAYS,
             self.seed,
         )
 

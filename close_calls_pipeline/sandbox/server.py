@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.sandbox.data import ANCHOR, parse_ts
-from close_calls_pipeline.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS, live_size, parse_ts
+from close_calls_pipeline.sandbox.store import SandboxStore
 
 API_PREFIX = "/api/v1"
 CALL_LIST_MAX_LIMIT = 100
@@ -594,7 +594,7 @@ def start_sandbox(
     seed: int = config.SANDBOX_SEED,
     *,
     start=None,
-    history_days: int = 180,
+    history_days: int = HISTORY_DAYS,
     live: bool = False,
     **server_kwargs,
 ) -> SandboxServer:
@@ -633,9 +633,9 @@ def serve(
     print(f"Close sandbox API at {server.base_url}", flush=True)
     print(f"API key: {api_key}", flush=True)
     growth = (
-        f"{calls} seeded over the {store.history_days} days before "
-        f"{ANCHOR.date()}, the rest added by the live clock, {LIVE_NEW_CALLS_PER_HOUR} new "
-        f"calls an hour since then"
+        f"the last {store.history_days} days, {calls} calls spread over them plus "
+        f"{live_size(calls) - calls} short-lived ones, new calls, edits and deletes every hour; "
+        "the same size whatever the date"
         if live
         else "the seeded history, clock frozen"
     )
