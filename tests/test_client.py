@@ -251,7 +251,7 @@ def test_persistent_faults_fail_clearly(sandbox, make_client, kind, described):
     assert sandbox.stats()["requests"] == 4
 
 
-def test_connection_refused_is_retried_then_fails(make_client):
+def test_connection_refused_is_retried_then_fails_saying_to_check_the_url(make_client, caplog):
     import socket
 
     s = socket.socket()
@@ -260,13 +260,31 @@ def test_connection_refused_is_retried_then_fails(make_client):
     s.close()  # nothing listens here now
 
     class Dead:
-        api_key = "test-key"
+        api_key = "sk_test_refused-0123456789"
         base_url = f"http://127.0.0.1:{port}/api/v1"
 
-    client = make_client(Dead, max_attempts=3)
-    with pytest.raises(CloseApiError, match=r"GET /me/ failed after 3 attempts.*ConnectionError"):
+    caplog.set_level(logging.DEBUG)
+    client = make_client(Dead, max_attempts=4)
+    for _ in range(2):
+        with pytest.raises(CloseApiError, match=r"GET /me/ failed after 4 attempts") as info:
+            client.me()
+    assert client.counters.snapshot()["retries"] == 6
+    msg = str(info.value)
+    assert "\n" not in msg and "ConnectionError" in msg
+    assert f"127.0.0.1:{port}" in msg and "CLOSE_API_BASE_URL" in msg and "network" in msg
+    assert Dead.api_key not in msg and Dead.api_key not in caplog.text
+    # One warning for the endpoint, however many attempts and requests failed.
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 6
+    assert [r.levelno for r in retries].count(logging.WARNING) == 1
+
+
+def test_a_server_that_answers_5xx_gets_no_url_hint(sandbox, make_client):
+    client = make_client(sandbox, max_attempts=2)
+    sandbox.fail_next(2, "503")
+    with pytest.raises(CloseApiError, match="HTTP 503") as info:
         client.me()
-    assert client.counters.snapshot()["retries"] == 2
+    assert "CLOSE_API_BASE_URL" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------- auth

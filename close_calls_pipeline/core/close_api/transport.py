@@ -356,7 +356,7 @@ class Transport:
             else f"; no usable answer within the {self._request_deadline:g} s request deadline"
         )
         message = (
-            f"Close API {method} {path} failed after {failures + throttled} attempts "
+            f"{method} {path} failed after {failures + throttled} attempts "
             f"({failures} failed, {throttled} rate limited) in {spent:.1f} s{cause}; "
             f"last error: {outcome.description} (endpoint {self.base_url + path})"
         )
@@ -366,6 +366,8 @@ class Transport:
                 f"Cannot connect to the Close API at {host}: {message}. Check the base URL "
                 f"(CLOSE_API_BASE_URL, now {self.base_url}) and the network."
             )
+        else:
+            message = f"Close API {message}"
         return CloseApiError(
             message, endpoint=path, status=outcome.status, attempts=failures + throttled
         )
