@@ -48,6 +48,7 @@ class Watchdog:
         self._attempts: set[Attempt] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._wake_at: float | None = None  # when the thread wakes next (None: when notified)
 
     @contextmanager
     def watch(self, seconds: float) -> Iterator[Attempt]:
@@ -60,7 +61,8 @@ class Watchdog:
                 )
                 self._thread.start()
             self._attempts.add(attempt)
-            self._cond.notify()
+            if self._wake_at is None or attempt.deadline < self._wake_at:
+                self._cond.notify()  # else the thread wakes before this deadline anyway
         _current.attempt = attempt
         try:
             yield attempt
@@ -94,6 +96,7 @@ class Watchdog:
                     else:
                         due = now + _RECHECK_SECONDS
                     wake = due if wake is None else min(wake, due)
+                self._wake_at = wake
                 self._cond.wait(None if wake is None else max(0.0, wake - now))
 
     # Called by the pools (`_WatchedPool`), in the thread making the attempt.
