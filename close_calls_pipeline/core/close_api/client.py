@@ -367,6 +367,4 @@ class CloseClient:
         return self._list_all("/user/")
 
     def me(self) -> dict:
-        """The user the credential belongs to (and, in its answer's Date header, the server's
-        clock)."""
         return self._get("/me/")
