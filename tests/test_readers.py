@@ -27,8 +27,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from helpers.processes import HOLDER, gone, stop
+from helpers.run_lock import run_lock_holder
 
-from close_calls_pipeline.core import config, locks, warehouse
+from close_calls_pipeline.core import config, warehouse
 from close_calls_pipeline.dagster_component.component import (
     CloseCallsComponent,
     build_definitions,
@@ -290,7 +291,7 @@ def test_kill_9_during_dbt_leaves_no_dbt_behind_and_the_rerun_succeeds(sandbox_e
         stop(first)
         if dbt is not None and not gone(dbt):
             os.kill(dbt, signal.SIGKILL)
-    assert locks.run_lock_holder(db_path) is None  # the kernel released the run lock
+    assert run_lock_holder(db_path) is None  # the kernel released the run lock
 
     code, text = run(lock_wait_seconds=5)  # at once, no waiting for anything
     assert code == 0, text
@@ -306,7 +307,7 @@ def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
     )
     try:
         deadline = time.monotonic() + 60
-        while (holder := locks.run_lock_holder(db_path)) is None or holder.pid != first.pid:
+        while (holder := run_lock_holder(db_path)) is None or holder.pid != first.pid:
             assert first.poll() is None, first.stdout.read()
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -350,4 +351,4 @@ def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
         assert first.wait(timeout=300) == 0, first.stdout.read()  # the first run was not disturbed
     finally:
         stop(first)
-    assert locks.run_lock_holder(db_path) is None
+    assert run_lock_holder(db_path) is None

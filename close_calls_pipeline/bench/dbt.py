@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from close_calls_pipeline.bench.sync import SandboxProcess, run_sync_in_process
+from close_calls_pipeline.bench.processes import SandboxProcess, run_sync_in_process
 from close_calls_pipeline.core import config
 from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
 
