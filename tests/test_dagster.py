@@ -63,8 +63,8 @@ INGESTION_CHECKS = {
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def sandbox_defs(sandbox, db_path: Path) -> dg.Definitions:
-    settings = CloseCallsComponent(duckdb_path=str(db_path)).settings(REPO_ROOT)
+def sandbox_defs(sandbox, db_path: Path, **attributes) -> dg.Definitions:
+    settings = CloseCallsComponent(duckdb_path=str(db_path), **attributes).settings(REPO_ROOT)
     return build_definitions(
         settings,
         close_api=CloseApiResource(api_key=sandbox.api_key, base_url=sandbox.base_url, workers=4),
@@ -174,10 +174,22 @@ def test_one_lineage_from_ingestion_to_marts():
 
 def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch):
     sandbox = make_sandbox(calls=CALLS, seed=7)
-    definitions = sandbox_defs(sandbox, db_path)
+    definitions = sandbox_defs(sandbox, db_path, reporting_timezone="America/New_York")
     result = run_job(definitions)
     assert result.success
     assert_checks_explain_themselves(definitions, result, db_path)
+    # the reporting_timezone setting reaches dbt (call_date) and the report (weekday x hour)
+    local_date = "CAST(timezone('{zone}', coalesce(activity_at, created_at)) AS DATE)"
+    not_new_york, not_utc = query(
+        db_path,
+        f"SELECT count(*) FILTER (WHERE call_date <> {local_date.format(zone='America/New_York')}), "
+        f"count(*) FILTER (WHERE call_date <> {local_date.format(zone='UTC')}) "
+        "FROM analytics.fct_calls",
+    )[0]
+    assert not_new_york == 0 and not_utc > 0
+    assert (
+        "Hour of the call (America/New_York)" in (db_path.parent / "call_report.html").read_text()
+    )
 
     checks = check_evaluations(result)
     for name in INGESTION_CHECKS:

@@ -4,7 +4,7 @@
 * the component's attributes are the model's fields (names, defaults, descriptions), and the
   `defs.yaml` `dg scaffold` writes resolves, uncommented, to valid settings;
 * templates: an unset variable means the default, a literal null means "none";
-* `reporting_timezone` and `event_overlap_minutes` reach dbt, the report and the sync;
+* `reporting_timezone` is passed to dbt, not read from its project;
 * the freshness policy is a setting, off by default, and the windows the Dagster UI shows are
   the ones the code applies.
 """
@@ -126,7 +126,8 @@ def test_bad_values_are_refused_at_load_naming_the_setting(attributes, field):
         CloseCallsComponent(**attributes)
 
 
-def test_reporting_timezone_and_event_overlap_reach_dbt_and_the_sync():
+def test_reporting_timezone_is_a_dbt_var_and_not_the_dbt_projects():
+    """The run itself: tests/test_dagster.py (call_date and the report in the zone)."""
     settings = CloseCallsComponent(
         reporting_timezone="Europe/Berlin", event_overlap_minutes=90
     ).settings(REPO_ROOT)

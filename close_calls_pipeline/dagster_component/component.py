@@ -138,12 +138,16 @@ class CloseCallsComponent(Component, Resolvable):
     """
 
     def __post_init__(self) -> None:
-        self.settings(config.REPO_ROOT)  # a clear error at load, not at run
+        self._validated()  # a clear error at load, not at run
+
+    def _validated(self) -> PipelineSettings:
+        return PipelineSettings(
+            **{name: getattr(self, name) for name in PipelineSettings.model_fields}
+        )
 
     def settings(self, project_root: Path) -> PipelineSettings:
         """The attributes as validated settings, the warehouse path made absolute."""
-        values = {name: getattr(self, name) for name in PipelineSettings.model_fields}
-        return PipelineSettings(**values).resolved(project_root)
+        return self._validated().resolved(project_root)
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         return build_definitions(self.settings(context.project_root))
