@@ -4,10 +4,11 @@ Add it to any `dg` project with
 
     dg scaffold defs close_calls_pipeline.CloseCallsComponent close_calls
 
-and configure it in the `defs.yaml` that writes (see the scaffolder below for every attribute).
-It yields the calls + utterances multi-asset, outcomes and users, the ingestion asset checks,
-the freshness policy, the jobs and schedules, and (with `dbt_marts`) the bundled dbt models as
-one lineage below the ingestion assets.
+and configure it in the `defs.yaml` that writes. Its attributes are the settings of
+`core/settings.py` (docs/configuration.md lists them). It yields the calls + utterances
+multi-asset, outcomes and users, the ingestion asset checks, the freshness policy (when set), the
+jobs and schedules, and (with `dbt_marts`) the bundled dbt models as one lineage below the
+ingestion assets.
 """
 
 import re
