@@ -138,11 +138,13 @@ def test_the_component_refuses_a_backfill_start_in_the_future(tmp_path):
 def asset_graph_snapshot() -> dict:
     from close_calls_pipeline.definitions import defs
 
-    graph = defs().resolve_asset_graph()
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         assets[key.to_user_string()] = {
+            "step": definitions.resolve_assets_def(key).node_def.name,
             "group": node.group_name,
             "kinds": sorted(node.kinds),
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
@@ -152,9 +154,9 @@ def asset_graph_snapshot() -> dict:
 
 
 def test_the_asset_graph_matches_its_snapshot():
-    """A change to the lineage (a key, a dependency, a check, a kind, a group) must be deliberate:
-    regenerate with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_component.py` and review
-    the diff."""
+    """A change to the lineage (a key, a dependency, a check, a kind, a group, a step's name)
+    must be deliberate: regenerate with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest
+    tests/test_component.py -k snapshot` and review the diff."""
     current = asset_graph_snapshot()
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(exist_ok=True)

@@ -63,8 +63,8 @@ INGESTION_CHECKS = {
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def sandbox_defs(sandbox, db_path: Path) -> dg.Definitions:
-    settings = CloseCallsComponent(duckdb_path=str(db_path)).settings(REPO_ROOT)
+def sandbox_defs(sandbox, db_path: Path, **attributes) -> dg.Definitions:
+    settings = CloseCallsComponent(duckdb_path=str(db_path), **attributes).settings(REPO_ROOT)
     return build_definitions(
         settings,
         close_api=CloseApiResource(api_key=sandbox.api_key, base_url=sandbox.base_url, workers=4),
@@ -151,7 +151,7 @@ def test_one_lineage_from_ingestion_to_marts():
     assert "_deleted_at" in [
         c.name for c in specs[CALLS_KEY].metadata["dagster/column_schema"].columns
     ]
-    assert specs[CALLS_KEY].freshness_policy is not None
+    assert specs[CALLS_KEY].freshness_policy is None  # off by default (tests/test_settings.py)
     assert specs[fct_calls].group_name == "analytics"
 
     check_keys = graph.asset_check_keys
@@ -174,8 +174,22 @@ def test_one_lineage_from_ingestion_to_marts():
 
 def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch):
     sandbox = make_sandbox(calls=CALLS, seed=7)
-    result = run_job(sandbox_defs(sandbox, db_path))
+    definitions = sandbox_defs(sandbox, db_path, reporting_timezone="America/New_York")
+    result = run_job(definitions)
     assert result.success
+    assert_checks_explain_themselves(definitions, result, db_path)
+    # the reporting_timezone setting reaches dbt (call_date) and the report (weekday x hour)
+    local_date = "CAST(timezone('{zone}', coalesce(activity_at, created_at)) AS DATE)"
+    not_new_york, not_utc = query(
+        db_path,
+        f"SELECT count(*) FILTER (WHERE call_date <> {local_date.format(zone='America/New_York')}), "
+        f"count(*) FILTER (WHERE call_date <> {local_date.format(zone='UTC')}) "
+        "FROM analytics.fct_calls",
+    )[0]
+    assert not_new_york == 0 and not_utc > 0
+    assert (
+        "Hour of the call (America/New_York)" in (db_path.parent / "call_report.html").read_text()
+    )
 
     checks = check_evaluations(result)
     for name in INGESTION_CHECKS:
@@ -217,6 +231,25 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert query(
         db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')"
     ) == [(0,)]
+
+
+def assert_checks_explain_themselves(definitions: dg.Definitions, result, db_path: Path) -> None:
+    """Every check says what it guards; the expected outcome warning passes and says why."""
+    specs = [spec for a in definitions.resolve_asset_graph().assets_defs for spec in a.check_specs]
+    assert len(specs) > 10
+    assert [spec.name for spec in specs if not (spec.description or "").strip()] == []
+    outcome = check_evaluations(result)[("analytics/fct_calls", "calls_point_at_known_outcomes")]
+    assert outcome.passed, "an expected warning is not shown as a failure"
+    assert outcome.metadata["expected"].value is True
+    assert "deleted outcomes" in outcome.metadata["expected_reason"].value
+    assert outcome.description.startswith("Expected")
+    (pointing,) = query(
+        db_path,
+        "SELECT count(*) FROM analytics.fct_calls "
+        "WHERE outcome_id IS NOT NULL AND outcome_name IS NULL",
+    )[0]
+    assert pointing > 0, "the sandbox keeps calls whose outcome was deleted"
+    assert outcome.metadata["dbt_outcome"].value == "warn"
 
 
 # --- no API key: the embedded sandbox -------------------------------------------------------------

@@ -32,6 +32,7 @@ from helpers.run_lock import run_lock_holder
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy
+from close_calls_pipeline.core.settings import PipelineSettings
 
 # A process that opens a DuckDB file (read-only or read-write), says so, and keeps it open until
 # it reads a line on stdin; then closes it, says so, and stays alive until stdin closes.
@@ -185,8 +186,8 @@ def test_lock_wait_setting(monkeypatch):
     monkeypatch.setenv(config.CLOSE_CALLS_LOCK_WAIT_ENV, "2.5")  # through defs.yaml
     assert load_component().lock_wait_seconds == 2.5
     for bad in ("soon", "-1", "nan"):
-        with pytest.raises(ValueError, match=config.CLOSE_CALLS_LOCK_WAIT_ENV):
-            config.parse_lock_wait_seconds(bad)
+        with pytest.raises(ValueError, match="lock_wait_seconds"):
+            PipelineSettings(lock_wait_seconds=bad)
 
 
 def _after(seconds: float, action):

@@ -53,12 +53,18 @@ def _docs_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.run import warehouse_path
+    from close_calls_pipeline.cli.run import load_component
     from close_calls_pipeline.report import PeriodError, ReportError, write_report
 
+    settings = load_component().settings(config.REPO_ROOT)
     try:
         report = write_report(
-            str(warehouse_path()), args.out, days=args.days, start=args.start, end=args.end
+            str(settings.duckdb_path),
+            args.out,
+            days=args.days,
+            start=args.start,
+            end=args.end,
+            timezone=settings.reporting_timezone,
         )
     except (PeriodError, ReportError) as error:
         print(f"close-calls report: error: {error}", file=sys.stderr)
@@ -169,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "connector uses, with rate limits, faults and latency on request. " + SANDBOX_SIZE,
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    sandbox.add_argument("--port", type=int, default=8765, help="port to listen on")
+    sandbox.add_argument("--port", type=int, default=config.SANDBOX_PORT, help="port to listen on")
     sandbox.add_argument(
         "--calls",
         type=int,
@@ -206,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--max-skip",
         type=int,
-        default=250_000,
+        default=config.CLOSE_MAX_SKIP,
         help="largest _skip the call list accepts (Close's cap), 400 beyond it",
     )
     sandbox.add_argument(

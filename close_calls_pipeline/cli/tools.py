@@ -76,7 +76,7 @@ def dbt_docs(port: int, serve: bool) -> int:
         "generate",
         *project,
         "--vars",
-        dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
+        dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone),
     ]
     done = subprocess.call(generate, cwd=config.DBT_PROJECT_DIR)
     if done or not serve:
@@ -93,7 +93,11 @@ def dbt_docs(port: int, serve: bool) -> int:
                 str(port),
                 *project,
                 "--vars",
-                dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
+                dbt_vars(
+                    str(settings.duckdb_path),
+                    settings.dbt_memory_limit,
+                    settings.reporting_timezone,
+                ),
             ],
             cwd=config.DBT_PROJECT_DIR,
         )

@@ -14,8 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # `dbt_project/`, and a wheel carries the files themselves, so the component finds it either way.
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
-# Environment variables the project's own `defs.yaml` and `.env.example` name (the key's,
-# CLOSE_API_KEY, only there: the code never reads it).
+# Environment variables the project's own `defs.yaml` and `.env.example` name (the code never
+# reads them: Dagster's templates do).
+CLOSE_API_KEY_ENV = "CLOSE_API_KEY"
 CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
 CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 CLOSE_CALLS_LOCK_WAIT_ENV = "CLOSE_CALLS_LOCK_WAIT_SECONDS"
@@ -42,12 +43,32 @@ DEFAULT_DBT_MEMORY_LIMIT = "1GB"
 # Schedules (UTC): the incremental sync hourly, a full reconcile weekly (Sunday 03:00).
 DEFAULT_CRON_SCHEDULE = "0 * * * *"
 DEFAULT_RECONCILE_CRON_SCHEDULE = "0 3 * * 0"
+# Freshness of close/calls: off by default, because the hourly schedule starts stopped: a policy
+# would fail for everyone who has not switched it on. Set both when the schedule runs.
+DEFAULT_FRESHNESS_FAIL_AFTER_HOURS: int | None = None
+DEFAULT_FRESHNESS_WARN_AFTER_HOURS: int | None = None
+# The IANA zone of `call_date`, every daily bucket and the report's weekday x hour.
+DEFAULT_REPORTING_TIMEZONE = "UTC"
+# How far before the high-water mark an incremental run reads the Event Log again. An event that
+# becomes visible up to this plus the mark's lag (5 min) after its date_updated is still caught;
+# a later one is left to the reconcile (drift_calls). Events an earlier run applied are not
+# fetched again, so a long overlap costs Event Log pages only.
+DEFAULT_EVENT_OVERLAP_MINUTES = 60.0
+MAX_EVENT_OVERLAP_MINUTES = 7 * 24 * 60
+
+# The Close API client: per-attempt timeouts, and the whole budget of a request's failed attempts.
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
+DEFAULT_READ_TIMEOUT_SECONDS = 15.0
+DEFAULT_REQUEST_DEADLINE_SECONDS = 40.0
+# The largest `_skip` Close's call list accepts (400 beyond it); the sandbox enforces the same.
+CLOSE_MAX_SKIP = 250_000
 
 # The embedded sandbox Close API used when no API key is configured. Its key is a fixed dummy,
 # not a secret: the sandbox listens on loopback only, for the duration of a run.
 SANDBOX_API_KEY = "sandbox-key"
 SANDBOX_SEED = 42
 SANDBOX_CALLS = 3_000
+SANDBOX_PORT = 8765  # `close-calls sandbox`'s default port
 
 
 def resolve_path(raw: str | Path | None, root: Path, default: Path) -> Path:
@@ -79,21 +100,3 @@ def readonly_copy_path(warehouse_path: str | Path) -> Path:
     """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`."""
     path = Path(warehouse_path)
     return path.with_name(f"{path.stem}_readonly{path.suffix or '.duckdb'}")
-
-
-def parse_lock_wait_seconds(text: str | float | None) -> float:
-    """A lock wait in seconds (0 or more); None or empty: the default."""
-    if text is None or str(text).strip() == "":
-        return DEFAULT_LOCK_WAIT_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(
-            f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be a number of "
-            f"seconds, got {text!r}"
-        ) from None
-    if not seconds >= 0:  # also refuses NaN
-        raise ValueError(
-            f"lock_wait_seconds ({CLOSE_CALLS_LOCK_WAIT_ENV}) must be 0 or more, got {text!r}"
-        )
-    return seconds

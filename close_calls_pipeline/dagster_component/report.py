@@ -1,6 +1,13 @@
 """`analytics/call_report`: the offline HTML call report, rewritten after every dbt build."""
 
-from dagster import AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 
 from close_calls_pipeline.dagster_component.keys import (
     ANALYTICS_GROUP,
@@ -21,18 +28,25 @@ REPORT_MARTS = (
 )
 
 
-def build_report_asset() -> AssetsDefinition:
-    @asset(
-        key=REPORT_KEY,
-        deps=[AssetKey(["analytics", mart]) for mart in REPORT_MARTS],
-        group_name=ANALYTICS_GROUP,
-        kinds={"html"},
+def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
+    """The report asset; its weekday x hour is in `reporting_timezone`, as dbt's `call_date`."""
+
+    @multi_asset(
+        name="call_report",  # the step's name, in the style of the others
+        specs=[
+            AssetSpec(
+                REPORT_KEY,
+                deps=[AssetKey(["analytics", mart]) for mart in REPORT_MARTS],
+                group_name=ANALYTICS_GROUP,
+                kinds={"html"},
+                description="The call-analytics report: one self-contained HTML file (opens from "
+                "disk with no network) for the last 30 days with calls, beside the warehouse file.",
+            )
+        ],
         pool=WAREHOUSE_POOL,
-        description="The call-analytics report: one self-contained HTML file (opens from disk "
-        "with no network) for the last 30 days with calls, beside the warehouse file.",
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
-        report = write_report(duckdb_warehouse.path)
+        report = write_report(duckdb_warehouse.path, timezone=reporting_timezone)
         figures = {
             f"headline/{name}": value for name, value in report.figures.items() if value is not None
         }

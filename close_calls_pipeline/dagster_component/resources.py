@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
@@ -24,21 +25,24 @@ from pydantic import Field, PrivateAttr
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.settings import PipelineSettings, default_of
+
+
+def _setting(name: str) -> Any:
+    """A resource argument that is the setting `name`: its default and description."""
+    info = PipelineSettings.model_fields[name]
+    if info.default_factory is not None:
+        return Field(default_factory=info.default_factory, description=info.description)
+    return Field(default=default_of(info), description=info.description)
 
 
 class CloseApiResource(ConfigurableResource):
     """The Close API, with an API key."""
 
     api_key: str = Field(description="Close API key (an EnvVar: resolved at launch, never shown).")
-    base_url: str = Field(default=config.DEFAULT_BASE_URL, description="Close API base URL.")
-    workers: int = Field(
-        default=config.DEFAULT_WORKERS, description="Concurrent requests (HTTP pool size)."
-    )
-    extra_call_fields: list[str] = Field(
-        default_factory=list,
-        description="Call fields to request beyond the documented ones, e.g. custom fields "
-        "('custom.cf_...'): every call request names an explicit _fields list.",
-    )
+    base_url: str = _setting("base_url")
+    workers: int = _setting("workers")
+    extra_call_fields: list[str] = _setting("extra_call_fields")
 
     @property
     def source(self) -> str:
@@ -65,8 +69,8 @@ class SandboxCloseApiResource(CloseApiResource):
     """The embedded sandbox Close API, started on loopback for the duration of a run."""
 
     api_key: str = Field(default=config.SANDBOX_API_KEY, description="The sandbox's dummy key.")
-    calls: int = Field(default=config.SANDBOX_CALLS, description="Calls in the seeded history.")
-    seed: int = Field(default=config.SANDBOX_SEED, description="Seed of the sandbox's data.")
+    calls: int = _setting("sandbox_calls")
+    seed: int = _setting("sandbox_seed")
     _server = PrivateAttr(default=None)
 
     @property
@@ -103,25 +107,25 @@ class SandboxCloseApiResource(CloseApiResource):
 def close_api_resource(
     api_key: str | EnvVar | None,
     *,
-    base_url: str | None = None,
-    workers: int = config.DEFAULT_WORKERS,
-    extra_call_fields: list[str] | None = None,
-    sandbox_calls: int = config.SANDBOX_CALLS,
-    sandbox_seed: int = config.SANDBOX_SEED,
+    base_url: str,
+    workers: int,
+    extra_call_fields: list[str],
+    sandbox_calls: int,
+    sandbox_seed: int,
 ) -> CloseApiResource:
     """Close when there is a key, else the embedded sandbox: the one place that chooses."""
     if api_key:
         return CloseApiResource(
             api_key=api_key,
-            base_url=base_url or config.DEFAULT_BASE_URL,
+            base_url=base_url,
             workers=workers,
-            extra_call_fields=extra_call_fields or [],
+            extra_call_fields=extra_call_fields,
         )
     return SandboxCloseApiResource(
         calls=sandbox_calls,
         seed=sandbox_seed,
         workers=workers,
-        extra_call_fields=extra_call_fields or [],
+        extra_call_fields=extra_call_fields,
     )
 
 
@@ -133,19 +137,9 @@ class WarehouseResource(ConfigurableResource):
     the file, its steps wait for it, `lock_wait_seconds` at most over the whole run."""
 
     path: str = Field(description="Absolute path of the DuckDB file.")
-    memory_limit: str = Field(
-        default=config.DEFAULT_DUCKDB_MEMORY_LIMIT,
-        description="DuckDB memory limit of the sync's and checks' connections (spills beyond).",
-    )
-    dbt_memory_limit: str = Field(
-        default=config.DEFAULT_DBT_MEMORY_LIMIT,
-        description="DuckDB memory limit of `dbt build` (spills beyond).",
-    )
-    lock_wait_seconds: float = Field(
-        default=config.DEFAULT_LOCK_WAIT_SECONDS,
-        description="How long a run waits, over all its steps, for another process (a notebook, "
-        "the DuckDB CLI) to let go of the file before failing with its PID.",
-    )
+    memory_limit: str = _setting("duckdb_memory_limit")
+    dbt_memory_limit: str = _setting("dbt_memory_limit")
+    lock_wait_seconds: float = _setting("lock_wait_seconds")
     _run_lock: locks.RunLock | None = PrivateAttr(default=None)
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
 

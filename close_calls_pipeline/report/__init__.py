@@ -12,7 +12,6 @@ the file is closed. Nothing here imports Dagster: the CLI and the Dagster asset 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +29,6 @@ __all__ = [
     "Report",
     "ReportError",
     "default_report_path",
-    "reporting_timezone",
     "resolve_period",
     "write_report",
 ]
@@ -56,16 +54,6 @@ def default_report_path(duckdb_path: str | os.PathLike) -> Path:
     return Path(duckdb_path).resolve().parent / DEFAULT_REPORT_NAME
 
 
-def reporting_timezone() -> str:
-    """The dbt var `reporting_timezone` as dbt_project.yml sets it (the zone of `call_date`),
-    UTC when it sets none. Used for the weekday x hour of calls."""
-    project = config.DBT_PROJECT_DIR / "dbt_project.yml"
-    found = re.search(
-        r"^\s*reporting_timezone:\s*[\"']?([^\"'\s#]+)", project.read_text(), re.MULTILINE
-    )
-    return found.group(1) if found else "UTC"
-
-
 def write_report(
     duckdb_path: str,
     out: Path | None = None,
@@ -73,19 +61,17 @@ def write_report(
     days: int | None = None,
     start: date | None = None,
     end: date | None = None,
-    timezone: str | None = None,
+    timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
 ) -> Report:
     """Write the call report for a period and return what it shows.
 
     The period is `start`..`end` (both included), or the last `days` days (default 30) ending on
     the last day with calls; see `resolve_period`. `timezone` is the zone of the weekday x hour
-    heat map (default: the dbt project's `reporting_timezone`). Raises `PeriodError` for an
+    heat map: the `reporting_timezone` setting, the one dbt computed `call_date` in. Raises `PeriodError` for an
     invalid period and `ReportError` when the warehouse or its marts are missing.
     """
     out = Path(out) if out is not None else default_report_path(duckdb_path)
-    data = load(
-        duckdb_path, days=days, start=start, end=end, timezone=timezone or reporting_timezone()
-    )
+    data = load(duckdb_path, days=days, start=start, end=end, timezone=timezone)
     html = render_html(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written next to the target, then renamed: a browser or a copy never sees half a file.

@@ -179,7 +179,7 @@ class SandboxServer:
         latency_ms: float = 0.0,
         rps: float | None = None,
         fault_rate: float = 0.0,
-        max_skip: int = 250_000,
+        max_skip: int = config.CLOSE_MAX_SKIP,
         seed: int = 0,
     ):
         self.store = store
@@ -605,14 +605,14 @@ def start_sandbox(
 
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8765,
+    port: int = config.SANDBOX_PORT,
     calls: int = config.SANDBOX_CALLS,
     seed: int = config.SANDBOX_SEED,
     api_key: str = config.SANDBOX_API_KEY,
     latency_ms: float = 0.0,
     rps: float | None = None,
     fault_rate: float = 0.0,
-    max_skip: int = 250_000,
+    max_skip: int = config.CLOSE_MAX_SKIP,
     live: bool = True,
 ) -> None:
     """Serve until Ctrl-C (the `close-calls sandbox` command)."""
@@ -656,5 +656,5 @@ def serve(
 if __name__ == "__main__":  # python -m close_calls_pipeline.sandbox.server [calls] [port]
     serve(
         calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
-        port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765,
+        port=int(sys.argv[2]) if len(sys.argv) > 2 else config.SANDBOX_PORT,
     )
