@@ -3,9 +3,11 @@
 * a warehouse synced from the sandbox Close API over loopback HTTP and modelled by the real dbt;
   the report is opened in headless Chromium with every request but the file itself aborted: no
   console error, no request, every chart drawn, headline figures equal to the marts';
-* edge cases on the hand-made warehouse of test_dbt_project without its transcripts: an empty
-  period, no transcripts at all, a single rep, calls without (or with a deleted) outcome;
-* the period rules and the CLI's validation.
+* edge cases on the hand-made warehouse of test_dbt_project without its transcripts: no
+  transcripts at all, a single rep, calls without (or with a deleted) outcome;
+* the period rules (whole days ending yesterday; a period without calls is refused) and the
+  CLI's validation;
+* the layout: every table fits its box at 1,400 and 1,024 px, and says when it scrolls below.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from helpers.sandbox_warehouse import sync
 
 from close_calls_pipeline.cli.main import main as cli_main
 from close_calls_pipeline.report import (
+    EmptyPeriodError,
     PeriodError,
     ReportError,
     default_report_path,
@@ -156,13 +159,13 @@ def browser():
 class OpenedPage:
     """A report opened from disk with the network blocked; what happened while it loaded."""
 
-    def __init__(self, browser, path: Path):
+    def __init__(self, browser, path: Path, width: int = 1280):
         self.url = path.resolve().as_uri()
         self.requests: list[str] = []
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, device_scale_factor=1, offline=True
+            viewport={"width": width, "height": 900}, device_scale_factor=1, offline=True
         )
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
@@ -304,7 +307,7 @@ def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_wareh
     first, last = query(
         sandbox_warehouse, "select min(call_date), max(call_date) from analytics.fct_calls"
     )[0]
-    data = load(str(sandbox_warehouse), start=first, end=last, timezone="UTC")
+    data = load(str(sandbox_warehouse), start=first, end=last)
     cells = {
         (row["weekday"], row["hour"]): (row["calls"], row["answered_calls"]) for row in data.hours
     }
@@ -316,7 +319,7 @@ def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_wareh
             " where calls > 0",
         )
     }
-    assert cells == mart and data.calls_without_time == 0
+    assert cells == mart
 
 
 # --- edge cases ----------------------------------------------------------------------------------
@@ -329,22 +332,31 @@ def _sections(html: str) -> None:
         assert f'data-figure="{figure}"' in html, figure
 
 
-def test_an_empty_period_renders_every_section_with_placeholders(small_warehouse, tmp_path):
-    report = write_report(
-        str(small_warehouse), tmp_path / "r.html", start=date(2023, 1, 1), end=date(2023, 1, 31)
-    )
-    html = report.path.read_text()
-    _sections(html)
-    assert report.figures == {
-        "calls": 0,
-        "answered_calls": 0,
-        "answer_rate": None,
-        "talk_time_hours": 0.0,
-        "total_cost_usd": 0.0,
-        "cost_per_answered_call_usd": None,
-    }
-    assert html.count('class="empty"') == len(SECTIONS)
-    assert '<figure class="chart"' not in html
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"start": date(2023, 1, 1), "end": date(2023, 1, 31)},  # before the first call
+        {"start": date(2030, 1, 1)},  # after the last call
+        {"start": date(2024, 3, 2), "end": date(2024, 3, 2)},  # a day between calls
+    ],
+)
+def test_a_period_without_calls_is_refused(small_warehouse, tmp_path, period):
+    out = tmp_path / "r.html"
+    with pytest.raises(EmptyPeriodError, match="no calls") as refused:
+        write_report(str(small_warehouse), out, **period)
+    assert isinstance(refused.value, PeriodError)  # handled like a reversed range
+    assert "2024-03-01 to 2024-03-03" in str(refused.value)  # where the calls are
+    assert not out.exists()
+
+
+def test_days_are_whole_days_ending_yesterday(small_warehouse, tmp_path):
+    """Calls on 03-01 and 03-03: on 03-03 (a partial day), --days 2 is 03-01..03-02."""
+    report = write_report(str(small_warehouse), tmp_path / "r.html", days=2, today=date(2024, 3, 3))
+    assert report.period == Period(date(2024, 3, 1), date(2024, 3, 2))
+    assert report.figures["calls"] == 2  # 03-01's; not 03-03's, which is not over
+    # later, the period ends on the last day with calls
+    later = write_report(str(small_warehouse), tmp_path / "r.html", days=2, today=date(2024, 5, 1))
+    assert later.period == Period(date(2024, 3, 2), date(2024, 3, 3))
 
 
 def test_a_warehouse_without_transcripts_renders(small_warehouse, tmp_path):
@@ -385,7 +397,6 @@ def test_calls_without_or_with_a_deleted_outcome_render(small_warehouse, tmp_pat
 @pytest.mark.timeout(1200)
 def test_edge_cases_open_in_the_browser_without_errors(small_warehouse, browser, tmp_path):
     for name, kwargs in {
-        "empty": {"start": date(2023, 1, 1), "end": date(2023, 1, 2)},
         "no_transcripts_single_rep": {"start": date(2024, 3, 1), "end": date(2024, 3, 1)},
     }.items():
         out = tmp_path / f"{name}.html"
@@ -405,7 +416,7 @@ def test_a_missing_warehouse_or_marts_is_a_clear_error(tmp_path):
         write_report(str(tmp_path / "missing.duckdb"))
     bare = tmp_path / "bare.duckdb"
     duckdb.connect(str(bare)).close()
-    with pytest.raises(ReportError, match="analytics.fct_calls"):
+    with pytest.raises(ReportError, match="analytics.call_metrics_daily"):
         write_report(str(bare))
 
 
@@ -414,24 +425,32 @@ def test_a_missing_warehouse_or_marts_is_a_clear_error(tmp_path):
 
 def test_period_rules():
     last = date(2024, 3, 31)
-    assert resolve_period(last) == Period(date(2024, 3, 2), last)
-    assert resolve_period(last, days=7) == Period(date(2024, 3, 25), last)
-    assert resolve_period(last, start=date(2024, 3, 10)) == Period(date(2024, 3, 10), last)
-    assert resolve_period(last, end=date(2024, 2, 29)) == Period(
+    today = date(2024, 4, 10)  # the data ends before yesterday: periods end on its last day
+    assert resolve_period(last, today=today) == Period(date(2024, 3, 2), last)
+    assert resolve_period(last, today=today, days=7) == Period(date(2024, 3, 25), last)
+    assert resolve_period(last, today=today, start=date(2024, 3, 10)) == Period(
+        date(2024, 3, 10), last
+    )
+    assert resolve_period(last, today=today, end=date(2024, 2, 29)) == Period(
         date(2024, 1, 31), date(2024, 2, 29)
     )
+    # calls today: today is not over, the period ends yesterday
+    assert resolve_period(last, today=last, days=7) == Period(date(2024, 3, 24), date(2024, 3, 30))
+    assert resolve_period(date(2024, 3, 30), today=last, days=1) == Period(
+        date(2024, 3, 30), date(2024, 3, 30)
+    )
     assert resolve_period(None, today=date(2024, 5, 1), days=1) == Period(
-        date(2024, 5, 1), date(2024, 5, 1)
+        date(2024, 4, 30), date(2024, 4, 30)
     )
     assert Period(date(2024, 3, 1), date(2024, 3, 30)).previous == Period(
         date(2024, 1, 31), date(2024, 2, 29)
     )
     with pytest.raises(PeriodError, match="reversed"):
-        resolve_period(last, start=date(2024, 3, 5), end=date(2024, 3, 4))
+        resolve_period(last, today=today, start=date(2024, 3, 5), end=date(2024, 3, 4))
     with pytest.raises(PeriodError, match="not both"):
-        resolve_period(last, days=7, end=date(2024, 3, 4))
+        resolve_period(last, today=today, days=7, end=date(2024, 3, 4))
     with pytest.raises(PeriodError, match="at least 1"):
-        resolve_period(last, days=0)
+        resolve_period(last, today=today, days=0)
 
 
 def test_cli_writes_the_report_beside_the_warehouse(small_warehouse, monkeypatch, capsys):
@@ -459,6 +478,8 @@ def test_cli_writes_where_asked(small_warehouse, monkeypatch, capsys, tmp_path):
         (["--days", "7", "--to", "2024-03-01"], "not both"),
         (["--from", "2024-03-05", "--to", "2024-03-01"], "reversed"),
         (["--days", "0"], "at least 1"),
+        (["--from", "2030-01-01"], "no calls"),
+        (["--from", "2023-01-01", "--to", "2023-01-31"], "no calls"),
     ],
 )
 def test_cli_rejects_a_bad_period(small_warehouse, monkeypatch, capsys, argv, message):
