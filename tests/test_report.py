@@ -322,6 +322,104 @@ def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_wareh
     assert cells == mart
 
 
+def _row_cells(html: str, name: str) -> list[str]:
+    """The cells of the reps-table row whose header is `name`."""
+    row = html.split(f'<th scope="row">{name}</th>')[1].split("</tr>")[0]
+    return [cell.split(">", 1)[1].split("</td")[0] for cell in row.split("<td")[1:]]
+
+
+def test_a_reps_figures_equal_the_weekly_mart_over_an_iso_week(sandbox_warehouse, tmp_path):
+    """Over one ISO week the report (sums of call_metrics_by_user_daily) and
+    call_metrics_by_user_weekly (computed from the calls) must agree for every rep."""
+    (week_start,) = query(
+        sandbox_warehouse,
+        "select max(week_start) - 7 from analytics.call_metrics_by_user_weekly",
+    )[0]
+    report = write_report(
+        str(sandbox_warehouse),
+        tmp_path / "r.html",
+        start=week_start,
+        end=week_start + timedelta(days=6),
+    )
+    html = report.path.read_text()
+    rows = query(
+        sandbox_warehouse,
+        "select user_name, calls, answered_calls, total_cost_usd, calls_with_conversation,"
+        " avg_user_talk_share, avg_longest_user_monologue_seconds, avg_patience_seconds"
+        " from analytics.call_metrics_by_user_weekly"
+        " where week_start = ? and calls > 0 and user_id is not null",
+        [week_start],
+    )
+    assert len(rows) >= 3
+    compared = 0
+    for name, calls, answered, cost, transcribed, share, monologue, patience in rows:
+        cells = _row_cells(html, name)
+        assert cells[0] == f"{calls:,}" and cells[1] == f"{answered:,}", name
+        assert cells[4] == usd(cost) and cells[5] == f"{transcribed:,}", name
+        if share is not None:
+            assert cells[6] == f"{share * 100:.1f}%", name
+            assert cells[7] == f"{monologue:,.1f} s", name
+            compared += 1
+        if patience is not None:
+            assert cells[9] == f"{patience:,.1f} s", name
+    assert compared >= 1
+
+
+def test_the_talk_share_chart_lists_reps_in_the_order_of_the_reps_table(
+    sandbox_warehouse, tmp_path
+):
+    html = write_report(str(sandbox_warehouse), tmp_path / "r.html").path.read_text()
+    table = html.split('class="data reps"')[1].split("</table>")[0]
+    table_order = [
+        row.split('<th scope="row">')[1].split("</th>")[0]
+        for row in table.split("<tbody>")[1].split("<tr")[2:]  # after the team's row
+    ]
+    payload = json.loads(html.split('id="report-data">')[1].split("</script>")[0])
+    (chart,) = [spec for spec in payload["charts"] if spec["id"] == "talk-share-reps"]
+    assert len(chart["labels"]) >= 3
+    assert chart["labels"] == [name for name in table_order if name in chart["labels"]]
+
+
+TABLE_FIT = """() => [...document.querySelectorAll('.table-scroll')].map(box => {
+    const edge = box.getBoundingClientRect();
+    const cut = [...box.querySelectorAll('thead th')].filter(th => {
+        const r = th.getBoundingClientRect();
+        return r.left < edge.left - 0.5 || r.right > edge.right + 0.5
+            || th.scrollWidth > th.clientWidth + 1;
+    }).map(th => th.textContent.trim());
+    const hint = box.parentElement.querySelector('.scroll-hint');
+    return {table: box.querySelector('table').className, scrollWidth: box.scrollWidth,
+            clientWidth: box.clientWidth, cut,
+            hint: hint ? getComputedStyle(hint).display !== 'none' : null};
+})"""
+
+
+@pytest.mark.timeout(1200)
+def test_tables_fit_their_box_down_to_a_laptop_width(sandbox_warehouse, browser, tmp_path):
+    out = write_report(str(sandbox_warehouse), tmp_path / "call_report.html").path
+    for width in (1400, 1024):
+        opened = OpenedPage(browser, out, width=width)
+        try:
+            opened.page.screenshot(path=str(tmp_path / f"report_{width}.png"), full_page=True)
+            tables = opened.page.evaluate(TABLE_FIT)
+            assert {t["table"] for t in tables} == {"data outcomes", "data reps"}
+            for table in tables:
+                assert table["scrollWidth"] <= table["clientWidth"], (width, table)
+                assert table["cut"] == [], (width, table)
+                assert table["hint"] in (None, False), (width, table)
+        finally:
+            opened.close()
+    # narrower than a laptop, the reps table may scroll, and then it says so
+    opened = OpenedPage(browser, out, width=700)
+    try:
+        opened.page.screenshot(path=str(tmp_path / "report_700.png"), full_page=True)
+        (reps,) = [t for t in opened.page.evaluate(TABLE_FIT) if t["table"] == "data reps"]
+        assert reps["hint"] == (reps["scrollWidth"] > reps["clientWidth"]), reps
+    finally:
+        opened.close()
+    print(f"screenshots in {tmp_path}")
+
+
 # --- edge cases ----------------------------------------------------------------------------------
 
 
