@@ -650,3 +650,22 @@ def test_the_report_package_does_not_import_dagster():
         "sys.exit(any(m == 'dagster' or m.startswith('dagster.') for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_report_marts_is_the_true_list_of_what_the_report_reads():
+    """One list: every mart the report's SQL reads is in REPORT_MARTS and every one listed is
+    read; the Dagster asset depends on exactly these."""
+    import re
+    from importlib import resources
+
+    from close_calls_pipeline.dagster_component.report import build_report_asset
+    from close_calls_pipeline.report import REPORT_MARTS
+
+    package = resources.files("close_calls_pipeline.report")
+    texts = [path.read_text() for path in package.joinpath("sql").iterdir()]
+    texts.append(package.joinpath("data.py").read_text())
+    read = {name for text in texts for name in re.findall(r"analytics\.(\w+)", text)}
+    assert read == set(REPORT_MARTS)
+    asset = build_report_asset()
+    deps = {key.path[-1] for key in asset.asset_deps[asset.key]}
+    assert deps == set(REPORT_MARTS)
