@@ -234,20 +234,36 @@ def test_parse_needs_no_database(tmp_path):
 def test_call_metrics_by_user_daily_conversation_sums(warehouse):
     """c1 (Ada, 03-01) is the only conversation: contact 0-10 s "Hello?", Ada 10-40 s, contact
     40-50 s: talk share 30/(30 + 20), longest monologue 30 s, no rep question, one contact question,
-    patience 0 (Ada starts as the contact stops). c2's voicemail transcript is no conversation."""
+    patience 0 (Ada starts as the contact stops), 2 switches in 50 s = 2.4 a minute. c2's
+    voicemail transcript is no conversation. The weekly mart divides these sums."""
     rows = query(
         warehouse,
         """
         select cast(call_date as varchar), user_id, calls_with_conversation,
                calls_with_user_talk_share, sum_user_talk_share,
-               sum_longest_user_monologue_seconds, user_questions, contact_questions,
+               sum_longest_user_monologue_seconds, calls_with_switches_per_minute,
+               sum_switches_per_minute, user_questions, contact_questions,
                calls_with_patience, sum_patience_seconds
         from analytics.call_metrics_by_user_daily order by call_date, user_id
         """,
     )
     assert rows == [
-        ("2024-03-01", "u1", 1, 1, pytest.approx(0.6), 30.0, 0, 1, 1, 0.0),
-        ("2024-03-03", "u2", 0, 0, 0.0, 0.0, 0, 0, 0, 0.0),
+        ("2024-03-01", "u1", 1, 1, pytest.approx(0.6), 30.0, 1, pytest.approx(2.4), 0, 1, 1, 0.0),
+        ("2024-03-03", "u2", 0, 0, 0.0, 0.0, 0, 0.0, 0, 0, 0, 0.0),
+    ]
+    weekly = query(
+        warehouse,
+        """
+        select user_id, calls, calls_with_conversation, avg_user_talk_share,
+               avg_longest_user_monologue_seconds, avg_switches_per_minute,
+               avg_patience_seconds, questions_per_call
+        from analytics.call_metrics_by_user_weekly order by user_id
+        """,
+    )
+    # 2024-03-01 (Friday) and 03-03 (Sunday) are in the ISO week of Monday 02-26
+    assert weekly == [
+        ("u1", 2, 1, pytest.approx(0.6), 30.0, pytest.approx(2.4), 0.0, 1.0),
+        ("u2", 3, 0, None, None, None, None, None),
     ]
 
 

@@ -20,6 +20,7 @@ calls_with_conversations as (
         conversations.call_id is not null as has_conversation,
         conversations.user_talk_share as conversation_user_talk_share,
         conversations.longest_user_monologue_seconds as conversation_longest_user_monologue_seconds,
+        conversations.switches_per_minute as conversation_switches_per_minute,
         conversations.user_questions as conversation_user_questions,
         conversations.contact_questions as conversation_contact_questions,
         conversations.patience_seconds as conversation_patience_seconds
@@ -40,6 +41,8 @@ per_user_day as (
         coalesce(sum(conversation_user_talk_share), 0) as sum_user_talk_share,
         coalesce(sum(conversation_longest_user_monologue_seconds), 0)
             as sum_longest_user_monologue_seconds,
+        count(conversation_switches_per_minute) as calls_with_switches_per_minute,
+        coalesce(sum(conversation_switches_per_minute), 0) as sum_switches_per_minute,
         cast(coalesce(sum(conversation_user_questions), 0) as bigint) as user_questions,
         cast(coalesce(sum(conversation_contact_questions), 0) as bigint) as contact_questions,
         count(conversation_patience_seconds) as calls_with_patience,
@@ -67,6 +70,8 @@ select
     calls_with_user_talk_share,
     sum_user_talk_share,
     sum_longest_user_monologue_seconds,
+    calls_with_switches_per_minute,
+    sum_switches_per_minute,
     user_questions,
     contact_questions,
     calls_with_patience,
