@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Write the call-analytics report for a period: headline figures against the "
         "previous period of the same length, calls and answer rate per day, dispositions, "
         "outcomes, reps, answer rate by weekday and hour, talk share. One HTML file that opens "
-        "from disk with no network. Prints the path it wrote.",
+        "from disk with no network. Prints the path it wrote. A period without calls is refused.",
     )
     report.add_argument(
         "--out",
@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="the last N days, ending on the last day with calls (default: 30); "
-        "not with --from/--to",
+        help="N whole days ending on the last complete day: yesterday in the reporting time zone, "
+        "or the last day with calls if earlier (default: 30); not with --from/--to",
     )
     report.add_argument(
         "--from",
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DATE",
         help="first day, YYYY-MM-DD (default: 30 days before --to; without --to, "
-        "the period runs to the last day with calls)",
+        "the period runs to the last complete day)",
     )
     report.add_argument(
         "--to",
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_iso_date,
         default=None,
         metavar="DATE",
-        help="last day, YYYY-MM-DD, included (default: the last day with calls)",
+        help="last day, YYYY-MM-DD, included (default: the last complete day)",
     )
     report.set_defaults(func=_report_command)
 

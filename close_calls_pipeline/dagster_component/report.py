@@ -15,17 +15,7 @@ from close_calls_pipeline.dagster_component.keys import (
     WAREHOUSE_POOL,
 )
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
-from close_calls_pipeline.report import write_report
-
-# The marts the report reads.
-REPORT_MARTS = (
-    "fct_calls",
-    "fct_call_conversations",
-    "call_metrics_daily",
-    "call_metrics_by_hour",
-    "call_metrics_by_disposition",
-    "call_metrics_by_outcome",
-)
+from close_calls_pipeline.report import REPORT_MARTS, EmptyPeriodError, write_report
 
 
 def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
@@ -40,18 +30,23 @@ def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
                 group_name=ANALYTICS_GROUP,
                 kinds={"html"},
                 description="The call-analytics report: one self-contained HTML file (opens from "
-                "disk with no network) for the last 30 days with calls, beside the warehouse file.",
+                "disk with no network) for the 30 whole days ending yesterday, beside the warehouse file.",
             )
         ],
         pool=WAREHOUSE_POOL,
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
-        report = write_report(duckdb_warehouse.path, timezone=reporting_timezone)
+        try:
+            report = write_report(duckdb_warehouse.path, timezone=reporting_timezone)
+        except EmptyPeriodError as error:
+            # A warehouse without calls yet is not a failure of the run: say why there is no file.
+            return MaterializeResult(metadata={"written": False, "reason": str(error)})
         figures = {
             f"headline/{name}": value for name, value in report.figures.items() if value is not None
         }
         return MaterializeResult(
             metadata={
+                "written": True,
                 "path": MetadataValue.path(str(report.path)),
                 "period": f"{report.period.start} to {report.period.end}",
                 "summary": MetadataValue.md(report.markdown_summary),
