@@ -666,6 +666,6 @@ def test_report_marts_is_the_true_list_of_what_the_report_reads():
     texts.append(package.joinpath("data.py").read_text())
     read = {name for text in texts for name in re.findall(r"analytics\.(\w+)", text)}
     assert read == set(REPORT_MARTS)
-    asset = build_report_asset()
+    asset = build_report_asset("UTC")
     deps = {key.path[-1] for key in asset.asset_deps[asset.key]}
     assert deps == set(REPORT_MARTS)
