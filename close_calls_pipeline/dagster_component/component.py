@@ -95,6 +95,7 @@ class CloseCallsPipelineSettings:
     reconcile_cron_schedule: str | None
     dbt_marts: bool
     dbt_project_dir: Path
+    dbt_target_path: Path  # dbt's artefacts, under the project folder
     duckdb_memory_limit: str
     dbt_memory_limit: str
     lock_wait_seconds: float
@@ -195,6 +196,7 @@ class CloseCallsComponent(Component, Resolvable):
             reconcile_cron_schedule=self.reconcile_cron_schedule,
             dbt_marts=self.dbt_marts,
             dbt_project_dir=config.DBT_PROJECT_DIR,
+            dbt_target_path=config.dbt_target_path(project_root),
             duckdb_memory_limit=self.duckdb_memory_limit,
             dbt_memory_limit=self.dbt_memory_limit,
             lock_wait_seconds=self.lock_wait_seconds,
@@ -236,7 +238,7 @@ def build_definitions(
     checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}
     if settings.dbt_marts:
-        project = dbt_project(settings.dbt_project_dir)
+        project = dbt_project(settings.dbt_project_dir, settings.dbt_target_path)
         manifest = load_manifest(prepare_manifest(project))
         columns = {
             table: described for table, (_, described) in source_descriptions(manifest).items()
