@@ -1,9 +1,11 @@
 """close-calls-pipeline: Close CRM calls into DuckDB, modelled with dbt, orchestrated by Dagster.
 
-    core/               orchestrator-free: Close client, sandbox, typing, warehouse, sync
+    core/               orchestrator-free: Close client, typing, warehouse, sync, settings
+    sandbox/            a fake Close API over HTTP, used when no API key is set
     dagster_component/  the Dagster Component and the assets, checks, jobs it yields
-    defs/               this repository's own `dg` defs folder (one CloseCallsComponent)
-    cli/                `close-calls run | sandbox | bench`
+    defs/               the packaged `dg` defs folder (one CloseCallsComponent)
+    report/             the offline HTML call report
+    cli/                `close-calls run | ui | docs | report | sandbox | bench`
     bench/              benchmarks, outside the product's import graph
 
 `close_calls_pipeline.CloseCallsComponent` is imported lazily, so that importing the core does
