@@ -168,6 +168,7 @@ def test_every_readme_query_returns_rows_on_the_sandbox(first_run):
         con.close()
 
 
+@pytest.mark.timeout(900)  # three whole runs
 def test_runs_keep_the_dbt_target_folder_bounded(first_run):
     _, settings, _ = first_run
     env = clean_env(**settings)

@@ -51,7 +51,9 @@ def ui_command(project_dir: Path, port: int) -> list[str]:
 
 def ui_environment(project_dir: Path) -> dict[str, str]:
     """This environment, with the project's instance, this venv as the active one (so dg does not
-    warn that another is active), and Dagster's preview notices silenced."""
+    warn that another is active), and Python warnings off in the UI's processes: Dagster's beta
+    and preview notices are not the user's to act on, and a -W filter cannot name their class
+    (its module cannot be imported at interpreter start-up)."""
     return {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home(project_dir)),
