@@ -180,7 +180,7 @@ def test_runs_keep_the_dbt_target_folder_bounded(first_run):
             assert re.search(r"WARNING: --backfill-start 2025-01-01 is ignored", output), output
     assert not (REPO_ROOT / "dbt_project" / "target").exists(), "dbt wrote into the package"
     (files_3, size_3), (files_4, size_4) = sizes[1], sizes[2]
-    assert files_4 == files_3, "a run left new files in dbt_project/target"
+    assert files_4 == files_3, "a run left new files in the dbt target path"
     assert size_4 <= size_3 * 1.02, (size_3, size_4)
 
 
