@@ -22,7 +22,6 @@ from helpers.duck import query
 from helpers.processes import run_ok
 from helpers.truth import mart_counts, truth_counts
 
-from close_calls_pipeline.cli.run import load_component
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
@@ -43,6 +42,7 @@ from close_calls_pipeline.dagster_component.keys import (
     USERS_KEY,
     UTTERANCES_KEY,
 )
+from close_calls_pipeline.dagster_component.project import load_component
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     SandboxCloseApiResource,
@@ -258,16 +258,18 @@ def assert_checks_explain_themselves(definitions: dg.Definitions, result, db_pat
 def test_without_a_key_the_embedded_sandbox_serves_the_run(db_path, monkeypatch):
     monkeypatch.delenv("CLOSE_API_KEY", raising=False)
     monkeypatch.delenv("CLOSE_API_BASE_URL", raising=False)
-    settings = load_component().settings(REPO_ROOT)  # this repository's defs.yaml
+    settings = load_component(REPO_ROOT).settings(REPO_ROOT)  # this repository's defs.yaml
     assert settings.api_key is None and settings.duckdb_path == db_path
     assert isinstance(build_definitions(settings).resources["close_api"], SandboxCloseApiResource)
 
     monkeypatch.setenv("CLOSE_API_KEY", "")  # empty counts as unset
-    assert load_component().api_key is None
+    assert load_component(REPO_ROOT).api_key is None
     monkeypatch.setenv("CLOSE_API_KEY", "from-the-env")
-    key = load_component().api_key
+    key = load_component(REPO_ROOT).api_key
     assert isinstance(key, dg.EnvVar) and key.env_var_name == "CLOSE_API_KEY"  # read at launch
-    resource = build_definitions(load_component().settings(REPO_ROOT)).resources["close_api"]
+    resource = build_definitions(load_component(REPO_ROOT).settings(REPO_ROOT)).resources[
+        "close_api"
+    ]
     assert type(resource) is CloseApiResource and "from-the-env" not in repr(resource)
 
     settings.sandbox_calls = 50

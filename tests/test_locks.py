@@ -179,12 +179,13 @@ def test_a_damaged_warehouse_without_a_copy_says_to_start_a_new_one(db_path):
 
 
 def test_lock_wait_setting(monkeypatch):
-    from close_calls_pipeline.cli.run import load_component
+    from close_calls_pipeline.dagster_component.project import load_component
 
+    project = Path(__file__).resolve().parents[1]
     monkeypatch.delenv(config.CLOSE_CALLS_LOCK_WAIT_ENV, raising=False)
-    assert load_component().lock_wait_seconds == config.DEFAULT_LOCK_WAIT_SECONDS
+    assert load_component(project).lock_wait_seconds == config.DEFAULT_LOCK_WAIT_SECONDS
     monkeypatch.setenv(config.CLOSE_CALLS_LOCK_WAIT_ENV, "2.5")  # through defs.yaml
-    assert load_component().lock_wait_seconds == 2.5
+    assert load_component(project).lock_wait_seconds == 2.5
     for bad in ("soon", "-1", "nan"):
         with pytest.raises(ValueError, match="lock_wait_seconds"):
             PipelineSettings(lock_wait_seconds=bad)
@@ -348,10 +349,10 @@ def test_the_launched_process_dies_with_its_parent():
         time.sleep(0.05)
 
 
-def test_dbt_runs_through_the_launcher():
+def test_dbt_runs_through_the_launcher(tmp_path):
     from close_calls_pipeline.dagster_component.dbt import dbt_project, dbt_resource
 
-    DBT_EXECUTABLE = dbt_resource(dbt_project(config.DBT_PROJECT_DIR)).dbt_executable
+    DBT_EXECUTABLE = dbt_resource(dbt_project(config.DBT_PROJECT_DIR, tmp_path)).dbt_executable
 
     assert Path(DBT_EXECUTABLE).name == "close-calls-dbt"
     done = subprocess.run(

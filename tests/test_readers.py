@@ -335,7 +335,7 @@ def test_a_second_run_is_refused_at_once_naming_the_first(sandbox_env, db_path):
 
         # A Dagster run of the pipeline (the schedule, the UI) is refused before any step.
         defs = build_definitions(
-            CloseCallsComponent(duckdb_path=str(db_path)).settings(config.REPO_ROOT),
+            CloseCallsComponent(duckdb_path=str(db_path)).settings(db_path.parent),
             close_api=CloseApiResource(api_key=sandbox_env.api_key, base_url=sandbox_env.base_url),
         )
         result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(

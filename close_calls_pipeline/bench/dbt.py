@@ -36,6 +36,8 @@ def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, 
         str(config.DBT_PROJECT_DIR),
         "--target-path",
         str(target),
+        "--log-path",
+        str(target),  # not the package's dbt_project/logs
         "--vars",
         dbt_vars(db_path, memory_limit),
         "--quiet",

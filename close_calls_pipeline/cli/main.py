@@ -1,4 +1,10 @@
-"""The `close-calls` command: the sandbox server, the whole pipeline, and the benchmarks."""
+"""The `close-calls` command: `run` the whole pipeline (sync, dbt build, report) in a project
+folder, open the Dagster `ui` on it, build the dbt `docs` site, write the call `report`, serve the
+`sandbox` Close API, and `bench` the sync.
+
+`run`, `ui`, `docs` and `report` work in a project folder: the current directory, or
+`--project-dir`. They write there (`data/`, `.dagster_home/`, `.close_calls/`) and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,51 @@ from pathlib import Path
 
 from close_calls_pipeline.core import config
 from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.run import run_pipeline
+
+    return run_pipeline(
+        project_dir=args.project_dir,
+        reconcile=args.reconcile,
+        backfill_start=args.backfill_start,
+        sandbox_calls=args.sandbox_calls,
+        verbose=args.verbose,
+    )
+
+
+def _ui_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.ui import open_ui
+
+    return open_ui(args.project_dir, port=args.port)
+
+
+def _docs_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.docs import dbt_docs
+
+    return dbt_docs(args.project_dir, port=args.port, serve=not args.no_serve)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.project import settings_of
+    from close_calls_pipeline.report import PeriodError, ReportError, write_report
+
+    settings = settings_of(args.project_dir)
+    try:
+        report = write_report(
+            str(settings.duckdb_path),
+            args.out,
+            days=args.days,
+            start=args.start,
+            end=args.end,
+            timezone=settings.reporting_timezone,
+        )
+    except (PeriodError, ReportError) as error:
+        print(f"close-calls report: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, PeriodError) else 1
+    print(report.path)
+    return 0
 
 
 def _sandbox_command(args: argparse.Namespace) -> int:
@@ -29,48 +80,7 @@ def _sandbox_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.run import run_pipeline
-
-    return run_pipeline(
-        reconcile=args.reconcile,
-        backfill_start=args.backfill_start,
-        sandbox_calls=args.sandbox_calls,
-        verbose=args.verbose,
-    )
-
-
-def _ui_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.tools import open_ui
-
-    return open_ui(port=args.port)
-
-
-def _docs_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.tools import dbt_docs
-
-    return dbt_docs(port=args.port, serve=not args.no_serve)
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    from close_calls_pipeline.cli.run import load_component
-    from close_calls_pipeline.report import PeriodError, ReportError, write_report
-
-    settings = load_component().settings(config.REPO_ROOT)
-    try:
-        report = write_report(
-            str(settings.duckdb_path),
-            args.out,
-            days=args.days,
-            start=args.start,
-            end=args.end,
-            timezone=settings.reporting_timezone,
-        )
-    except (PeriodError, ReportError) as error:
-        print(f"close-calls report: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, PeriodError) else 1
-    print(report.path)
-    return 0
+# --- option types: a bad value is refused by argparse, naming the option once ----------------------
 
 
 def _iso_date(text: str) -> date:
@@ -78,6 +88,67 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _backfill_start(text: str) -> str:
+    try:
+        config.parse_backfill_start(text, name=None)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _number(kind: type, text: str) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if value != value:  # NaN
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(float, text)
+    if value < 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more (and finite), got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = _number(int, text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {text}")
+    return value
+
+
+def project_dir(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return path
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -97,26 +168,29 @@ SANDBOX_SIZE = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="close-calls", description=__doc__, formatter_class=_HelpFormatter
+def _add_project_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--project-dir",
+        type=project_dir,
+        default=".",  # argparse applies the type to a string default: the current directory
+        metavar="DIR",
+        help="the project folder: its data/, .dagster_home/ and .close_calls/ (dbt's files), "
+        "and its own defs.yaml if it is a dg project with a CloseCallsComponent, else the "
+        "packaged one (default: the current directory)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name, help=help_text, description=description, formatter_class=_HelpFormatter
-        )
 
+def _add_run(command) -> None:
     run = command(
         "run",
         "run the whole pipeline (sync, dbt build, report) through Dagster, in this process",
         "Sync Close calls into DuckDB, then `dbt build` the analytics marts and write the call "
-        "report (the Dagster job close_calls_pipeline, with this project's defs.yaml). Against "
+        "report (the Dagster job close_calls_pipeline, with the project's defs.yaml). Against "
         "Close when CLOSE_API_KEY is set, otherwise against the sandbox Close API started on "
         "loopback for the run. Runs are recorded in the project's Dagster instance "
         "(.dagster_home/, or DAGSTER_HOME), so `close-calls ui` shows them.",
     )
+    _add_project_dir(run)
     run.add_argument(
         "--reconcile",
         action="store_true",
@@ -126,16 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--backfill-start",
         metavar="YYYY-MM-DD",
+        type=_backfill_start,
         default=None,
-        help="where the first walk starts; not in the future (default: all history)",
+        help="where the first walk (or a --reconcile) starts; not in the future; ignored, "
+        "with a warning, once the warehouse holds calls (default: all history)",
     )
     run.add_argument(
         "--sandbox-calls",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
-        help="calls in the sandbox's seeded history, only without CLOSE_API_KEY "
-        f"(default: {config.SANDBOX_CALLS}). " + SANDBOX_SIZE,
+        help="calls in the sandbox's window, only without CLOSE_API_KEY "
+        f"(default: {config.SANDBOX_CALLS}; `close-calls sandbox --help` says what it serves)",
     )
     run.add_argument(
         "--verbose",
@@ -144,82 +220,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run_command)
 
+
+def _add_ui(command) -> None:
     ui = command(
         "ui",
-        "open the Dagster UI on this project (dg dev) with the project's Dagster instance",
-        "Start `dg dev` from the repo root with DAGSTER_HOME set to the project's instance "
+        "open the Dagster UI (dg dev) on the project, with its Dagster instance",
+        "Start `dg dev` in the project folder with DAGSTER_HOME set to the project's instance "
         "(.dagster_home/ unless DAGSTER_HOME is set), so the UI shows the runs `close-calls run` "
-        "made, and the schedules run there.",
+        "made, and the schedules run there. Ctrl-C or SIGTERM stops it and everything it "
+        "started. Runs launched with `dg launch` are recorded there when DAGSTER_HOME names the "
+        "same folder: DAGSTER_HOME=\"$PWD/.dagster_home\" dg launch --assets '*'.",
     )
-    ui.add_argument("--port", type=int, default=3000, help="port of the UI")
+    _add_project_dir(ui)
+    ui.add_argument("--port", type=port, default=3000, help="port of the UI")
     ui.set_defaults(func=_ui_command)
 
+
+def _add_docs(command) -> None:
     docs = command(
         "docs",
         "build the dbt docs site (the column catalog of every model) and serve it",
-        "Run `dbt docs generate` on the bundled dbt project against the warehouse, then `dbt "
-        "docs serve`. Works from any folder.",
+        "Run `dbt docs generate --static` on the bundled dbt project against the project's "
+        "warehouse, then `dbt docs serve`. The site is written under the project's "
+        ".close_calls/dbt/docs/; its static_index.html opens from disk.",
     )
-    docs.add_argument("--port", type=int, default=8080, help="port of the docs site")
+    _add_project_dir(docs)
+    docs.add_argument("--port", type=port, default=8080, help="port of the docs site")
     docs.add_argument(
         "--no-serve",
         action="store_true",
-        help="only build the site (dbt_project/target/index.html), do not serve it",
+        help="only build the site (prints the path of its static_index.html), do not serve it",
     )
     docs.set_defaults(func=_docs_command)
 
-    sandbox = command(
-        "sandbox",
-        "serve the sandbox Close API on loopback until Ctrl-C",
-        "Serve a deterministic fake Close organization over HTTP on loopback: the endpoints the "
-        "connector uses, with rate limits, faults and latency on request. " + SANDBOX_SIZE,
-    )
-    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    sandbox.add_argument("--port", type=int, default=config.SANDBOX_PORT, help="port to listen on")
-    sandbox.add_argument(
-        "--calls",
-        type=int,
-        default=config.SANDBOX_CALLS,
-        help=f"calls in the {HISTORY_DAYS}-day window (see above)",
-    )
-    sandbox.add_argument(
-        "--seed",
-        type=int,
-        default=config.SANDBOX_SEED,
-        help="seed of the generated data (same seed and clock: same data)",
-    )
-    sandbox.add_argument(
-        "--api-key",
-        default=config.SANDBOX_API_KEY,
-        help="the key clients must send (HTTP Basic user, or Bearer token)",
-    )
-    sandbox.add_argument(
-        "--latency-ms", type=float, default=0.0, help="wait added to every request, in milliseconds"
-    )
-    sandbox.add_argument(
-        "--rps",
-        type=float,
-        default=None,
-        help="rate limit per key and endpoint group, requests per second, "
-        "answered with 429 beyond it (default: no limit)",
-    )
-    sandbox.add_argument(
-        "--fault-rate",
-        type=float,
-        default=0.0,
-        help="share of requests that fail (a 5xx or a body cut mid-way)",
-    )
-    sandbox.add_argument(
-        "--max-skip",
-        type=int,
-        default=config.CLOSE_MAX_SKIP,
-        help="largest _skip the call list accepts (Close's cap), 400 beyond it",
-    )
-    sandbox.add_argument(
-        "--frozen", action="store_true", help="keep the clock still instead of following wall time"
-    )
-    sandbox.set_defaults(func=_sandbox_command)
 
+def _add_report(command) -> None:
     report = command(
         "report",
         "write the call report (one self-contained HTML file) from the analytics marts",
@@ -228,22 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
         "outcomes, reps, answer rate by weekday and hour, talk share. One HTML file that opens "
         "from disk with no network. Prints the path it wrote. A period without calls is refused.",
     )
+    _add_project_dir(report)
     report.add_argument(
         "--out",
         type=Path,
         default=None,
         metavar="PATH",
         help="where to write the HTML file (default: call_report.html in the folder of the "
-        f"DuckDB file, {config.DEFAULT_DUCKDB_RELATIVE_PATH.parent}/ unless CLOSE_CALLS_DUCKDB "
-        "says otherwise)",
+        f"DuckDB file, {config.DEFAULT_DUCKDB_RELATIVE_PATH.parent}/ of the project unless "
+        "CLOSE_CALLS_DUCKDB says otherwise)",
     )
     report.add_argument(
         "--days",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="N whole days ending on the last complete day: yesterday in the reporting time zone, "
-        "or the last day with calls if earlier (default: 30); not with --from/--to",
+        "or the last day with calls if earlier (default: 30); "
+        "not with --from/--to",
     )
     report.add_argument(
         "--from",
@@ -264,6 +301,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=_report_command)
 
+
+def _add_sandbox(command) -> None:
+    sandbox = command(
+        "sandbox",
+        "serve the sandbox Close API on loopback until Ctrl-C",
+        "Serve a deterministic fake Close organization over HTTP on loopback: the endpoints the "
+        "connector uses, with rate limits, faults and latency on request. " + SANDBOX_SIZE,
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=port, default=config.SANDBOX_PORT, help="port to listen on")
+    sandbox.add_argument(
+        "--calls",
+        type=positive_int,
+        default=config.SANDBOX_CALLS,
+        help=f"calls in the {HISTORY_DAYS}-day window (see above)",
+    )
+    sandbox.add_argument(
+        "--seed",
+        type=int,
+        default=config.SANDBOX_SEED,
+        help="seed of the generated data (same seed and clock: same data)",
+    )
+    sandbox.add_argument(
+        "--api-key",
+        default=config.SANDBOX_API_KEY,
+        help="the key clients must send (HTTP Basic user, or Bearer token)",
+    )
+    sandbox.add_argument(
+        "--latency-ms",
+        type=non_negative_float,
+        default=0.0,
+        help="wait added to every request, in milliseconds",
+    )
+    sandbox.add_argument(
+        "--rps",
+        type=positive_float,
+        default=None,
+        help="rate limit per key and endpoint group, requests per second, "
+        "answered with 429 beyond it (default: no limit)",
+    )
+    sandbox.add_argument(
+        "--fault-rate",
+        type=share,
+        default=0.0,
+        help="share of requests that fail (a 5xx or a body cut mid-way), 0 to 1",
+    )
+    sandbox.add_argument(
+        "--max-skip",
+        type=positive_int,
+        default=config.CLOSE_MAX_SKIP,
+        help="largest _skip the call list accepts (Close's cap), 400 beyond it",
+    )
+    sandbox.add_argument(
+        "--frozen", action="store_true", help="keep the clock still instead of following wall time"
+    )
+    sandbox.set_defaults(func=_sandbox_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="close-calls", description=__doc__, formatter_class=_HelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help_text, description=description, formatter_class=_HelpFormatter
+        )
+
+    for add in (_add_run, _add_ui, _add_docs, _add_report, _add_sandbox):
+        add(command)
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
     sub.add_parser(
         "bench",

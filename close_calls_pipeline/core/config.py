@@ -1,4 +1,4 @@
-"""Every default of the product, declared once; and where the repository's own files are.
+"""Every default of the product, declared once; and where its files go.
 
 Nothing here reads the environment: configuration arrives as values (from a `defs.yaml`, the
 command line or a test) and the code falls back to these defaults.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # The bundled dbt project: `close_calls_pipeline/dbt_project` links to the repository's
 # `dbt_project/`, and a wheel carries the files themselves, so the component finds it either way.
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
@@ -29,8 +28,12 @@ DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
 # previous process to exit, short enough that a notebook left open fails the run well inside the
 # hourly schedule instead of silently delaying it.
 DEFAULT_LOCK_WAIT_SECONDS = 120.0
-# The project's Dagster instance (run history, schedules), unless DAGSTER_HOME names another.
+# What the product writes goes under the project folder (the folder `close-calls` runs in, or a
+# `dg` project's root), never under the installed package, which may be read-only:
+# the project's Dagster instance (run history, schedules), unless DAGSTER_HOME names another,
 DAGSTER_HOME_FOLDER = ".dagster_home"
+# and dbt's artefacts (manifest, run results, logs, the docs site).
+DBT_ARTIFACTS_FOLDER = Path(".close_calls") / "dbt"
 # Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
 DEFAULT_WORKERS = 8
 # DuckDB memory limits (DuckDB spills to disk beyond them). The sync's and the checks'
@@ -79,19 +82,28 @@ def resolve_path(raw: str | Path | None, root: Path, default: Path) -> Path:
     return (path if path.is_absolute() else root / path).resolve()
 
 
-def parse_backfill_start(text: str | None, now: datetime | None = None) -> datetime | None:
+def dbt_target_path(project_root: Path) -> Path:
+    """Where dbt writes its artefacts for the project at `project_root`."""
+    return (Path(project_root) / DBT_ARTIFACTS_FOLDER).resolve()
+
+
+def parse_backfill_start(
+    text: str | None, now: datetime | None = None, name: str | None = "backfill_start"
+) -> datetime | None:
     """Where a first walk starts: an ISO date (midnight UTC) not in the future; None = all
     history. Refused before anything runs: a typo'd year would otherwise walk an empty window
-    and commit a high-water mark of now, so later runs would never fetch the history."""
+    and commit a high-water mark of now, so later runs would never fetch the history.
+    The error names the setting as `name` (None: the caller names it, as argparse does)."""
     if not text:
         return None
+    prefix = f"{name}: " if name else ""
     try:
         start = datetime.combine(date.fromisoformat(str(text).strip()), datetime.min.time(), UTC)
     except ValueError:
-        raise ValueError(f"backfill_start must be an ISO date (YYYY-MM-DD), got {text!r}") from None
+        raise ValueError(f"{prefix}expected an ISO date (YYYY-MM-DD), got {text!r}") from None
     if start > (now or datetime.now(UTC)):
         raise ValueError(
-            f"backfill_start {text} is in the future: no call can be that recent; check the year"
+            f"{prefix}{text} is in the future: no call can be that recent; check the year"
         )
     return start
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from close_calls_pipeline.core import config
@@ -56,6 +64,8 @@ class PipelineSettings(BaseModel):
     """Every setting of the pipeline, with its default."""
 
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    # The project folder the settings were resolved against (see `resolved`): not a setting.
+    _project_root: Path | None = PrivateAttr(default=None)
 
     duckdb_path: Path = setting(
         config.DEFAULT_DUCKDB_RELATIVE_PATH,
@@ -187,7 +197,16 @@ class PipelineSettings(BaseModel):
         path = config.resolve_path(
             self.duckdb_path, project_root, config.DEFAULT_DUCKDB_RELATIVE_PATH
         )
-        return self.model_copy(update={"duckdb_path": path})
+        copy = self.model_copy(update={"duckdb_path": path})
+        copy._project_root = Path(project_root).resolve()
+        return copy
+
+    @property
+    def dbt_target_path(self) -> Path:
+        """Where dbt writes its artefacts: under the project folder, never under the install."""
+        if self._project_root is None:
+            raise ValueError("settings not resolved against a project folder: call resolved()")
+        return config.dbt_target_path(self._project_root)
 
 
 # --- what is derived from the model ---------------------------------------------------------------
@@ -255,8 +274,9 @@ ENV_EXAMPLE_HEADER = """\
 
 ENV_EXAMPLE_DAGSTER_HOME = """
 # Where Dagster keeps run history, schedule state and asset check results (absolute path).
-# Unset: `close-calls run` and `close-calls ui` use <project>/.dagster_home (ignored by git);
-# the sync cursor never depends on it: it is kept in DuckDB, committed with the data.
+# Unset: `close-calls run` and `close-calls ui` use .dagster_home/ in the project folder (ignored
+# by git); `dg launch` records there only when this names it. The sync cursor never depends on
+# it: it is kept in DuckDB, committed with the data.
 # DAGSTER_HOME=/absolute/path/to/elsewhere
 """
 
@@ -319,7 +339,11 @@ GENERATED_FILES = {
 }
 
 
-def write_generated_files(root: Path = config.REPO_ROOT) -> list[Path]:
+# The clone this module sits in: the generated files are committed there (a developer's tool).
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def write_generated_files(root: Path = _REPOSITORY) -> list[Path]:
     written = []
     for relative, render in GENERATED_FILES.items():
         path = root / relative

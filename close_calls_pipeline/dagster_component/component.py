@@ -183,7 +183,7 @@ def build_definitions(
     checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}
     if settings.dbt_marts:
-        project = dbt_project(config.DBT_PROJECT_DIR)
+        project = dbt_project(config.DBT_PROJECT_DIR, settings.dbt_target_path)
         manifest = load_manifest(prepare_manifest(project))
         columns = {
             table: described for table, (_, described) in source_descriptions(manifest).items()

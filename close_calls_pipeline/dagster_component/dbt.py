@@ -1,8 +1,10 @@
 """The bundled dbt project as Dagster assets, one lineage below the ingestion assets.
 
 dbt is handed the warehouse's absolute path and memory limit as `--vars` (profiles.yml reads
-them), so nothing writes the process environment. Its artefacts go to one fixed folder,
-`target/dagster/`, overwritten by each run, so disk use does not grow with the number of runs.
+them), so nothing writes the process environment. Its artefacts go under the project folder (never
+into the installed package, which may be read-only): the manifest in the target path, each run's
+in one fixed folder below it, overwritten by each run, so disk use does not grow with the
+number of runs.
 """
 
 import fcntl
@@ -46,11 +48,12 @@ _DBT_SOURCES = (
     "snapshots",
     "analyses",
 )
-RUN_TARGET = "dagster"  # below the project's target/: artefacts of the latest run only
+RUN_TARGET = "dagster"  # below the target path: artefacts of the latest run only
 
 
-def dbt_project(project_dir: Path) -> DbtProject:
-    return DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+def dbt_project(project_dir: Path, target_path: Path) -> DbtProject:
+    """The bundled dbt project, its artefacts in `target_path` (absolute)."""
+    return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target_path=target_path)
 
 
 def _newest_project_file(project_dir: Path) -> float:
