@@ -36,7 +36,36 @@ def _run_command(args: argparse.Namespace) -> int:
         backfill_start=args.backfill_start,
         sandbox_calls=args.sandbox_calls,
         verbose=args.verbose,
+        allow_mass_delete=args.allow_mass_delete,
+        max_reconcile_delete_share=args.max_reconcile_delete_share,
     )
+
+
+def _start_over_command(args: argparse.Namespace) -> int:
+    import shlex
+
+    from close_calls_pipeline.cli.run import warehouse_path
+    from close_calls_pipeline.core import locks
+    from close_calls_pipeline.core.start_over import move_warehouse_aside
+    from close_calls_pipeline.report import default_report_path
+
+    path = warehouse_path()
+    try:
+        moves = move_warehouse_aside(path, also=[default_report_path(path)])
+    except (locks.RunInProgressError, FileExistsError) as error:
+        print(f"close-calls start-over: error: {error}", file=sys.stderr)
+        return 1
+    if not moves:
+        print(f"Nothing to move: there is no warehouse at {path}.")
+        return 0
+    print("Moved aside (nothing was deleted):")
+    print("\n".join(f"  {source} -> {target}" for source, target in moves))
+    print(f"The next `close-calls run` starts a new, empty warehouse at {path}.")
+    restore = " && ".join(
+        f"mv {shlex.quote(str(target))} {shlex.quote(str(source))}" for source, target in moves
+    )
+    print(f"To restore it (no run in progress, and after moving any new warehouse away): {restore}")
+    return 0
 
 
 def _ui_command(args: argparse.Namespace) -> int:
@@ -73,6 +102,13 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+def _delete_share(text: str) -> float:
+    try:
+        return config.parse_delete_share(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, unless it has none or its help already says it."""
 
@@ -107,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run the whole pipeline (sync, dbt build, report) through Dagster, in this process",
         "Sync Close calls into DuckDB, then `dbt build` the analytics marts and write the call "
         "report (the Dagster job close_calls_pipeline, with this project's defs.yaml). Against "
-        "Close when CLOSE_API_KEY is set, otherwise against the sandbox Close API started on "
-        "loopback for the run. Runs are recorded in the project's Dagster instance "
+        "Close when CLOSE_API_KEY is set (into data/close_calls.duckdb), otherwise against the "
+        "sandbox Close API started on loopback for the run (into data/sandbox.duckdb). A "
+        "warehouse belongs to the organization of its first run: a run whose API answers for "
+        "another one fails before writing (see `close-calls start-over`). Runs are recorded in the project's Dagster instance "
         "(.dagster_home/, or DAGSTER_HOME), so `close-calls ui` shows them.",
     )
     run.add_argument(
@@ -132,11 +170,40 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {config.SANDBOX_CALLS}). " + SANDBOX_SIZE,
     )
     run.add_argument(
+        "--max-reconcile-delete-share",
+        type=_delete_share,
+        default=None,
+        metavar="SHARE",
+        help="a reconcile that would soft-delete more than this share of the live calls stops "
+        f"before deleting anything (default: {config.DEFAULT_MAX_RECONCILE_DELETE_SHARE}, "
+        "i.e. 20%%, or the component's max_reconcile_delete_share)",
+    )
+    run.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let this run's reconcile delete more than that share: only once you have checked "
+        "that the calls really are gone from Close (not a wrong key, organization or API fault)",
+    )
+    run.add_argument(
         "--verbose",
         action="store_true",
         help="also print Dagster's DEBUG log lines (default: progress lines only)",
     )
     run.set_defaults(func=_run_command)
+
+    start_over = command(
+        "start-over",
+        "move the warehouse aside (never deleted) so that the next run starts a new one",
+        "A warehouse belongs to the Close organization of its first run; a run whose API key "
+        "answers for another organization (or a run without a key, on a Close warehouse) "
+        "refuses to write it. To start again with another organization, move the warehouse "
+        "that `close-calls run` would use (CLOSE_CALLS_DUCKDB, else data/close_calls.duckdb "
+        "with CLOSE_API_KEY set, data/sandbox.duckdb without) aside: it, its WAL, its "
+        "read-only copy and its report are renamed to <name>.<UTC timestamp>.bak.<ext> in the "
+        "same folder. Refused while a run is writing the warehouse. Prints what it moved and "
+        "how to restore it.",
+    )
+    start_over.set_defaults(func=_start_over_command)
 
     ui = command(
         "ui",
@@ -229,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the HTML file (default: call_report.html in the folder of the "
         f"DuckDB file, {config.DEFAULT_DUCKDB_RELATIVE_PATH.parent}/ unless CLOSE_CALLS_DUCKDB "
-        "says otherwise)",
+        "says otherwise; sandbox_call_report.html for the sandbox's warehouse)",
     )
     report.add_argument(
         "--days",

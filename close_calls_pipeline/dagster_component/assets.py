@@ -32,7 +32,10 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from close_calls_pipeline.core import warehouse
-from close_calls_pipeline.core.config import parse_backfill_start
+from close_calls_pipeline.core.config import (
+    DEFAULT_MAX_RECONCILE_DELETE_SHARE,
+    parse_backfill_start,
+)
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 from close_calls_pipeline.dagster_component.keys import (
     CALLS_KEY,
@@ -116,6 +119,12 @@ class SyncConfig(Config):
         "Unset: the component's backfill_start, else the whole history.",
     )
 
+    allow_mass_delete: bool = Field(
+        default=False,
+        description="Let a reconcile soft-delete more than the component's "
+        "max_reconcile_delete_share of the live calls (it stops before deleting otherwise).",
+    )
+
     @field_validator("backfill_start")
     @classmethod
     def _iso_date(cls, value: str | None) -> str | None:
@@ -148,7 +157,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def build_ingestion_assets(
-    columns: ColumnDescriptions, default_backfill_start: str | None = None
+    columns: ColumnDescriptions,
+    default_backfill_start: str | None = None,
+    max_delete_share: float = DEFAULT_MAX_RECONCILE_DELETE_SHARE,
 ) -> list[AssetsDefinition]:
     """The calls + utterances multi-asset and the reference tables' multi-asset."""
 
@@ -184,6 +195,8 @@ def build_ingestion_assets(
             backfill_start=parse_backfill_start(config.backfill_start or default_backfill_start),
             reconcile=config.reconcile,
             workers=close_api.workers,
+            max_delete_share=max_delete_share,
+            allow_mass_delete=config.allow_mass_delete,
         )
         with close_api.get_client() as client, duckdb_warehouse.connect() as con:
             summary = sync_calls(client, con, options)

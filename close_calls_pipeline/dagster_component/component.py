@@ -82,13 +82,17 @@ def _lock_wait(context: ResolutionContext, raw: str | float | None) -> float:
     return config.parse_lock_wait_seconds(value if value not in ("None",) else None)
 
 
+def _delete_share(context: ResolutionContext, raw: str | float | None) -> float:
+    return config.parse_delete_share(context.resolve_value(raw) if raw is not None else None)
+
+
 @dataclass
 class CloseCallsPipelineSettings:
     """What the component's attributes say, with every default filled in."""
 
     duckdb_path: Path
     api_key: str | None
-    base_url: str
+    base_url: str | None  # None: Close's (with a key); refused without one
     workers: int
     backfill_start: str | None
     cron_schedule: str | None
@@ -98,6 +102,7 @@ class CloseCallsPipelineSettings:
     duckdb_memory_limit: str
     dbt_memory_limit: str
     lock_wait_seconds: float
+    max_reconcile_delete_share: float
     extra_call_fields: list[str]
     sandbox_calls: int
     sandbox_seed: int
@@ -131,6 +136,7 @@ _OPTIONAL_ATTRIBUTES = f"""\
   # dbt_memory_limit: {config.DEFAULT_DBT_MEMORY_LIMIT}              # dbt build's
   # extra_call_fields: []              # e.g. [custom.cf_xxx]
   # lock_wait_seconds: {config.DEFAULT_LOCK_WAIT_SECONDS:g}             # wait for a process holding the file
+  # max_reconcile_delete_share: {config.DEFAULT_MAX_RECONCILE_DELETE_SHARE:g}   # a reconcile deleting more stops
 """
 
 
@@ -141,17 +147,20 @@ class CloseCallsComponent(Component, Resolvable):
     call-analytics dbt marts on top.
 
     With no `api_key` (omitted, or an unset / empty environment variable) every run talks to the
-    embedded sandbox Close API, started on loopback for the run.
+    embedded sandbox Close API, started on loopback for the run, and writes its own warehouse
+    (data/sandbox.duckdb). A warehouse belongs to the organization of its first run: a run whose
+    API answers for another one fails before writing anything.
     """
 
     duckdb_path: OptionalText = None
-    """The DuckDB warehouse file; relative to the project root. Default data/close_calls.duckdb."""
+    """The DuckDB warehouse file; relative to the project root. Default data/close_calls.duckdb,
+    or data/sandbox.duckdb without an api_key."""
     api_key: Annotated[
         str | None, Resolver(_api_key, model_field_type=str, inject_before_resolve=False)
     ] = None
     """Close API key, as `{{ env.CLOSE_API_KEY }}` (kept secret). Empty: the sandbox."""
     base_url: OptionalText = None
-    """Close API base URL. Default https://api.close.com/api/v1."""
+    """Close API base URL. Default https://api.close.com/api/v1. Refused without an api_key."""
     workers: int = config.DEFAULT_WORKERS
     """Concurrent requests."""
     backfill_start: OptionalText = None
@@ -174,6 +183,12 @@ class CloseCallsComponent(Component, Resolvable):
     ] = config.DEFAULT_LOCK_WAIT_SECONDS
     """How long a run waits for another process to let go of the warehouse file, then fails
     naming it (a notebook should open the read-only copy instead)."""
+    max_reconcile_delete_share: Annotated[
+        float,
+        Resolver(_delete_share, model_field_type=str | float | None, inject_before_resolve=False),
+    ] = config.DEFAULT_MAX_RECONCILE_DELETE_SHARE
+    """A reconcile that would soft-delete more than this share of the live calls stops before
+    deleting anything (run config `allow_mass_delete: true` lets one go ahead)."""
     sandbox_calls: int = config.SANDBOX_CALLS
     """Calls in the sandbox's seeded history (only without an api_key)."""
     sandbox_seed: int = config.SANDBOX_SEED
@@ -185,10 +200,12 @@ class CloseCallsComponent(Component, Resolvable):
     def settings(self, project_root: Path) -> CloseCallsPipelineSettings:
         return CloseCallsPipelineSettings(
             duckdb_path=config.resolve_path(
-                self.duckdb_path, project_root, config.DEFAULT_DUCKDB_RELATIVE_PATH
+                self.duckdb_path,
+                project_root,
+                config.default_duckdb_relative_path(has_api_key=bool(self.api_key)),
             ),
             api_key=self.api_key,
-            base_url=self.base_url or config.DEFAULT_BASE_URL,
+            base_url=self.base_url,
             workers=self.workers,
             backfill_start=self.backfill_start,
             cron_schedule=self.cron_schedule,
@@ -198,6 +215,7 @@ class CloseCallsComponent(Component, Resolvable):
             duckdb_memory_limit=self.duckdb_memory_limit,
             dbt_memory_limit=self.dbt_memory_limit,
             lock_wait_seconds=self.lock_wait_seconds,
+            max_reconcile_delete_share=self.max_reconcile_delete_share,
             extra_call_fields=list(self.extra_call_fields),
             sandbox_calls=self.sandbox_calls,
             sandbox_seed=self.sandbox_seed,
@@ -214,24 +232,22 @@ def build_definitions(
     loggers: Mapping[str, LoggerDefinition] | None = None,
 ) -> Definitions:
     """The pipeline's definitions; tests may pass their own Close API resource and loggers."""
+    close_api = close_api or close_api_resource(
+        settings.api_key,
+        base_url=settings.base_url,
+        workers=settings.workers,
+        extra_call_fields=settings.extra_call_fields,
+        sandbox_calls=settings.sandbox_calls,
+        sandbox_seed=settings.sandbox_seed,
+    )
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path),
+        close_api=close_api,
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
     )
-    resources: dict[str, Any] = {
-        "close_api": close_api
-        or close_api_resource(
-            settings.api_key,
-            base_url=settings.base_url,
-            workers=settings.workers,
-            extra_call_fields=settings.extra_call_fields,
-            sandbox_calls=settings.sandbox_calls,
-            sandbox_seed=settings.sandbox_seed,
-        ),
-        "duckdb_warehouse": warehouse,
-    }
+    resources: dict[str, Any] = {"close_api": close_api, "duckdb_warehouse": warehouse}
     assets: list[Any] = []
     checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}
@@ -244,7 +260,12 @@ def build_definitions(
         assets += [build_dbt_assets(project), build_report_asset()]
         checks += DBT_CHECKS
         resources["dbt"] = dbt_resource(project)
-    assets = build_ingestion_assets(columns, settings.backfill_start) + assets
+    assets = (
+        build_ingestion_assets(
+            columns, settings.backfill_start, settings.max_reconcile_delete_share
+        )
+        + assets
+    )
     # Last: the read-only copy readers open, published once everything above it is written.
     assets.append(build_readonly_copy_asset(deps=[key for a in assets for key in a.keys]))
     jobs, schedules = jobs_and_schedules(settings.cron_schedule, settings.reconcile_cron_schedule)

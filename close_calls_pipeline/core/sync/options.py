@@ -29,6 +29,10 @@ class SyncOptions:
     # Events an earlier run applied are not fetched again, so a long overlap costs Event Log
     # pages only (measured in the README).
     event_overlap_minutes: float = 60.0
+    # A reconcile that would soft-delete more than this share of the live calls stops before
+    # deleting anything (`MassDeleteError`), unless `allow_mass_delete`.
+    max_delete_share: float = config.DEFAULT_MAX_RECONCILE_DELETE_SHARE
+    allow_mass_delete: bool = False
 
     @property
     def event_overlap(self) -> timedelta:
@@ -37,6 +41,11 @@ class SyncOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.event_overlap_minutes <= 7 * 24 * 60:
             raise ValueError("event_overlap_minutes must be between 0 and 10080 (7 days)")
+        config.parse_delete_share(self.max_delete_share)
+
+
+class MassDeleteError(RuntimeError):
+    """A reconcile stopped before soft-deleting more than the allowed share of the live calls."""
 
 
 @dataclass(frozen=True)
