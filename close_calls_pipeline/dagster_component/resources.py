@@ -104,7 +104,12 @@ class SandboxCloseApiResource(CloseApiResource):
 
         # One server per run: the warehouse resource's copy (for the organization check) and
         # the steps' copy share it. Outside a run (no run id) each copy has its own.
-        self._share_key = (context.run_id or id(self), self.calls, self.seed, self.api_key)
+        self._share_key = (
+            context.run.run_id if context.run else id(self),
+            self.calls,
+            self.seed,
+            self.api_key,
+        )
         with _sandboxes_guard:
             shared = _sandboxes.get(self._share_key)
             if shared is None:
