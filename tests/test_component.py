@@ -129,7 +129,7 @@ def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sa
     other = make_sandbox(calls=30, seed=22, organization_id="orga_someone_else")
     marts = mart_counts(warehouse_path)
     refused = subprocess.run(
-        [str(VENV_BIN / "dg"), "launch", "--assets", "analytics/*"],
+        [str(VENV_BIN / "dg"), "launch", "--assets", "group:analytics"],
         cwd=project,
         env={**env, "CLOSE_API_BASE_URL": other.base_url},
         capture_output=True,
