@@ -25,12 +25,13 @@ import pytest
 from helpers.duck import query
 from helpers.truth import assert_warehouse_matches_truth
 
-from close_calls_pipeline.core import config, warehouse
+from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.identity import (
     Organization,
     OrganizationUnknownError,
     organization_from_me,
 )
+from close_calls_pipeline.core.start_over import move_warehouse_aside
 from close_calls_pipeline.dagster_component.component import (
     CloseCallsComponent,
     build_definitions,
@@ -379,3 +380,34 @@ def test_the_organization_of_a_key_is_chosen_deterministically_or_refused():
     sandbox = Organization(EMBEDDED, "Sandbox", True)
     assert not sandbox.same_as(Organization(EMBEDDED, "Sandbox", False))
     assert sandbox.describe() == f"the embedded sandbox (organization {EMBEDDED})"
+
+
+# --- start-over never moves a warehouse a run is writing -----------------------------------------
+
+LOCK_HOLDER = (
+    "import sys; from close_calls_pipeline.core import locks; "
+    "lock = locks.acquire_run_lock(sys.argv[1], owner='a run'); print('held', flush=True); "
+    "sys.stdin.readline()"
+)
+
+
+def test_start_over_refuses_while_a_run_holds_the_warehouse(tmp_path):
+    db_path = tmp_path / "close_calls.duckdb"
+    warehouse.connect(str(db_path)).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.RunInProgressError, match="a run"):
+            move_warehouse_aside(db_path)
+        assert db_path.exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    moves = move_warehouse_aside(db_path)
+    assert [source for source, _ in moves] == [db_path] and not db_path.exists()
+    assert moves[0][1].name.endswith(".bak.duckdb") and moves[0][1].exists()
