@@ -41,10 +41,18 @@ def make_sandbox():
         start=None,
         live: bool = False,
         history_days: int = HISTORY_DAYS,
+        organization_id: str | None = None,
+        organization_name: str | None = None,
         **server_kwargs,
     ) -> SandboxServer:
         store = SandboxStore(
-            calls=calls, seed=seed, start=start, history_days=history_days, live=live
+            calls=calls,
+            seed=seed,
+            start=start,
+            history_days=history_days,
+            live=live,
+            organization_id=organization_id,
+            organization_name=organization_name,
         )
         server_kwargs.setdefault("api_key", "test-key")
         server = SandboxServer(store, **server_kwargs).start()

@@ -124,6 +124,23 @@ def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sa
         con.close()
     assert mart_counts(warehouse_path) == truth_counts(sandbox.store)
 
+    # The warehouse is that organization's: `dg launch` of dbt alone with another
+    # organization's key fails before any step, and leaves the marts as they were.
+    other = make_sandbox(calls=30, seed=22, organization_id="orga_someone_else")
+    marts = mart_counts(warehouse_path)
+    refused = subprocess.run(
+        [str(VENV_BIN / "dg"), "launch", "--assets", "group:analytics"],
+        cwd=project,
+        env={**env, "CLOSE_API_BASE_URL": other.base_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "WrongOrganizationError" in refused.stdout + refused.stderr
+    assert mart_counts(warehouse_path) == marts
+
 
 def test_the_component_refuses_a_backfill_start_in_the_future(tmp_path):
     from close_calls_pipeline import CloseCallsComponent

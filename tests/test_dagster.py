@@ -46,7 +46,6 @@ from close_calls_pipeline.dagster_component.project import load_component
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     SandboxCloseApiResource,
-    WarehouseResource,
 )
 from close_calls_pipeline.definitions import defs as load_repo_defs
 
@@ -374,9 +373,9 @@ CORRUPTIONS = {  # check -> what breaks it (built when the test runs)
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_asset_check_fails_on_corruption(ingested, corruption):
-    _, db_path = ingested
+    definitions, db_path = ingested
     check, statements = CORRUPTIONS[corruption]
-    resource = WarehouseResource(path=str(db_path))
+    resource = definitions.resources["duckdb_warehouse"]
     assert check(duckdb_warehouse=resource).passed
     _corrupt(db_path, *statements())
     failed = check(duckdb_warehouse=resource)
@@ -457,8 +456,8 @@ def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
 
 
 def test_the_drift_check_warns_with_the_count_when_a_reconcile_repaired_calls(ingested):
-    _, db_path = ingested
-    resource = WarehouseResource(path=str(db_path))
+    definitions, db_path = ingested
+    resource = definitions.resources["duckdb_warehouse"]
     assert last_reconcile_found_no_drift(duckdb_warehouse=resource).passed  # no reconcile yet
     finished_at = datetime.now(UTC) + timedelta(minutes=1)
     _corrupt(

@@ -63,7 +63,7 @@ def target_size() -> tuple[set[str], int]:
 def first_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("first_hour")
     settings = {
-        "CLOSE_CALLS_DUCKDB": str(tmp / "data" / "close_calls.duckdb"),
+        "CLOSE_CALLS_DUCKDB": str(tmp / "data" / "sandbox.duckdb"),  # a keyless run's default
         "DAGSTER_HOME": str(tmp / "dagster_home"),
     }
     output = close_calls_run(clean_env(**settings), "--sandbox-calls", "300")
@@ -89,6 +89,9 @@ def test_the_summary_names_what_it_made(first_run):
     )
     assert "DEBUG" not in output  # quiet by default
     assert " 0 more deleted" not in output  # a clause with nothing to say is left out
+    assert f"Syncing the embedded sandbox (organization orga_sandbox_{config.SANDBOX_SEED})" in (
+        output
+    )
 
 
 def test_every_printed_query_works_in_a_fresh_shell(first_run):

@@ -1,8 +1,8 @@
 """The `close-calls` command: `run` the whole pipeline (sync, dbt build, report) in a project
 folder, open the Dagster `ui` on it, build the dbt `docs` site, write the call `report`, serve the
-`sandbox` Close API, and `bench` the sync.
+`sandbox` Close API, `bench` the sync, and `start-over` (move a warehouse aside).
 
-`run`, `ui`, `docs` and `report` work in a project folder: the current directory, or
+`run`, `start-over`, `ui`, `docs` and `report` work in a project folder: the current directory, or
 `--project-dir`. They write there (`data/`, `.dagster_home/`, `.close_calls/`) and nowhere else.
 """
 
@@ -26,7 +26,36 @@ def _run_command(args: argparse.Namespace) -> int:
         backfill_start=args.backfill_start,
         sandbox_calls=args.sandbox_calls,
         verbose=args.verbose,
+        allow_mass_delete=args.allow_mass_delete,
+        max_reconcile_delete_share=args.max_reconcile_delete_share,
     )
+
+
+def _start_over_command(args: argparse.Namespace) -> int:
+    import shlex
+
+    from close_calls_pipeline.cli.project import settings_of
+    from close_calls_pipeline.core import locks
+    from close_calls_pipeline.core.start_over import move_warehouse_aside
+    from close_calls_pipeline.report import default_report_path
+
+    path = settings_of(args.project_dir).duckdb_path
+    try:
+        moves = move_warehouse_aside(path, also=[default_report_path(path)])
+    except (locks.RunInProgressError, FileExistsError) as error:
+        print(f"close-calls start-over: error: {error}", file=sys.stderr)
+        return 1
+    if not moves:
+        print(f"Nothing to move: there is no warehouse at {path}.")
+        return 0
+    print("Moved aside (nothing was deleted):")
+    print("\n".join(f"  {source} -> {target}" for source, target in moves))
+    print(f"The next `close-calls run` starts a new, empty warehouse at {path}.")
+    restore = " && ".join(
+        f"mv {shlex.quote(str(target))} {shlex.quote(str(source))}" for source, target in moves
+    )
+    print(f"To restore it (no run in progress, and after moving any new warehouse away): {restore}")
+    return 0
 
 
 def _ui_command(args: argparse.Namespace) -> int:
@@ -186,8 +215,11 @@ def _add_run(command) -> None:
         "run the whole pipeline (sync, dbt build, report) through Dagster, in this process",
         "Sync Close calls into DuckDB, then `dbt build` the analytics marts and write the call "
         "report (the Dagster job close_calls_pipeline, with the project's defs.yaml). Against "
-        "Close when CLOSE_API_KEY is set, otherwise against the sandbox Close API started on "
-        "loopback for the run. Runs are recorded in the project's Dagster instance "
+        "Close when CLOSE_API_KEY is set (into data/close_calls.duckdb), otherwise against the "
+        "sandbox Close API started on loopback for the run (into data/sandbox.duckdb). A "
+        "warehouse belongs to the organization of its first run: a run whose API answers for "
+        "another one fails before writing (see `close-calls start-over`). Runs are recorded in "
+        "the project's Dagster instance "
         "(.dagster_home/, or DAGSTER_HOME), so `close-calls ui` shows them.",
     )
     _add_project_dir(run)
@@ -214,11 +246,43 @@ def _add_run(command) -> None:
         f"(default: {config.SANDBOX_CALLS}; `close-calls sandbox --help` says what it serves)",
     )
     run.add_argument(
+        "--max-reconcile-delete-share",
+        type=share,
+        default=None,
+        metavar="SHARE",
+        help="a reconcile that would soft-delete more than this share of the live calls stops "
+        f"before deleting anything (default: {config.DEFAULT_MAX_RECONCILE_DELETE_SHARE}, "
+        "i.e. 20%%, or the component's max_reconcile_delete_share)",
+    )
+    run.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let this run's reconcile delete more than that share: only once you have checked "
+        "that the calls really are gone from Close (not a wrong key, organization or API fault)",
+    )
+    run.add_argument(
         "--verbose",
         action="store_true",
         help="also print Dagster's DEBUG log lines (default: progress lines only)",
     )
     run.set_defaults(func=_run_command)
+
+
+def _add_start_over(command) -> None:
+    start_over = command(
+        "start-over",
+        "move the warehouse aside (never deleted) so that the next run starts a new one",
+        "A warehouse belongs to the Close organization of its first run; a run whose API key "
+        "answers for another organization (or a run without a key, on a Close warehouse) "
+        "refuses to write it. To start again with another organization, move the warehouse "
+        "that `close-calls run` would use (CLOSE_CALLS_DUCKDB, else data/close_calls.duckdb "
+        "with CLOSE_API_KEY set, data/sandbox.duckdb without) aside: it, its WAL, its "
+        "read-only copy and its report are renamed to <name>.<UTC timestamp>.bak.<ext> in the "
+        "same folder. Refused while a run is writing the warehouse. Prints what it moved and "
+        "how to restore it.",
+    )
+    _add_project_dir(start_over)
+    start_over.set_defaults(func=_start_over_command)
 
 
 def _add_ui(command) -> None:
@@ -271,7 +335,7 @@ def _add_report(command) -> None:
         metavar="PATH",
         help="where to write the HTML file (default: call_report.html in the folder of the "
         f"DuckDB file, {config.DEFAULT_DUCKDB_RELATIVE_PATH.parent}/ of the project unless "
-        "CLOSE_CALLS_DUCKDB says otherwise)",
+        "CLOSE_CALLS_DUCKDB says otherwise; sandbox_call_report.html for the sandbox's warehouse)",
     )
     report.add_argument(
         "--days",
@@ -370,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help_text, description=description, formatter_class=_HelpFormatter
         )
 
-    for add in (_add_run, _add_ui, _add_docs, _add_report, _add_sandbox):
+    for add in (_add_run, _add_start_over, _add_ui, _add_docs, _add_report, _add_sandbox):
         add(command)
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
     sub.add_parser(

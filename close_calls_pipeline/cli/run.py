@@ -2,7 +2,9 @@
 
 It runs the same Dagster job as the schedule (`close_calls_pipeline`), in this process, with
 Dagster's own logging quiet and our progress lines on stdout instead. Against Close when
-CLOSE_API_KEY is set; otherwise against the sandbox Close API, started on loopback for the run.
+CLOSE_API_KEY is set; otherwise against the sandbox Close API, started on loopback for the run,
+into its own warehouse (data/sandbox.duckdb). The run starts only if the API answers for the
+organization the warehouse belongs to (`core/identity.py`, checked by the warehouse resource).
 It ends with a short summary read from the warehouse and the marts.
 """
 
@@ -297,6 +299,8 @@ def run_pipeline(
     verbose: bool = False,
     out: TextIO | None = None,
     lock_wait_seconds: float | None = None,
+    allow_mass_delete: bool = False,
+    max_reconcile_delete_share: float | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job of the project in `project_dir` (default: the working
     directory) in this process; 0 on success, 1 on failure (also at once, starting nothing,
@@ -325,6 +329,8 @@ def run_pipeline(
                 settings.sandbox_calls = sandbox_calls
             if lock_wait_seconds is not None:
                 settings.lock_wait_seconds = lock_wait_seconds
+            if max_reconcile_delete_share is not None:
+                settings.max_reconcile_delete_share = max_reconcile_delete_share
             path = str(settings.duckdb_path)
             try:  # one run at a time per warehouse, refused before anything starts
                 stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
@@ -345,9 +351,7 @@ def run_pipeline(
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
             progress.line(f"warehouse: {path}")
-            if settings.api_key:
-                progress.line(f"Close API: {settings.base_url} (key from CLOSE_API_KEY)")
-            else:
+            if not settings.api_key:
                 progress.line(
                     f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
                     f"API ({settings.sandbox_calls} seeded calls, seed "
@@ -362,7 +366,7 @@ def run_pipeline(
                 a.node_def.name for a in defs.resolve_asset_graph().assets_defs if a.keys
             )
             job = defs.resolve_job_def(PIPELINE_JOB)
-            sync_config = {"reconcile": reconcile}
+            sync_config = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
             run_config = {

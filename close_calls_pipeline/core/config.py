@@ -22,7 +22,11 @@ CLOSE_CALLS_LOCK_WAIT_ENV = "CLOSE_CALLS_LOCK_WAIT_SECONDS"
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 # The warehouse file, relative to the Dagster project's root (this repository's, or a user's).
+# Runs without an API key (the embedded sandbox) default to their own file, so trying the
+# sandbox never writes into the warehouse of a real organization, and setting a key for the
+# first time starts a clean one. An explicit path wins for both (the organization check guards it).
 DEFAULT_DUCKDB_RELATIVE_PATH = Path("data") / "close_calls.duckdb"
+DEFAULT_SANDBOX_DUCKDB_RELATIVE_PATH = Path("data") / "sandbox.duckdb"
 # How long a run waits for another process (a notebook, a DuckDB CLI, a stray script) to let go
 # of the warehouse file before it fails naming that process: long enough for a quick query or a
 # previous process to exit, short enough that a notebook left open fails the run well inside the
@@ -65,6 +69,10 @@ DEFAULT_READ_TIMEOUT_SECONDS = 15.0
 DEFAULT_REQUEST_DEADLINE_SECONDS = 40.0
 # The largest `_skip` Close's call list accepts (400 beyond it); the sandbox enforces the same.
 CLOSE_MAX_SKIP = 250_000
+# A reconcile that would soft-delete more than this share of the live calls stops before
+# deleting anything, unless told to go ahead: so many deletes at once are far more likely a
+# wrong key or organization, or an API fault, than calls really deleted in Close.
+DEFAULT_MAX_RECONCILE_DELETE_SHARE = 0.2
 
 # The embedded sandbox Close API used when no API key is configured. Its key is a fixed dummy,
 # not a secret: the sandbox listens on loopback only, for the duration of a run.
@@ -108,7 +116,28 @@ def parse_backfill_start(
     return start
 
 
+def default_duckdb_relative_path(has_api_key: bool) -> Path:
+    """The warehouse file of a run with an API key, or of a run against the embedded sandbox."""
+    return DEFAULT_DUCKDB_RELATIVE_PATH if has_api_key else DEFAULT_SANDBOX_DUCKDB_RELATIVE_PATH
+
+
+def parse_delete_share(value: str | float | None) -> float:
+    """A share of the live calls, between 0 and 1; None or empty: the default."""
+    if value is None or str(value).strip() == "":
+        return DEFAULT_MAX_RECONCILE_DELETE_SHARE
+    try:
+        share = float(value)
+    except ValueError:
+        share = float("nan")
+    if not 0 <= share <= 1:  # also refuses NaN
+        raise ValueError(
+            f"max_reconcile_delete_share must be a share between 0 and 1 (0.2 = 20%), got {value!r}"
+        )
+    return share
+
+
 def readonly_copy_path(warehouse_path: str | Path) -> Path:
-    """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`."""
+    """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`
+    (`sandbox_readonly.duckdb` beside `sandbox.duckdb`)."""
     path = Path(warehouse_path)
     return path.with_name(f"{path.stem}_readonly{path.suffix or '.duckdb'}")

@@ -67,10 +67,12 @@ class PipelineSettings(BaseModel):
     # The project folder the settings were resolved against (see `resolved`): not a setting.
     _project_root: Path | None = PrivateAttr(default=None)
 
-    duckdb_path: Path = setting(
-        config.DEFAULT_DUCKDB_RELATIVE_PATH,
+    duckdb_path: Path | None = setting(
+        None,
         "The DuckDB warehouse file; a relative path is resolved against the project's root. "
-        "Notebooks open the read-only copy beside it, `<name>_readonly.duckdb`.",
+        f"Unset: `{config.DEFAULT_DUCKDB_RELATIVE_PATH}` with an api_key, "
+        f"`{config.DEFAULT_SANDBOX_DUCKDB_RELATIVE_PATH}` without (the sandbox never writes into "
+        "a live warehouse). Notebooks open the read-only copy beside it, `<name>_readonly.duckdb`.",
         env=config.CLOSE_CALLS_DUCKDB_ENV,
     )
     api_key: Secret = setting(
@@ -80,9 +82,11 @@ class PipelineSettings(BaseModel):
         "Close API.",
         env=config.CLOSE_API_KEY_ENV,
     )
-    base_url: str = setting(
-        config.DEFAULT_BASE_URL,
-        "Close API base URL. Plain `http://` is refused unless the host is loopback.",
+    base_url: str | None = setting(
+        None,
+        f"Close API base URL; unset: {config.DEFAULT_BASE_URL}. Set without an api_key, it is "
+        "refused (never a silent switch to the sandbox). Plain `http://` is refused unless the host "
+        "is loopback.",
         env=config.CLOSE_API_BASE_URL_ENV,
     )
     workers: int = setting(config.DEFAULT_WORKERS, "Concurrent requests to Close.", ge=1)
@@ -149,8 +153,19 @@ class PipelineSettings(BaseModel):
         "Call fields to request beyond the documented ones, e.g. `custom.cf_...`.",
         example="[custom.cf_xxx]",
     )
+    max_reconcile_delete_share: float = setting(
+        config.DEFAULT_MAX_RECONCILE_DELETE_SHARE,
+        "A reconcile that would soft-delete more than this share of the live calls stops before "
+        "deleting anything (likelier a wrong key, organization or API fault than real deletes); "
+        "run config `allow_mass_delete: true` or `close-calls run --allow-mass-delete` lets one "
+        "go ahead.",
+        ge=0,
+        le=1,
+    )
     sandbox_calls: int = setting(
-        config.SANDBOX_CALLS, "Calls in the sandbox's seeded history (only without an api_key)."
+        config.SANDBOX_CALLS,
+        "Calls in the sandbox's sliding window (only without an api_key).",
+        ge=1,
     )
     sandbox_seed: int = setting(
         config.SANDBOX_SEED, "Seed of the sandbox's data (only without an api_key)."
@@ -192,11 +207,10 @@ class PipelineSettings(BaseModel):
         return self
 
     def resolved(self, project_root: Path) -> PipelineSettings:
-        """A copy whose warehouse path is absolute (relative ones against `project_root`):
-        Dagster and dbt are always handed the same absolute path."""
-        path = config.resolve_path(
-            self.duckdb_path, project_root, config.DEFAULT_DUCKDB_RELATIVE_PATH
-        )
+        """A copy whose warehouse path is absolute (relative ones against `project_root`; unset:
+        the live or the sandbox default): Dagster and dbt are always handed the same path."""
+        default = config.default_duckdb_relative_path(has_api_key=bool(self.api_key))
+        path = config.resolve_path(self.duckdb_path, project_root, default)
         copy = self.model_copy(update={"duckdb_path": path})
         copy._project_root = Path(project_root).resolve()
         return copy

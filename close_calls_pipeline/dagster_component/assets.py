@@ -123,6 +123,12 @@ class SyncConfig(Config):
         "Unset: the component's backfill_start, else the whole history.",
     )
 
+    allow_mass_delete: bool = Field(
+        default=False,
+        description="Let a reconcile soft-delete more than the component's "
+        "max_reconcile_delete_share of the live calls (it stops before deleting otherwise).",
+    )
+
     @field_validator("backfill_start")
     @classmethod
     def _iso_date(cls, value: str | None) -> str | None:
@@ -192,6 +198,8 @@ def build_ingestion_assets(
             reconcile=config.reconcile,
             workers=close_api.workers,
             event_overlap_minutes=settings.event_overlap_minutes,
+            max_delete_share=settings.max_reconcile_delete_share,
+            allow_mass_delete=config.allow_mass_delete,
         )
         with close_api.get_client() as client, duckdb_warehouse.connect() as con:
             summary = sync_calls(client, con, options)

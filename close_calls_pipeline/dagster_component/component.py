@@ -161,24 +161,22 @@ def build_definitions(
     loggers: Mapping[str, LoggerDefinition] | None = None,
 ) -> Definitions:
     """The pipeline's definitions; tests may pass their own Close API resource and loggers."""
+    close_api = close_api or close_api_resource(
+        settings.api_key,
+        base_url=settings.base_url,
+        workers=settings.workers,
+        extra_call_fields=settings.extra_call_fields,
+        sandbox_calls=settings.sandbox_calls,
+        sandbox_seed=settings.sandbox_seed,
+    )
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path),
+        close_api=close_api,
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
     )
-    resources: dict[str, Any] = {
-        "close_api": close_api
-        or close_api_resource(
-            settings.api_key,
-            base_url=settings.base_url,
-            workers=settings.workers,
-            extra_call_fields=settings.extra_call_fields,
-            sandbox_calls=settings.sandbox_calls,
-            sandbox_seed=settings.sandbox_seed,
-        ),
-        "duckdb_warehouse": warehouse,
-    }
+    resources: dict[str, Any] = {"close_api": close_api, "duckdb_warehouse": warehouse}
     assets: list[Any] = []
     checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}

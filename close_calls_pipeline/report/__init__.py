@@ -58,8 +58,12 @@ class Report:
 
 
 def default_report_path(duckdb_path: str | os.PathLike) -> Path:
-    """`call_report.html` in the folder of the DuckDB file."""
-    return Path(duckdb_path).resolve().parent / DEFAULT_REPORT_NAME
+    """`call_report.html` in the folder of the DuckDB file; another warehouse than
+    `close_calls.duckdb` prefixes its name (`sandbox_call_report.html` beside `sandbox.duckdb`),
+    so the sandbox's report never replaces the one of a real organization."""
+    path = Path(duckdb_path).resolve()
+    prefix = "" if path.name == config.DEFAULT_DUCKDB_RELATIVE_PATH.name else f"{path.stem}_"
+    return path.parent / f"{prefix}{DEFAULT_REPORT_NAME}"
 
 
 def write_report(

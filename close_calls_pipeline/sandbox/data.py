@@ -110,9 +110,9 @@ def _phone(rng: random.Random) -> tuple[str, str, str]:
 class CallFactory:
     """Generates calls for one organization; all randomness comes from the rng passed in."""
 
-    def __init__(self, seed: int, n_leads: int):
+    def __init__(self, seed: int, n_leads: int, org_id: str | None = None):
         rng = random.Random(f"refdata:{seed}")
-        self.org_id = make_org_id(seed)
+        self.org_id = org_id or make_org_id(seed)
         ref_us = dt_to_us(REFERENCE_DAY) - 400 * US_PER_DAY
         self.users = make_users(rng, self.org_id, ref_us)
         self.outcomes, self.deleted_outcome_ids = make_outcomes(

@@ -495,7 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, self._simple_list(store.users, params)
         if endpoint == "me":
             me = dict(store.users[0])
-            me["organizations"] = [{"id": store.organization_id, "name": "Sandbox Org"}]
+            me["organizations"] = [{"id": store.organization_id, "name": store.organization_name}]
             return 200, orjson.dumps(me)
         raise _ApiError(404, "Not found")
 
@@ -596,10 +596,20 @@ def start_sandbox(
     start=None,
     history_days: int = HISTORY_DAYS,
     live: bool = False,
+    organization_id: str | None = None,
+    organization_name: str | None = None,
     **server_kwargs,
 ) -> SandboxServer:
     """Build a store and start a server on it (port 0 = a free port)."""
-    store = SandboxStore(calls=calls, seed=seed, start=start, history_days=history_days, live=live)
+    store = SandboxStore(
+        calls=calls,
+        seed=seed,
+        start=start,
+        history_days=history_days,
+        live=live,
+        organization_id=organization_id,
+        organization_name=organization_name,
+    )
     return SandboxServer(store, **server_kwargs).start()
 
 

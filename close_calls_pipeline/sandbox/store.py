@@ -77,7 +77,11 @@ class SandboxStore:
         start: datetime | None = None,
         history_days: int = HISTORY_DAYS,
         live: bool = False,
+        organization_id: str | None = None,
+        organization_name: str | None = None,
     ):
+        """`organization_id` / `organization_name`: the organization `/me/` answers for and every
+        record carries (default: derived from the seed), so that tests can serve two."""
         self.seed = seed
         self.calls = calls
         self.live = live
@@ -90,8 +94,11 @@ class SandboxStore:
         start_us = dt_to_us(start)
         self._now_us = start_us
         self._rng = random.Random(f"store:{seed}")
-        self._factory = CallFactory(seed, n_leads=max(20, calls // 5))
+        self._factory = CallFactory(
+            seed, n_leads=max(20, calls // 5), org_id=organization_id or f"orga_sandbox_{seed}"
+        )
         self.organization_id = self._factory.org_id
+        self.organization_name = organization_name or f"Sandbox (seed {seed})"
         self.users: list[dict] = self._factory.users
         self.outcomes: list[dict] = self._factory.outcomes
         self.deleted_outcome_ids: list[str] = list(self._factory.deleted_outcome_ids)

@@ -25,6 +25,10 @@ class SyncOptions:
     window_count: int = 16  # date_created windows a walk is split into (each wastes ~half a page)
     # See config.DEFAULT_EVENT_OVERLAP_MINUTES (the `event_overlap_minutes` setting).
     event_overlap_minutes: float = config.DEFAULT_EVENT_OVERLAP_MINUTES
+    # A reconcile that would soft-delete more than this share of the live calls stops before
+    # deleting anything (`MassDeleteError`), unless `allow_mass_delete`.
+    max_delete_share: float = config.DEFAULT_MAX_RECONCILE_DELETE_SHARE
+    allow_mass_delete: bool = False
 
     @property
     def event_overlap(self) -> timedelta:
@@ -35,6 +39,11 @@ class SyncOptions:
             raise ValueError(
                 f"event_overlap_minutes must be between 0 and {config.MAX_EVENT_OVERLAP_MINUTES}"
             )
+        config.parse_delete_share(self.max_delete_share)
+
+
+class MassDeleteError(RuntimeError):
+    """A reconcile stopped before soft-deleting more than the allowed share of the live calls."""
 
 
 @dataclass(frozen=True)
