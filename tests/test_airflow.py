@@ -7,7 +7,8 @@
   no output, XCom, rendered field, log or file;
 * an error-severity dbt test failure fails the dbt task (warnings are logged);
 * a run while another run holds the warehouse's run lock fails at once, naming it;
-* with no key, the tasks start the embedded sandbox themselves.
+* with no key, the tasks start the embedded sandbox themselves; the key can also come from an
+  Airflow connection.
 
 Airflow runs in subprocesses, each with its own AIRFLOW_HOME (a SQLite metadata database migrated
 once per session by `airflow db migrate`): importing Airflow sets up a home folder and global
@@ -363,7 +364,7 @@ def test_without_a_key_the_tasks_start_the_embedded_sandbox(airflow_home, tmp_pa
     result = airflow_home.run(
         "tasks", "test", "close_calls", "reference_tables", CLOSE_CALLS_DUCKDB=str(db_path)
     )
-    assert result.returncode == 0, _tail(result)
+    assert "new_state=success" in _output(result), _tail(result)
     assert "embedded sandbox Close API" in _output(result)
     store = SandboxStore(calls=config.SANDBOX_CALLS, seed=config.SANDBOX_SEED)
     con = duckdb.connect(str(db_path), read_only=True)
@@ -414,3 +415,33 @@ def test_the_weekly_reconcile_is_the_scheduled_run_at_its_cron():
     assert not reconcile_due(weekly, datetime(2026, 12, 7, 3, 0, tzinfo=UTC))
     assert not reconcile_due(None, datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
     assert not reconcile_due(weekly, None)
+
+
+def test_the_key_can_come_from_an_airflow_connection(make_sandbox, airflow_home, tmp_path):
+    key = f"airflow-connection-key-{uuid.uuid4().hex}"
+    sandbox = make_sandbox(calls=20, api_key=key)
+    (airflow_home.dags / "close_calls_connection.py").write_text(
+        "from close_calls_pipeline.airflow import build_dag\n\n"
+        'dag = build_dag(dag_id="close_calls_connection", close_conn_id="close_api")\n'
+    )
+    db_path = tmp_path / "close_calls.duckdb"
+    connection = json.dumps({"conn_type": "generic", "password": key})
+    result = airflow_home.run(
+        "tasks",
+        "test",
+        "close_calls_connection",
+        "reference_tables",
+        AIRFLOW_CONN_CLOSE_API=connection,
+        CLOSE_API_BASE_URL=sandbox.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    output = _output(result)
+    assert "new_state=success" in output, _tail(result)
+    assert "embedded sandbox" not in output
+    assert key not in output
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        (users,) = con.execute("SELECT count(*) FROM close.users").fetchone()
+    finally:
+        con.close()
+    assert users == len(sandbox.store.users)

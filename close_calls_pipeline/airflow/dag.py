@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, Connection, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
@@ -47,17 +47,25 @@ START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def build_dag(
-    dag_id: str = "close_calls", schedule: str | None = "@hourly", **overrides: Any
+    dag_id: str = "close_calls",
+    schedule: str | None = "@hourly",
+    close_conn_id: str | None = None,
+    **overrides: Any,
 ) -> DAG:
     """The pipeline's DAG. `overrides` are settings (`settings.PipelineSettings` fields: e.g.
-    `duckdb_path`, `workers`, `sandbox_calls`) that win over the environment; never the key."""
+    `duckdb_path`, `workers`, `sandbox_calls`) that win over the environment; never the key.
+    With `close_conn_id`, the key is that Airflow connection's password instead of
+    `CLOSE_API_KEY` (an empty password: the sandbox)."""
     check_overrides(overrides)
 
     def settings() -> PipelineSettings:
         return settings_from_environment(os.environ, **overrides)
 
     def api_key() -> str | None:
-        key = api_key_from_environment(os.environ)
+        if close_conn_id:
+            key = (Connection.get(close_conn_id).password or "").strip() or None
+        else:
+            key = api_key_from_environment(os.environ)
         if key:
             mask_secret(key)  # Airflow redacts it from anything logged by this process
         return key
