@@ -12,7 +12,6 @@ retrying.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,10 +28,8 @@ from close_calls_pipeline.airflow.settings import (
     check_overrides,
     settings_from_environment,
 )
-from close_calls_pipeline.core import locks
+from close_calls_pipeline.core import config, locks
 from close_calls_pipeline.core.close_api.errors import CloseAuthError
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -48,7 +45,7 @@ START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 def build_dag(
     dag_id: str = "close_calls",
-    schedule: str | None = "@hourly",
+    schedule: str | None = config.DEFAULT_CRON_SCHEDULE,
     close_conn_id: str | None = None,
     **overrides: Any,
 ) -> DAG:
@@ -114,7 +111,7 @@ def build_dag(
             params = context["params"]
             dag_run = context["dag_run"]
             current = settings()
-            scheduled = str(dag_run.run_type).lower().endswith("scheduled")
+            scheduled = dag_run.run_type == "scheduled"  # a str enum
             reconcile = bool(params.get("reconcile")) or (
                 scheduled and tasks.reconcile_due(current.reconcile_schedule, dag_run.logical_date)
             )
