@@ -108,22 +108,28 @@ class AirflowHome:
         finally:
             con.close()
 
+    def _latest_run(self, dag_id: str) -> str:
+        return (
+            f"dag_id = '{dag_id}' AND run_id = (SELECT run_id FROM dag_run "
+            f"WHERE dag_id = '{dag_id}' ORDER BY id DESC LIMIT 1)"
+        )
+
     def task_states(self, dag_id: str = "close_calls") -> dict[str, tuple[str, int]]:
         """task id -> (state, try number) of the DAG's latest run."""
         return {
             task_id: (state, tries)
             for task_id, state, tries in self.rows(
                 "SELECT task_id, state, try_number FROM task_instance "
-                f"WHERE dag_id = '{dag_id}' AND run_id = (SELECT run_id FROM dag_run "
-                f"WHERE dag_id = '{dag_id}' ORDER BY id DESC LIMIT 1)"
+                f"WHERE {self._latest_run(dag_id)}"
             )
         }
 
     def xcoms(self, dag_id: str = "close_calls") -> dict[str, object]:
-        """task id -> its return value, as stored."""
+        """task id -> its return value in the DAG's latest run, as stored."""
         out = {}
         for task_id, value in self.rows(
-            f"SELECT task_id, value FROM xcom WHERE dag_id = '{dag_id}' AND key = 'return_value'"
+            "SELECT task_id, value FROM xcom "
+            f"WHERE key = 'return_value' AND {self._latest_run(dag_id)}"
         ):
             decoded = json.loads(value)
             out[task_id] = json.loads(decoded) if isinstance(decoded, str) else decoded
@@ -256,6 +262,23 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
     assert Path(xcoms["call_report"]["path"]).is_file()
     assert xcoms["call_report"]["figures"]["calls"] > 0
 
+    # A second run, asked to reconcile (the DAG's param), finds nothing to change.
+    again = airflow_home.run(
+        "dags",
+        "test",
+        "close_calls",
+        "--conf",
+        json.dumps({"reconcile": True}),
+        CLOSE_API_KEY=key,
+        CLOSE_API_BASE_URL=sandbox.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    assert airflow_home.task_states() == {task: ("success", 1) for task in TASKS}, _tail(again)
+    reconciled = airflow_home.xcoms()["sync_calls"]
+    assert (reconciled["mode"], reconciled["drift_calls"]) == ("reconcile", 0)
+    assert reconciled["calls_inserted"] == reconciled["calls_deleted"] == 0
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+
     # The dbt task's log names every model and every singular test with its status.
     output = _output(result)
     for model in (config.DBT_PROJECT_DIR / "models").rglob("*.sql"):
@@ -264,7 +287,7 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
         assert f"test.close_calls.{test.stem}: pass" in output, test.stem
 
     # The key: in no output, XCom, rendered template, serialized DAG, log or file.
-    assert key not in output
+    assert key not in output + _output(again)
     assert not [row for row in airflow_home.rows("SELECT value FROM xcom") if key in str(row)]
     assert not [
         row
