@@ -379,6 +379,26 @@ def test_a_run_while_another_holds_the_lock_fails_at_once_naming_it(
     assert not db_path.exists()
 
 
+def test_a_key_close_refuses_fails_the_sync_at_once_and_is_not_shown(
+    make_sandbox, airflow_home, tmp_path
+):
+    sandbox = make_sandbox(calls=20)
+    wrong_key = f"not-the-key-{uuid.uuid4().hex}"
+    result = airflow_home.run(
+        "dags",
+        "test",
+        "close_calls",
+        CLOSE_API_KEY=wrong_key,
+        CLOSE_API_BASE_URL=sandbox.base_url,
+        CLOSE_CALLS_DUCKDB=str(tmp_path / "close_calls.duckdb"),
+    )
+    output = _output(result)
+    # Retrying would not help: failed on the first try, not up for retry.
+    assert airflow_home.task_states()["sync_calls"] == ("failed", 1), _tail(result)
+    assert "Close refused the API key" in output
+    assert wrong_key not in output
+
+
 # --- no key: the embedded sandbox -----------------------------------------------------------------
 
 
