@@ -288,6 +288,7 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
 
     # The key: in no output, XCom, rendered template, serialized DAG, log or file.
     assert key not in output + _output(again)
+    assert "***" not in output + _output(again)  # nothing even tried to log it (masked)
     assert not [row for row in airflow_home.rows("SELECT value FROM xcom") if key in str(row)]
     assert not [
         row
@@ -397,6 +398,7 @@ def test_a_key_close_refuses_fails_the_sync_at_once_and_is_not_shown(
     assert airflow_home.task_states()["sync_calls"] == ("failed", 1), _tail(result)
     assert "Close refused the API key" in output
     assert wrong_key not in output
+    assert "***" not in output  # not even in the error (Airflow would have masked it)
 
 
 # --- no key: the embedded sandbox -----------------------------------------------------------------
