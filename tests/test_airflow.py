@@ -47,6 +47,7 @@ from close_calls_pipeline.sandbox import SandboxStore
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(900),  # a whole run is two Airflow CLI processes, each with dbt
     pytest.mark.skipif(
         find_spec("airflow") is None,
         reason="Airflow is not installed: pip install -e '.[dev]' (or '.[airflow]')",
@@ -60,11 +61,7 @@ TASKS = ["sync_calls", "reference_tables", "dbt_build", "call_report", "publish_
 
 def _base_environment() -> dict[str, str]:
     """This process's environment without any Close or Airflow setting."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLOSE_", "AIRFLOW")) and k != "DAGSTER_HOME"
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CLOSE_", "AIRFLOW"))}
 
 
 @dataclass
