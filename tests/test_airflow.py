@@ -39,7 +39,6 @@ from close_calls_pipeline.airflow.settings import (
     api_key_from_environment,
     settings_from_environment,
 )
-from close_calls_pipeline.airflow.tasks import reconcile_due
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.sync import refresh_reference_tables, sync_calls
@@ -451,6 +450,8 @@ def test_settings_come_from_the_environment_and_overrides_win(tmp_path):
 
 
 def test_the_weekly_reconcile_is_the_scheduled_run_at_its_cron():
+    from close_calls_pipeline.airflow.tasks import reconcile_due  # needs the airflow extra
+
     weekly = config.DEFAULT_RECONCILE_CRON_SCHEDULE  # Sunday 03:00 UTC
     assert reconcile_due(weekly, datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
     assert not reconcile_due(weekly, datetime(2026, 12, 6, 4, 0, tzinfo=UTC))
