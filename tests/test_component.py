@@ -29,6 +29,9 @@ from pathlib import Path
 
 import dagster as dg
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 
 @dg.definitions
 def defs():

@@ -29,6 +29,9 @@ from helpers.sandbox_warehouse import (
 
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 1e-9
 
 CONVERSATION_COLUMNS = [

@@ -49,6 +49,9 @@ from close_calls_pipeline.dagster_component.resources import (
 )
 from close_calls_pipeline.definitions import defs as load_repo_defs
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CALLS = 300
 INGESTION_CHECKS = {

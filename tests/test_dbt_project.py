@@ -33,6 +33,9 @@ from helpers.dbt_fixture import (
 )
 from helpers.duck import query
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 
 def _build(tmp_dir: Path, extra_args: list[str] | None = None, command: str = "build"):
     db_path = tmp_dir / "close_calls.duckdb"

@@ -27,6 +27,9 @@ from helpers.processes import run_ok
 from close_calls_pipeline.cli.main import build_parser
 from close_calls_pipeline.core import config
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 TARGET = config.dbt_target_path(REPO_ROOT)  # the runs below work in the repository's folder

@@ -46,6 +46,9 @@ from close_calls_pipeline.dagster_component.keys import (
 from close_calls_pipeline.report import default_report_path
 from close_calls_pipeline.sandbox import start_sandbox
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 ORG_A, ORG_B = "orga_test_alpha", "orga_test_beta"

@@ -37,6 +37,9 @@ from close_calls_pipeline.dagster_component.component import (
 from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 from close_calls_pipeline.dagster_component.resources import CloseApiResource
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 CALLS = 300
 CLOSE_CALLS = Path(sys.executable).parent / "close-calls"
 

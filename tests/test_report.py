@@ -41,6 +41,9 @@ from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.report.render import _json_for_script, heat_scale
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -99,7 +99,7 @@ def test_an_unset_variable_means_the_default_and_null_means_none(monkeypatch):
     settings = component.settings(REPO_ROOT)
     assert settings.lock_wait_seconds == config.DEFAULT_LOCK_WAIT_SECONDS
     assert settings.workers == config.DEFAULT_WORKERS
-    assert settings.base_url == config.DEFAULT_BASE_URL
+    assert settings.base_url is None  # unset: Close's own URL, with a key (none without)
     assert settings.cron_schedule is None
     monkeypatch.setenv("CLOSE_CALLS_TEST_UNSET", "2.5")
     assert CloseCallsComponent.resolve_from_yaml(

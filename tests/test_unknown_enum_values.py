@@ -24,6 +24,9 @@ from helpers.sandbox_warehouse import (
 
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 # id suffix -> fields changed from a generated call
 UNKNOWN_CALLS = {
     "transferred_1": {"disposition": "transferred"},
