@@ -52,7 +52,7 @@ pytestmark = [
 ]
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-SHIPPED_DAG = config.REPO_ROOT / "close_calls_pipeline" / "airflow" / "dags" / "close_calls.py"
+SHIPPED_DAG = Path(config.__file__).parents[1] / "airflow" / "dags" / "close_calls.py"
 TASKS = ["sync_calls", "reference_tables", "dbt_build", "call_report", "publish_readonly_copy"]
 
 
