@@ -7,6 +7,8 @@
   no output, XCom, rendered field, log or file;
 * an error-severity dbt test failure fails the dbt task (warnings are logged);
 * a run while another run holds the warehouse's run lock fails at once, naming it;
+* a warehouse built from one Close organization is never written by a run against another (the
+  sync and the reference tables fail before writing), nor by a base URL without a key;
 * with no key, the tasks start the embedded sandbox themselves; the key can also come from an
   Airflow connection.
 
@@ -34,11 +36,7 @@ import duckdb
 import pytest
 from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
 
-from close_calls_pipeline.airflow.settings import (
-    PipelineSettings,
-    api_key_from_environment,
-    settings_from_environment,
-)
+from close_calls_pipeline.airflow.settings import check_overrides, task_settings
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.sync import refresh_reference_tables, sync_calls
@@ -54,7 +52,7 @@ pytestmark = [
 ]
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-SHIPPED_DAG = config.REPO_ROOT / "close_calls_pipeline" / "airflow" / "dags" / "close_calls.py"
+SHIPPED_DAG = Path(config.__file__).parents[1] / "airflow" / "dags" / "close_calls.py"
 TASKS = ["sync_calls", "reference_tables", "dbt_build", "call_report", "publish_readonly_copy"]
 
 
@@ -198,7 +196,7 @@ def test_the_dag_folder_imports_with_no_errors(airflow_home):
     assert facts["dag_ids"] == ["close_calls"]
     assert facts["max_active_runs"] == 1
     assert not facts["catchup"]
-    assert facts["params"] == ["backfill_start", "reconcile"]
+    assert facts["params"] == ["allow_mass_delete", "backfill_start", "reconcile"]
     tasks = facts["tasks"]
     assert sorted(tasks) == sorted(TASKS)
     for upstream, downstream in zip(TASKS, TASKS[1:]):  # one writer at a time: a chain
@@ -419,34 +417,35 @@ def test_without_a_key_the_tasks_start_the_embedded_sandbox(airflow_home, tmp_pa
 # --- settings and schedule, without Airflow --------------------------------------------------------
 
 
-def test_settings_come_from_the_environment_and_overrides_win(tmp_path):
+def test_task_settings_are_the_models_resolved_against_airflow_home(tmp_path):
     environ = {
         "AIRFLOW_HOME": str(tmp_path),
         "CLOSE_CALLS_DUCKDB": "warehouse/calls.duckdb",
-        "CLOSE_API_BASE_URL": "http://127.0.0.1:9/api/v1",
         "CLOSE_CALLS_LOCK_WAIT_SECONDS": "7",
         "CLOSE_API_KEY": "  ",
     }
-    settings = settings_from_environment(environ)
+    settings = task_settings(environ)
     assert settings.duckdb_path == tmp_path / "warehouse" / "calls.duckdb"
-    assert settings.base_url == "http://127.0.0.1:9/api/v1"
     assert settings.lock_wait_seconds == 7.0
-    assert api_key_from_environment(environ) is None  # blank: the sandbox
-    assert api_key_from_environment({"CLOSE_API_KEY": "k"}) == "k"
-
+    assert settings.api_key is None  # blank: the sandbox
     other = tmp_path / "other.duckdb"
-    overridden = settings_from_environment(environ, duckdb_path=str(other), lock_wait_seconds=0)
-    assert (overridden.duckdb_path, overridden.lock_wait_seconds) == (other, 0.0)
+    assert task_settings(environ, duckdb_path=str(other)).duckdb_path == other
 
-    defaults = settings_from_environment({"AIRFLOW_HOME": str(tmp_path)})
-    assert defaults == PipelineSettings(duckdb_path=tmp_path / config.DEFAULT_DUCKDB_RELATIVE_PATH)
+    # No path: the live file with a key, the sandbox's without (never the same warehouse).
+    home = {"AIRFLOW_HOME": str(tmp_path)}
+    assert task_settings(home).duckdb_path == tmp_path / "data" / "sandbox.duckdb"
+    keyed = task_settings({**home, "CLOSE_API_KEY": "key-of-the-repr-test"})
+    assert keyed.duckdb_path == tmp_path / config.DEFAULT_DUCKDB_RELATIVE_PATH
+    assert "key-of-the-repr-test" not in repr(keyed)
 
     with pytest.raises(ValueError, match="CLOSE_API_KEY"):
-        settings_from_environment(environ, api_key="secret")
+        check_overrides({"api_key": "secret"})
+    with pytest.raises(ValueError, match="schedule"):
+        check_overrides({"cron_schedule": "@daily"})
     with pytest.raises(TypeError, match="duckdb_pth"):
-        settings_from_environment(environ, duckdb_pth="x")
-    with pytest.raises(ValueError, match="CLOSE_CALLS_LOCK_WAIT_SECONDS"):
-        settings_from_environment({**environ, "CLOSE_CALLS_LOCK_WAIT_SECONDS": "soon"})
+        check_overrides({"duckdb_pth": "x"})
+    with pytest.raises(ValueError, match="workers"):
+        check_overrides({"workers": 0})
 
 
 def test_the_weekly_reconcile_is_the_scheduled_run_at_its_cron():
@@ -488,3 +487,102 @@ def test_the_key_can_come_from_an_airflow_connection(make_sandbox, airflow_home,
     finally:
         con.close()
     assert users == len(sandbox.store.users)
+
+
+# --- one warehouse, one Close organization -------------------------------------------------------
+
+
+def _holdings(db_path: Path) -> dict[str, object]:
+    """Every close.* table's row count, the sync state and the recorded organization."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        tables = [
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'close' "
+                "AND table_type = 'BASE TABLE' ORDER BY 1"
+            ).fetchall()
+        ]
+        held: dict[str, object] = {
+            name: con.execute(f"SELECT count(*) FROM close.{name}").fetchone()[0] for name in tables
+        }
+        held["sync_state"] = con.execute("SELECT * FROM close.sync_state ORDER BY 1").fetchall()
+        held["identity"] = con.execute(
+            "SELECT organization_id, is_sandbox FROM close.warehouse_identity"
+        ).fetchall()
+        return held
+    finally:
+        con.close()
+
+
+def test_a_run_against_another_organization_fails_before_writing(
+    make_sandbox, airflow_home, tmp_path
+):
+    first = make_sandbox(calls=60, organization_id="orga_first", organization_name="First")
+    second = make_sandbox(
+        calls=40, seed=2, organization_id="orga_second", organization_name="Second"
+    )
+    db_path = tmp_path / "close_calls.duckdb"
+    for task_id in ("sync_calls", "reference_tables"):
+        built = airflow_home.run(
+            "tasks",
+            "test",
+            "close_calls",
+            task_id,
+            CLOSE_API_KEY=first.api_key,
+            CLOSE_API_BASE_URL=first.base_url,
+            CLOSE_CALLS_DUCKDB=str(db_path),
+        )
+        assert "new_state=success" in _output(built), _tail(built)
+    before = _holdings(db_path)
+    assert before["identity"] == [("orga_first", False)]
+    assert before["calls"] == len(first.store.truth()) and before["users"] > 0
+
+    # The whole DAG against the second organization: the sync fails on its first try (no
+    # retry), naming both organizations, and nothing after it runs.
+    result = airflow_home.run(
+        "dags",
+        "test",
+        "close_calls",
+        CLOSE_API_KEY=second.api_key,
+        CLOSE_API_BASE_URL=second.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    output = _output(result)
+    states = airflow_home.task_states()
+    assert states["sync_calls"] == ("failed", 1), _tail(result)
+    assert {states[task][0] for task in TASKS[1:]} == {"upstream_failed"}
+    assert "WrongOrganizationError" in output
+    assert "orga_first" in output and "orga_second" in output
+    assert _holdings(db_path) == before
+    assert not config.readonly_copy_path(db_path).exists()
+
+    # The reference tables, run on their own, check too.
+    reference = airflow_home.run(
+        "tasks",
+        "test",
+        "close_calls",
+        "reference_tables",
+        CLOSE_API_KEY=second.api_key,
+        CLOSE_API_BASE_URL=second.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    assert "new_state=failed" in _output(reference), _tail(reference)
+    assert "WrongOrganizationError" in _output(reference)
+    assert _holdings(db_path) == before
+
+    # A base URL without a key is refused, not a quiet switch to the embedded sandbox.
+    keyless = airflow_home.run(
+        "tasks",
+        "test",
+        "close_calls",
+        "sync_calls",
+        CLOSE_API_BASE_URL=first.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    assert "new_state=failed" in _output(keyless), _tail(keyless)
+    assert "CLOSE_API_BASE_URL is set" in _output(keyless)
+    assert "embedded sandbox Close API at" not in _output(keyless)
+    assert _holdings(db_path) == before
+    # The second organization's API was asked who it is, and nothing else.
+    assert {endpoint for endpoint, _ in second.stats()["by_endpoint"]} == {"me"}

@@ -4,6 +4,8 @@
 * the component's attributes are the model's fields (names, defaults, descriptions), and the
   `defs.yaml` `dg scaffold` writes resolves, uncommented, to valid settings;
 * templates: an unset variable means the default, a literal null means "none";
+* `settings_from_environment` (the Airflow DAG's) reads every field's variable, empty meaning
+  the default, overrides winning, bad values and unknown names refused;
 * `reporting_timezone` is passed to dbt, not read from its project;
 * the freshness policy is a setting, off by default, and the windows the Dagster UI shows are
   the ones the code applies.
@@ -28,6 +30,7 @@ from close_calls_pipeline.core.settings import (
     PipelineSettings,
     default_of,
     scaffold_attributes,
+    settings_from_environment,
 )
 from close_calls_pipeline.dagster_component.component import (
     CloseCallsComponent,
@@ -217,3 +220,44 @@ def test_every_accepted_freshness_shows_exactly_in_the_ui_and_others_are_refused
         accepted.append(hours)
         assert dayjs_humanize(hours * 3600) == exact_text(hours), hours
     assert {1, 2, 21, 24, 48, 168} <= set(accepted)
+
+
+def test_settings_from_environment_reads_each_fields_variable():
+    environ = {
+        "CLOSE_CALLS_DUCKDB": " warehouse/calls.duckdb ",
+        "CLOSE_API_BASE_URL": "http://127.0.0.1:9/api/v1",
+        "CLOSE_CALLS_LOCK_WAIT_SECONDS": "7",
+        "CLOSE_API_KEY": "api_from_the_environment",
+        "CLOSE_CALLS_WORKERS": "99",  # no field declares it: not read
+    }
+    settings = settings_from_environment(environ)
+    assert settings.duckdb_path == Path("warehouse/calls.duckdb")
+    assert settings.base_url == "http://127.0.0.1:9/api/v1"
+    assert settings.lock_wait_seconds == 7.0
+    assert settings.api_key == "api_from_the_environment"
+    assert settings.workers == config.DEFAULT_WORKERS
+    assert "api_from_the_environment" not in repr(settings)
+
+
+def test_settings_from_environment_empty_means_the_default():
+    blank = {"CLOSE_CALLS_DUCKDB": "", "CLOSE_API_KEY": "  ", "CLOSE_CALLS_LOCK_WAIT_SECONDS": ""}
+    assert settings_from_environment(blank) == PipelineSettings()
+    assert settings_from_environment({}) == PipelineSettings()
+
+
+def test_settings_from_environment_overrides_win():
+    environ = {"CLOSE_CALLS_LOCK_WAIT_SECONDS": "soon", "CLOSE_API_KEY": "api_x"}
+    settings = settings_from_environment(environ, lock_wait_seconds=0, api_key=None, workers=3)
+    assert (settings.lock_wait_seconds, settings.api_key, settings.workers) == (0.0, None, 3)
+
+
+def test_settings_from_environment_refuses_bad_values_and_unknown_names():
+    with pytest.raises(ValueError, match="CLOSE_CALLS_LOCK_WAIT_SECONDS") as refused:
+        settings_from_environment({"CLOSE_CALLS_LOCK_WAIT_SECONDS": "soon"})
+    assert "lock_wait_seconds" in str(refused.value)
+    with pytest.raises(ValueError, match="workers"):
+        settings_from_environment({}, workers=0)
+    with pytest.raises(ValueError, match="backfill_start"):
+        settings_from_environment({}, backfill_start="2999-01-01")
+    with pytest.raises(TypeError, match="duckdb_pth"):
+        settings_from_environment({}, duckdb_pth="x")

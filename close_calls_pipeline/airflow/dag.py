@@ -4,10 +4,10 @@
 
 The tasks run one after another (DuckDB has one writer) and the DAG one run at a time
 (`max_active_runs=1`). Settings are read from the environment when each task runs
-(`settings.py`); the Close key only there, by the tasks that call Close, and handed to Airflow's
-secret masker at once. Each task holds the warehouse's run lock while it runs, the lock Dagster
-runs hold for a whole run: a task that finds it held fails at once, naming the holder, without
-retrying.
+(`settings.py`), the Close key with them, handed to Airflow's secret masker at once. Each task
+holds the warehouse's run lock while it runs, the lock Dagster runs hold for a whole run: a task
+that finds it held fails at once, naming the holder, without retrying. The tasks that call Close
+first check that it answers for the warehouse's organization; the others run only after them.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
 from close_calls_pipeline.airflow import tasks
-from close_calls_pipeline.airflow.settings import (
-    PipelineSettings,
-    api_key_from_environment,
-    check_overrides,
-    settings_from_environment,
-)
-from close_calls_pipeline.core import config, locks
+from close_calls_pipeline.airflow.settings import check_overrides, task_settings
+from close_calls_pipeline.core import config, identity, locks
 from close_calls_pipeline.core.close_api.errors import CloseAuthError
+from close_calls_pipeline.core.settings import PipelineSettings
+from close_calls_pipeline.core.sync import MassDeleteError
 
 T = TypeVar("T")
 
@@ -49,23 +46,21 @@ def build_dag(
     close_conn_id: str | None = None,
     **overrides: Any,
 ) -> DAG:
-    """The pipeline's DAG. `overrides` are settings (`settings.PipelineSettings` fields: e.g.
-    `duckdb_path`, `workers`, `sandbox_calls`) that win over the environment; never the key.
+    """The pipeline's DAG. `overrides` are settings (`core.settings.PipelineSettings` fields:
+    e.g. `duckdb_path`, `workers`, `sandbox_calls`) that win over the environment; never the key.
     With `close_conn_id`, the key is that Airflow connection's password instead of
     `CLOSE_API_KEY` (an empty password: the sandbox)."""
     check_overrides(overrides)
 
     def settings() -> PipelineSettings:
-        return settings_from_environment(os.environ, **overrides)
-
-    def api_key() -> str | None:
+        """Read when a task runs: the key (which also picks the default warehouse file) too."""
+        key = {}
         if close_conn_id:
-            key = (Connection.get(close_conn_id).password or "").strip() or None
-        else:
-            key = api_key_from_environment(os.environ)
-        if key:
-            mask_secret(key)  # Airflow redacts it from anything logged by this process
-        return key
+            key["api_key"] = (Connection.get(close_conn_id).password or "").strip() or None
+        current = task_settings(os.environ, **overrides, **key)
+        if current.api_key:
+            mask_secret(current.api_key)  # Airflow redacts it from anything this process logs
+        return current
 
     with DAG(
         dag_id=dag_id,
@@ -83,6 +78,12 @@ def build_dag(
                 "instead of reading the Event Log (scheduled runs matching the weekly reconcile "
                 "schedule do so anyway).",
             ),
+            "allow_mass_delete": Param(
+                False,
+                type="boolean",
+                description="Let a reconcile soft-delete more than max_reconcile_delete_share "
+                "of the live calls (it stops otherwise: likelier a wrong key or an API fault).",
+            ),
             "backfill_start": Param(
                 None,
                 type=["null", "string"],
@@ -95,8 +96,7 @@ def build_dag(
         @task(outlets=[WAREHOUSE_ASSET])
         def reference_tables() -> dict[str, int]:
             """Replace close.outcomes and close.users with a fresh copy from Close."""
-            current = settings()
-            return _locked(current, lambda: tasks.refresh_reference(current, api_key()))
+            return _locked(settings, tasks.refresh_reference)
 
         @task(
             outlets=[WAREHOUSE_ASSET],
@@ -110,38 +110,36 @@ def build_dag(
             context = get_current_context()
             params = context["params"]
             dag_run = context["dag_run"]
-            current = settings()
             scheduled = dag_run.run_type == "scheduled"  # a str enum
-            reconcile = bool(params.get("reconcile")) or (
-                scheduled and tasks.reconcile_due(current.reconcile_schedule, dag_run.logical_date)
-            )
-            return _locked(
-                current,
-                lambda: tasks.sync(
+
+            def sync(current: PipelineSettings) -> dict:
+                reconcile = bool(params.get("reconcile")) or (
+                    scheduled
+                    and tasks.reconcile_due(current.reconcile_cron_schedule, dag_run.logical_date)
+                )
+                return tasks.sync(
                     current,
-                    api_key(),
                     reconcile=reconcile,
                     backfill_start=params.get("backfill_start"),
-                ),
-            )
+                    allow_mass_delete=bool(params.get("allow_mass_delete")),
+                )
+
+            return _locked(settings, sync)
 
         @task(outlets=[MARTS_ASSET])
         def dbt_build() -> dict:
             """`dbt build`: the staging views and the marts, with their tests."""
-            current = settings()
-            return _locked(current, lambda: tasks.dbt_build(current))
+            return _locked(settings, tasks.dbt_build)
 
         @task
         def call_report() -> dict:
             """The offline HTML call report beside the warehouse."""
-            current = settings()
-            return _locked(current, lambda: tasks.write_call_report(current))
+            return _locked(settings, tasks.write_call_report)
 
         @task(outlets=[READONLY_COPY_ASSET])
         def publish_readonly_copy() -> dict:
             """The read-only copy of the warehouse readers open, replaced atomically."""
-            current = settings()
-            return _locked(current, lambda: tasks.publish(current))
+            return _locked(settings, tasks.publish)
 
         (
             sync_calls()
@@ -159,13 +157,27 @@ def _owner() -> str:
     return f"Airflow DAG {ti.dag_id}, run {ti.run_id}, task {ti.task_id}"
 
 
-def _locked(settings: PipelineSettings, work: Callable[[], T]) -> T:
-    """`work()` under the warehouse's run lock. A lock held by another run, or a key Close
-    refuses, fails the task with no retry: retrying would not help."""
+# Failures retrying would not help: the task fails at once.
+_FINAL_ERRORS = (
+    locks.RunInProgressError,
+    identity.WrongOrganizationError,
+    identity.OrganizationUnknownError,
+    MassDeleteError,
+    ValueError,  # a setting refused (a base URL without a key, a bad backfill_start)
+)
+
+
+def _locked(
+    read_settings: Callable[[], PipelineSettings], work: Callable[[PipelineSettings], T]
+) -> T:
+    """`work(settings)` under the warehouse's run lock. A bad setting, a lock held by another
+    run, a warehouse of another organization or a key Close refuses fails the task at once, with
+    no retry."""
     try:
+        settings = read_settings()
         with tasks.run_lock(settings, _owner()):
-            return work()
-    except locks.RunInProgressError as error:
-        raise AirflowFailException(str(error)) from None
+            return work(settings)
     except CloseAuthError as error:
         raise AirflowFailException(f"Close refused the API key: {error}") from None
+    except _FINAL_ERRORS as error:
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from None

@@ -5,6 +5,8 @@ XCom). None of them imports Airflow: `dag.py` wraps them in tasks. In a deployme
 runs in its own process, so nothing is shared between them but the warehouse file: each task
 takes the warehouse's run lock for its own duration, and the tasks that call Close start the
 embedded sandbox themselves when there is no key (its data is a function of seed and clock).
+The tasks that call Close check, before they write, that it answers for the warehouse's
+organization (`core/identity.py`); the others run only after the sync succeeded in the same run.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from pathlib import Path
 
 from croniter import croniter
 
-from close_calls_pipeline.airflow.settings import CLOSE_API_KEY_ENV, PipelineSettings
-from close_calls_pipeline.core import config, dbt_launcher, locks, warehouse
+from close_calls_pipeline.core import config, dbt_launcher, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.publish import publish_readonly_copy
+from close_calls_pipeline.core.settings import PipelineSettings
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 
 log = logging.getLogger(__name__)
 
-# Below the dbt project's target/: the artefacts of the latest Airflow run only (Dagster's are in
-# target/dagster/), so neither orchestrator reads the other's partial parse.
+# Below the project's dbt artefacts folder (under AIRFLOW_HOME): the latest Airflow run's only,
+# so neither orchestrator reads the other's partial parse.
 DBT_RUN_TARGET = "airflow"
 # run_results.json statuses: which fail `dbt build` and which are warnings.
 _DBT_FAILED = {"error", "fail", "runtime error"}
@@ -49,11 +51,25 @@ class DbtBuildFailed(RuntimeError):
 
 
 @contextmanager
-def close_client(settings: PipelineSettings, api_key: str | None) -> Iterator[CloseClient]:
+def close_client(settings: PipelineSettings) -> Iterator[CloseClient]:
     """A client of Close when there is a key, else of the embedded sandbox started for the
-    duration of the block: the one place on the Airflow side that chooses."""
-    if api_key:
-        with CloseClient(api_key, settings.base_url, pool_size=settings.workers) as client:
+    duration of the block: the one place on the Airflow side that chooses. A base URL without a
+    key is refused: it names an API the run could not use, and quietly syncing the sandbox
+    instead would write another organization's data."""
+    if not settings.api_key and settings.base_url:
+        raise ValueError(
+            f"{config.CLOSE_API_BASE_URL_ENV} is set ({settings.base_url}) but CLOSE_API_KEY is "
+            f"not: set CLOSE_API_KEY (or the password of the DAG's close_conn_id connection), or "
+            f"unset {config.CLOSE_API_BASE_URL_ENV} to use the embedded sandbox"
+        )
+    extra_call_fields = tuple(settings.extra_call_fields)
+    if settings.api_key:
+        with CloseClient(
+            settings.api_key,
+            _base_url(settings),
+            pool_size=settings.workers,
+            extra_call_fields=extra_call_fields,
+        ) as client:
             yield client
         return
     from close_calls_pipeline.sandbox import start_sandbox
@@ -67,22 +83,44 @@ def close_client(settings: PipelineSettings, api_key: str | None) -> Iterator[Cl
     try:
         log.info(
             "No Close API key is configured (%s): using the embedded sandbox Close API at %s "
-            "(%d seeded calls plus live growth, seed %d)",
-            CLOSE_API_KEY_ENV,
+            "(%d calls, seed %d)",
+            config.CLOSE_API_KEY_ENV,
             server.base_url,
             settings.sandbox_calls,
             settings.sandbox_seed,
         )
         with CloseClient(
-            config.SANDBOX_API_KEY, server.base_url, pool_size=settings.workers
+            config.SANDBOX_API_KEY,
+            server.base_url,
+            pool_size=settings.workers,
+            extra_call_fields=extra_call_fields,
         ) as client:
             yield client
     finally:
         server.stop()
 
 
-def source_name(api_key: str | None) -> str:
-    return "close" if api_key else "sandbox"
+def _base_url(settings: PipelineSettings) -> str:
+    return settings.base_url or config.DEFAULT_BASE_URL
+
+
+def source_name(settings: PipelineSettings) -> str:
+    return "close" if settings.api_key else "sandbox"
+
+
+def check_organization(settings: PipelineSettings, client: CloseClient) -> identity.Organization:
+    """Before a task writes: the API answers for the warehouse's organization (or the warehouse
+    is new, and becomes that organization's); `identity.WrongOrganizationError` if not."""
+    organization = identity.organization_from_me(client.me(), is_sandbox=not settings.api_key)
+    identity.check_organization(
+        settings.duckdb_path,
+        organization,
+        api_base_url=_base_url(settings) if settings.api_key else None,
+        lock_wait_seconds=settings.lock_wait_seconds,
+        logger=log,
+    )
+    log.info("Syncing %s into %s", organization.describe(), settings.duckdb_path)
+    return organization
 
 
 @contextmanager
@@ -114,36 +152,43 @@ def reconcile_due(schedule: str | None, logical_date: datetime | None) -> bool:
     return bool(schedule and logical_date and croniter.match(schedule, logical_date))
 
 
-def refresh_reference(settings: PipelineSettings, api_key: str | None) -> dict[str, int]:
+def refresh_reference(settings: PipelineSettings) -> dict[str, int]:
     """Replace close.outcomes and close.users with a fresh copy; rows per table."""
-    with close_client(settings, api_key) as client, _warehouse(settings) as con:
-        counts = refresh_reference_tables(client, con)
-    log.info("reference tables refreshed from %s: %s", source_name(api_key), counts)
+    with close_client(settings) as client:
+        check_organization(settings, client)
+        with _warehouse(settings) as con:
+            counts = refresh_reference_tables(client, con)
+    log.info("reference tables refreshed from %s: %s", source_name(settings), counts)
     return counts
 
 
 def sync(
     settings: PipelineSettings,
-    api_key: str | None,
     *,
     reconcile: bool,
     backfill_start: str | None,
+    allow_mass_delete: bool = False,
 ) -> dict:
     """The calls sync (incremental, or a walk on the first run / a reconcile); what it did."""
     options = SyncOptions(
         backfill_start=config.parse_backfill_start(backfill_start or settings.backfill_start),
         reconcile=reconcile,
         workers=settings.workers,
+        event_overlap_minutes=settings.event_overlap_minutes,
+        max_delete_share=settings.max_reconcile_delete_share,
+        allow_mass_delete=allow_mass_delete,
     )
-    with close_client(settings, api_key) as client, _warehouse(settings) as con:
-        summary = sync_calls(client, con, options)
-        live_calls, deleted_calls = con.execute(
-            "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
-            "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
-        ).fetchone()
+    with close_client(settings) as client:
+        check_organization(settings, client)
+        with _warehouse(settings) as con:
+            summary = sync_calls(client, con, options)
+            live_calls, deleted_calls = con.execute(
+                "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
+                "count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM close.calls"
+            ).fetchone()
     mark = summary.high_water_mark_after
     return {
-        "source": source_name(api_key),
+        "source": source_name(settings),
         "sync_run_id": summary.run_id,
         "mode": summary.mode,
         "calls_inserted": summary.calls_inserted,
@@ -167,7 +212,7 @@ def dbt_build(settings: PipelineSettings) -> dict:
     # dbt opens the file itself and does not wait for it: wait here (bounded, logged).
     locks.wait_until_writable(settings.duckdb_path, settings.lock_wait_seconds)
     project = config.DBT_PROJECT_DIR
-    target = project / "target" / DBT_RUN_TARGET
+    target = settings.dbt_target_path / DBT_RUN_TARGET
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)  # never report an earlier run's results as this one's
     command = [
@@ -177,10 +222,11 @@ def dbt_build(settings: PipelineSettings) -> dict:
         "--project-dir", str(project),
         "--profiles-dir", str(project),
         "--target-path", str(target),
+        "--log-path", str(target),
         "--vars", dbt_launcher.dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
     ]  # fmt: skip
     # dbt needs no Close key: it does not get one.
-    environment = {k: v for k, v in os.environ.items() if k != CLOSE_API_KEY_ENV}
+    environment = {k: v for k, v in os.environ.items() if k != config.CLOSE_API_KEY_ENV}
     returncode = _stream(command, environment, cwd=project)
     results = _node_results(run_results)
     for unique_id, status, message in results:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     PlainValidator,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -81,6 +83,7 @@ class PipelineSettings(BaseModel):
         "when a run starts, never shown. Unset or empty: every run uses the embedded sandbox "
         "Close API.",
         env=config.CLOSE_API_KEY_ENV,
+        repr=False,  # never in a printed or logged settings object
     )
     base_url: str | None = setting(
         None,
@@ -221,6 +224,38 @@ class PipelineSettings(BaseModel):
         if self._project_root is None:
             raise ValueError("settings not resolved against a project folder: call resolved()")
         return config.dbt_target_path(self._project_root)
+
+
+def settings_from_environment(environ: Mapping[str, str], **overrides: Any) -> PipelineSettings:
+    """The settings of a process configured by environment variables (the Airflow DAG's): each
+    field that declares an `env` read from `environ` (unset or blank: its default), `overrides`
+    winning, all validated by the model. Not resolved: call `resolved(project_root)`.
+
+    An unknown override name is a `TypeError`; a bad value a `ValueError` naming the setting,
+    and the variable when the value came from one."""
+    unknown = sorted(set(overrides) - set(_fields()))
+    if unknown:
+        raise TypeError(f"unknown settings {unknown}; known: {sorted(_fields())}")
+    from_environment = {}
+    for name, info in _fields().items():
+        variable = env_var(info)
+        text = (environ.get(variable) or "").strip() if variable else ""
+        if text and name not in overrides:
+            from_environment[name] = (variable, text)
+    try:
+        return PipelineSettings(
+            **{name: text for name, (_, text) in from_environment.items()}, **overrides
+        )
+    except ValidationError as error:
+        raise ValueError("; ".join(_named(e, from_environment) for e in error.errors())) from None
+
+
+def _named(error: Any, from_environment: Mapping[str, tuple[str, str]]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if name in from_environment and name != "api_key":  # a key is never shown
+        variable, text = from_environment[name]
+        return f"{name} (from {variable}={text!r}): {error['msg']}"
+    return f"{name or 'settings'}: {error['msg']}"
 
 
 # --- what is derived from the model ---------------------------------------------------------------
