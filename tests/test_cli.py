@@ -344,9 +344,10 @@ def test_an_installed_wheel_runs_from_an_empty_folder_and_writes_only_there(tmp_
     }
     done = run_ok([str(venv / "bin" / "close-calls"), "run", "--sandbox-calls", "20"],
                   cwd=project, env=env, timeout=600)  # fmt: skip
-    assert f"DuckDB file: {project / 'data' / 'close_calls.duckdb'}" in done.stdout
-    assert (project / "data" / "close_calls.duckdb").is_file()
-    assert (project / "data" / "call_report.html").is_file()
+    # no key: the sandbox's own files
+    assert f"DuckDB file: {project / 'data' / 'sandbox.duckdb'}" in done.stdout
+    assert (project / "data" / "sandbox.duckdb").is_file()
+    assert (project / "data" / "sandbox_call_report.html").is_file()
     assert (project / config.DAGSTER_HOME_FOLDER / "history" / "runs.db").is_file()
     assert (config.dbt_target_path(project) / "manifest.json").is_file()
     after = _files(venv)
