@@ -1,10 +1,10 @@
 """close-calls-pipeline: Close CRM calls into DuckDB, modelled with dbt, orchestrated by Dagster.
 
-    core/               orchestrator-free: Close client, typing, warehouse, sync, locks, publish
-    sandbox/            the sandbox Close API: a local fake Close served over real HTTP
+    core/               orchestrator-free: Close client, typing, warehouse, sync, settings
+    sandbox/            a fake Close API over HTTP, used when no API key is set
     dagster_component/  the Dagster Component and the assets, checks, jobs it yields
-    defs/               this repository's own `dg` defs folder (one CloseCallsComponent)
-    report/             the offline HTML call report, read from the marts
+    defs/               the packaged `dg` defs folder (one CloseCallsComponent)
+    report/             the offline HTML call report
     cli/                `close-calls run | ui | docs | report | sandbox | bench`
     bench/              benchmarks, outside the product's import graph
 

@@ -1,15 +1,17 @@
-"""The code location: everything in the `defs/` folder (one `CloseCallsComponent`).
-
-Loaded by `dg dev` / `dg launch` ([tool.dg] in pyproject.toml), by `workspace.yaml`
-(`dagster dev`), by `dagster asset materialize -m close_calls_pipeline.definitions`, and by
-`close-calls run`. Configuration comes from the environment through `defs/close_calls/defs.yaml`.
+"""The code location: the package's own `defs/` folder (one `CloseCallsComponent`), rooted at the
+working directory, which is the project folder: `dg dev` / `dg launch` in this repository (its
+[tool.dg] in pyproject.toml), `close-calls ui` in a folder that is not a `dg` project, and
+`dagster asset materialize -m close_calls_pipeline.definitions`. Configuration comes from the
+environment through `defs/close_calls/defs.yaml`.
 """
 
 from pathlib import Path
 
 import dagster as dg
 
+from close_calls_pipeline.dagster_component.project import packaged_tree
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return packaged_tree(Path.cwd()).build_defs()

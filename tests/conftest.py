@@ -6,6 +6,7 @@ import pytest
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
 
 @pytest.fixture
@@ -39,11 +40,19 @@ def make_sandbox():
         seed: int = 1,
         start=None,
         live: bool = False,
-        history_days: int = 180,
+        history_days: int = HISTORY_DAYS,
+        organization_id: str | None = None,
+        organization_name: str | None = None,
         **server_kwargs,
     ) -> SandboxServer:
         store = SandboxStore(
-            calls=calls, seed=seed, start=start, history_days=history_days, live=live
+            calls=calls,
+            seed=seed,
+            start=start,
+            history_days=history_days,
+            live=live,
+            organization_id=organization_id,
+            organization_name=organization_name,
         )
         server_kwargs.setdefault("api_key", "test-key")
         server = SandboxServer(store, **server_kwargs).start()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from helpers.close_client import call_window, get_call
 
 from close_calls_pipeline.core.close_api import (
     CALL_FIELDS,
@@ -45,7 +46,7 @@ def record_methods(client: CloseClient) -> list[tuple[str, str]]:
     def hook(resp, *args, **kwargs):
         seen.append((resp.request.method, resp.request.path_url.split("?")[0]))
 
-    client._session.hooks["response"].append(hook)
+    client._transport._session.hooks["response"].append(hook)
     return seen
 
 
@@ -72,7 +73,7 @@ def window_end(sb) -> datetime:
 def test_paging_returns_each_call_once_with_every_field_and_transcripts(make_sandbox, make_client):
     sb = make_sandbox(calls=300)
     client = make_client(sb)
-    pages = list(client.iter_call_window(FAR_PAST, window_end(sb)))
+    pages = list(call_window(client, FAR_PAST, window_end(sb)))
     assert all(0 < len(p) <= 100 for p in pages)
     assert all(isinstance(c, bytes) for p in pages for c in p)  # as received, parsed in bulk later
     calls = decoded(pages)
@@ -95,7 +96,7 @@ def test_paging_returns_each_call_once_with_every_field_and_transcripts(make_san
 def test_window_split_beats_skip_cap_when_known(make_sandbox, make_client):
     sb = make_sandbox(calls=1000, max_skip=200)
     client = make_client(sb, max_skip=200)
-    ids = all_ids(client.iter_call_window(FAR_PAST, window_end(sb)))
+    ids = all_ids(call_window(client, FAR_PAST, window_end(sb)))
     assert Counter(ids).most_common(1)[0][1] == 1  # every id exactly once
     assert set(ids) == set(sb.store.truth())
     statuses = {s for (_, s) in sb.stats()["by_endpoint"]}
@@ -105,7 +106,7 @@ def test_window_split_beats_skip_cap_when_known(make_sandbox, make_client):
 def test_window_split_learns_skip_cap_from_400(make_sandbox, make_client):
     sb = make_sandbox(calls=1000, max_skip=200)
     client = make_client(sb)  # believes max_skip=250_000
-    ids = all_ids(client.iter_call_window(FAR_PAST, window_end(sb)))  # no exception
+    ids = all_ids(call_window(client, FAR_PAST, window_end(sb)))  # no exception
     assert set(ids) == set(sb.store.truth())
     assert client.max_skip == 200
     assert sb.stats()["by_endpoint"][("activity.call.list", 400)] == 1
@@ -119,8 +120,8 @@ def test_window_that_cannot_be_split_raises(make_sandbox, make_client):
     client = make_client(sb, max_skip=200)
     with pytest.raises(CloseApiError, match="too short to split"):
         list(
-            client.iter_call_window(
-                edge - timedelta(microseconds=300), edge + timedelta(microseconds=300)
+            call_window(
+                client, edge - timedelta(microseconds=300), edge + timedelta(microseconds=300)
             )
         )
 
@@ -136,15 +137,15 @@ def test_window_boundaries_neither_lost_nor_duplicated(make_sandbox, make_client
     on_edge = {e: set(store.add_calls(3, at=e)) for e in edges}
     client = make_client(sb)
     for e in edges:
-        before = set(all_ids(client.iter_call_window(e - timedelta(hours=1), e)))
-        after = set(all_ids(client.iter_call_window(e, e + timedelta(hours=1))))
+        before = set(all_ids(call_window(client, e - timedelta(hours=1), e)))
+        after = set(all_ids(call_window(client, e, e + timedelta(hours=1))))
         assert on_edge[e] <= after
         assert not on_edge[e] & before
     # adjacent windows cut exactly at the edges (and elsewhere) tile the whole history
     cuts = sorted({FAR_PAST, *edges, store.now - timedelta(days=30), window_end(sb)})
     ids = []
     for lo, hi in itertools.pairwise(cuts):
-        ids += all_ids(client.iter_call_window(lo, hi))
+        ids += all_ids(call_window(client, lo, hi))
     assert len(ids) == len(set(ids)) == len(store.truth())
 
 
@@ -165,7 +166,7 @@ def test_429_waits_are_honoured_and_counted(sandbox, make_client):
     client = make_client(sandbox)
     sandbox.fail_next(2, "429")
     t0 = time.monotonic()
-    page = next(client.iter_call_window(FAR_PAST, window_end(sandbox)))
+    page = next(call_window(client, FAR_PAST, window_end(sandbox)))
     elapsed = time.monotonic() - t0
     assert len(page) == 100
     snap = client.counters.snapshot()
@@ -180,7 +181,7 @@ def test_429_pause_applies_to_the_group_only(sandbox, make_client):
     client = make_client(sandbox)
     sandbox.fail_next(1, "429", group="activity")
     t0 = time.monotonic()
-    client.get_call(sandbox.store.call_ids()[0])  # waits 0.25 s, pauses "activity"
+    get_call(client, sandbox.store.call_ids()[0])  # waits 0.25 s, pauses "activity"
     t1 = time.monotonic()
     client.me()  # group "other": not paused
     t2 = time.monotonic()
@@ -197,7 +198,7 @@ def test_pacing_sustains_the_rate_limit_with_few_429s(make_sandbox, make_client)
     def worker(n: int) -> None:
         i = n
         while time.monotonic() < stop:
-            assert client.get_call(ids[i % len(ids)]) is not None
+            assert get_call(client, ids[i % len(ids)]) is not None
             done[n] += 1
             i += 8
 
@@ -209,7 +210,7 @@ def test_pacing_sustains_the_rate_limit_with_few_429s(make_sandbox, make_client)
         t.join()
     elapsed = time.monotonic() - t0
     by = sb.stats()["by_endpoint"]
-    ok, limited = by.get(("activity.call.get", 200), 0), by.get(("activity.call.get", 429), 0)
+    ok, limited = by.get(("activity.call.list", 200), 0), by.get(("activity.call.list", 429), 0)
     assert ok == sum(done.values())
     rate = ok / elapsed
     # Lenient on purpose (a shared machine can starve the threads): this catches pacing that
@@ -226,7 +227,7 @@ def test_pacing_sustains_the_rate_limit_with_few_429s(make_sandbox, make_client)
 def test_faults_are_retried_then_succeed(sandbox, make_client, kind):
     client = make_client(sandbox)
     sandbox.fail_next(3, kind)
-    pages = list(client.iter_call_window(FAR_PAST, window_end(sandbox)))
+    pages = list(call_window(client, FAR_PAST, window_end(sandbox)))
     ids = all_ids(pages)
     assert len(ids) == len(set(ids)) == len(sandbox.store.truth())
     snap = client.counters.snapshot()
@@ -242,15 +243,15 @@ def test_persistent_faults_fail_clearly(sandbox, make_client, kind, described):
     client = make_client(sandbox, max_attempts=4)
     sandbox.fail_next(1000, kind)
     with pytest.raises(CloseApiError) as info:
-        client.get_call(sandbox.store.call_ids()[0])
+        client.has_calls_before(sandbox.store.now)  # GET /activity/call/?date_created__lt=...
     msg = str(info.value)
     assert "/activity/call/" in msg and "4 attempts" in msg and described in msg
-    assert "?" not in msg and "_fields" not in msg  # the path, not the query string
-    assert info.value.attempts == 4 and info.value.endpoint.startswith("/activity/call/")
+    assert "?" not in msg and "date_created" not in msg  # the path, not the query string
+    assert info.value.attempts == 4 and info.value.endpoint == "/activity/call/"
     assert sandbox.stats()["requests"] == 4
 
 
-def test_connection_refused_is_retried_then_fails(make_client):
+def test_connection_refused_is_retried_then_fails_saying_to_check_the_url(make_client, caplog):
     import socket
 
     s = socket.socket()
@@ -259,13 +260,31 @@ def test_connection_refused_is_retried_then_fails(make_client):
     s.close()  # nothing listens here now
 
     class Dead:
-        api_key = "test-key"
+        api_key = "sk_test_refused-0123456789"
         base_url = f"http://127.0.0.1:{port}/api/v1"
 
-    client = make_client(Dead, max_attempts=3)
-    with pytest.raises(CloseApiError, match=r"GET /me/ failed after 3 attempts.*ConnectionError"):
+    caplog.set_level(logging.DEBUG)
+    client = make_client(Dead, max_attempts=4)
+    for _ in range(2):
+        with pytest.raises(CloseApiError, match=r"GET /me/ failed after 4 attempts") as info:
+            client.me()
+    assert client.counters.snapshot()["retries"] == 6
+    msg = str(info.value)
+    assert "\n" not in msg and "ConnectionError" in msg
+    assert f"127.0.0.1:{port}" in msg and "CLOSE_API_BASE_URL" in msg and "network" in msg
+    assert Dead.api_key not in msg and Dead.api_key not in caplog.text
+    # One warning for the endpoint, however many attempts and requests failed.
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 6
+    assert [r.levelno for r in retries].count(logging.WARNING) == 1
+
+
+def test_a_server_that_answers_5xx_gets_no_url_hint(sandbox, make_client):
+    client = make_client(sandbox, max_attempts=2)
+    sandbox.fail_next(2, "503")
+    with pytest.raises(CloseApiError, match="HTTP 503") as info:
         client.me()
-    assert client.counters.snapshot()["retries"] == 2
+    assert "CLOSE_API_BASE_URL" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------- auth
@@ -276,7 +295,7 @@ def test_bad_key_fails_fast_without_leaking_it(sandbox, make_client, caplog, cap
     caplog.set_level(logging.DEBUG)
     client = make_client(sandbox, api_key=secret)
     with pytest.raises(CloseAuthError) as info:
-        list(client.iter_call_window(FAR_PAST, window_end(sandbox)))
+        list(call_window(client, FAR_PAST, window_end(sandbox)))
     msg = str(info.value)
     assert "401" in msg and "CLOSE_API_KEY" in msg and "API Keys" in msg
     assert "CLOSE_API_BASE_URL" in msg
@@ -297,7 +316,7 @@ def test_bad_key_fails_fast_without_leaking_it(sandbox, make_client, caplog, cap
         out,
         err,
         repr(client.counters),
-        repr(client._session.auth),
+        repr(client._transport._session.auth),
     ):
         assert secret not in text and b64 not in text
 
@@ -401,13 +420,13 @@ def test_calls_by_ids_use_params_body_and_skip_deleted(make_sandbox, make_client
     assert list(client.iter_calls_by_ids([])) == []
 
 
-def test_get_call_and_404(make_sandbox, make_client):
+def test_one_call_by_id_with_transcripts_and_a_missing_one(make_sandbox, make_client):
     sb = make_sandbox(calls=300)
     truth = sb.store.truth()
     with_tx = next(c for c in truth.values() if "recording_transcript" in c)
     client = make_client(sb)
-    assert client.get_call(with_tx["id"]) == projected(with_tx)
-    assert client.get_call("acti_missing") is None
+    assert get_call(client, with_tx["id"]) == projected(with_tx)
+    assert get_call(client, "acti_missing") is None
 
 
 def test_extra_call_fields(make_sandbox, make_client):
@@ -416,7 +435,7 @@ def test_extra_call_fields(make_sandbox, make_client):
     odd = next(c for c in truth.values() if "custom.cf_lead_temperature" in c)
     client = make_client(sb, extra_call_fields=("custom.cf_lead_temperature",))
     assert (
-        client.get_call(odd["id"])["custom.cf_lead_temperature"]
+        get_call(client, odd["id"])["custom.cf_lead_temperature"]
         == odd["custom.cf_lead_temperature"]
     )
 
@@ -483,7 +502,7 @@ def test_concurrent_windows_under_random_faults(make_sandbox, make_client):
     cuts[0] = FAR_PAST
 
     def walk(bounds):
-        return all_ids(client.iter_call_window(*bounds))
+        return all_ids(call_window(client, *bounds))
 
     with ThreadPoolExecutor(8) as pool:
         ids = [i for chunk in pool.map(walk, itertools.pairwise(cuts)) for i in chunk]

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import dagster as dg
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 
 @dg.definitions
 def defs():
@@ -124,6 +127,23 @@ def test_a_new_dg_project_adds_the_component_and_materializes_everything(make_sa
         con.close()
     assert mart_counts(warehouse_path) == truth_counts(sandbox.store)
 
+    # The warehouse is that organization's: `dg launch` of dbt alone with another
+    # organization's key fails before any step, and leaves the marts as they were.
+    other = make_sandbox(calls=30, seed=22, organization_id="orga_someone_else")
+    marts = mart_counts(warehouse_path)
+    refused = subprocess.run(
+        [str(VENV_BIN / "dg"), "launch", "--assets", "group:analytics"],
+        cwd=project,
+        env={**env, "CLOSE_API_BASE_URL": other.base_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "WrongOrganizationError" in refused.stdout + refused.stderr
+    assert mart_counts(warehouse_path) == marts
+
 
 def test_the_component_refuses_a_backfill_start_in_the_future(tmp_path):
     from close_calls_pipeline import CloseCallsComponent
@@ -138,11 +158,13 @@ def test_the_component_refuses_a_backfill_start_in_the_future(tmp_path):
 def asset_graph_snapshot() -> dict:
     from close_calls_pipeline.definitions import defs
 
-    graph = defs().resolve_asset_graph()
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         assets[key.to_user_string()] = {
+            "step": definitions.resolve_assets_def(key).node_def.name,
             "group": node.group_name,
             "kinds": sorted(node.kinds),
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
@@ -152,9 +174,9 @@ def asset_graph_snapshot() -> dict:
 
 
 def test_the_asset_graph_matches_its_snapshot():
-    """A change to the lineage (a key, a dependency, a check, a kind, a group) must be deliberate:
-    regenerate with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_component.py` and review
-    the diff."""
+    """A change to the lineage (a key, a dependency, a check, a kind, a group, a step's name)
+    must be deliberate: regenerate with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest
+    tests/test_component.py -k snapshot` and review the diff."""
     current = asset_graph_snapshot()
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(exist_ok=True)

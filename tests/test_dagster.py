@@ -22,7 +22,6 @@ from helpers.duck import query
 from helpers.processes import run_ok
 from helpers.truth import mart_counts, truth_counts
 
-from close_calls_pipeline.cli.run import load_component
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
@@ -43,12 +42,15 @@ from close_calls_pipeline.dagster_component.keys import (
     USERS_KEY,
     UTTERANCES_KEY,
 )
+from close_calls_pipeline.dagster_component.project import load_component
 from close_calls_pipeline.dagster_component.resources import (
     CloseApiResource,
     SandboxCloseApiResource,
-    WarehouseResource,
 )
 from close_calls_pipeline.definitions import defs as load_repo_defs
+
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CALLS = 300
@@ -63,8 +65,8 @@ INGESTION_CHECKS = {
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def sandbox_defs(sandbox, db_path: Path) -> dg.Definitions:
-    settings = CloseCallsComponent(duckdb_path=str(db_path)).settings(REPO_ROOT)
+def sandbox_defs(sandbox, db_path: Path, **attributes) -> dg.Definitions:
+    settings = CloseCallsComponent(duckdb_path=str(db_path), **attributes).settings(REPO_ROOT)
     return build_definitions(
         settings,
         close_api=CloseApiResource(api_key=sandbox.api_key, base_url=sandbox.base_url, workers=4),
@@ -151,7 +153,7 @@ def test_one_lineage_from_ingestion_to_marts():
     assert "_deleted_at" in [
         c.name for c in specs[CALLS_KEY].metadata["dagster/column_schema"].columns
     ]
-    assert specs[CALLS_KEY].freshness_policy is not None
+    assert specs[CALLS_KEY].freshness_policy is None  # off by default (tests/test_settings.py)
     assert specs[fct_calls].group_name == "analytics"
 
     check_keys = graph.asset_check_keys
@@ -174,8 +176,22 @@ def test_one_lineage_from_ingestion_to_marts():
 
 def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch):
     sandbox = make_sandbox(calls=CALLS, seed=7)
-    result = run_job(sandbox_defs(sandbox, db_path))
+    definitions = sandbox_defs(sandbox, db_path, reporting_timezone="America/New_York")
+    result = run_job(definitions)
     assert result.success
+    assert_checks_explain_themselves(definitions, result, db_path)
+    # the reporting_timezone setting reaches dbt (call_date) and the report (weekday x hour)
+    local_date = "CAST(timezone('{zone}', coalesce(activity_at, created_at)) AS DATE)"
+    not_new_york, not_utc = query(
+        db_path,
+        f"SELECT count(*) FILTER (WHERE call_date <> {local_date.format(zone='America/New_York')}), "
+        f"count(*) FILTER (WHERE call_date <> {local_date.format(zone='UTC')}) "
+        "FROM analytics.fct_calls",
+    )[0]
+    assert not_new_york == 0 and not_utc > 0
+    assert (
+        "Hour of the call (America/New_York)" in (db_path.parent / "call_report.html").read_text()
+    )
 
     checks = check_evaluations(result)
     for name in INGESTION_CHECKS:
@@ -219,22 +235,43 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     ) == [(0,)]
 
 
+def assert_checks_explain_themselves(definitions: dg.Definitions, result, db_path: Path) -> None:
+    """Every check says what it guards; the expected outcome warning passes and says why."""
+    specs = [spec for a in definitions.resolve_asset_graph().assets_defs for spec in a.check_specs]
+    assert len(specs) > 10
+    assert [spec.name for spec in specs if not (spec.description or "").strip()] == []
+    outcome = check_evaluations(result)[("analytics/fct_calls", "calls_point_at_known_outcomes")]
+    assert outcome.passed, "an expected warning is not shown as a failure"
+    assert outcome.metadata["expected"].value is True
+    assert "deleted outcomes" in outcome.metadata["expected_reason"].value
+    assert outcome.description.startswith("Expected")
+    (pointing,) = query(
+        db_path,
+        "SELECT count(*) FROM analytics.fct_calls "
+        "WHERE outcome_id IS NOT NULL AND outcome_name IS NULL",
+    )[0]
+    assert pointing > 0, "the sandbox keeps calls whose outcome was deleted"
+    assert outcome.metadata["dbt_outcome"].value == "warn"
+
+
 # --- no API key: the embedded sandbox -------------------------------------------------------------
 
 
 def test_without_a_key_the_embedded_sandbox_serves_the_run(db_path, monkeypatch):
     monkeypatch.delenv("CLOSE_API_KEY", raising=False)
     monkeypatch.delenv("CLOSE_API_BASE_URL", raising=False)
-    settings = load_component().settings(REPO_ROOT)  # this repository's defs.yaml
+    settings = load_component(REPO_ROOT).settings(REPO_ROOT)  # this repository's defs.yaml
     assert settings.api_key is None and settings.duckdb_path == db_path
     assert isinstance(build_definitions(settings).resources["close_api"], SandboxCloseApiResource)
 
     monkeypatch.setenv("CLOSE_API_KEY", "")  # empty counts as unset
-    assert load_component().api_key is None
+    assert load_component(REPO_ROOT).api_key is None
     monkeypatch.setenv("CLOSE_API_KEY", "from-the-env")
-    key = load_component().api_key
+    key = load_component(REPO_ROOT).api_key
     assert isinstance(key, dg.EnvVar) and key.env_var_name == "CLOSE_API_KEY"  # read at launch
-    resource = build_definitions(load_component().settings(REPO_ROOT)).resources["close_api"]
+    resource = build_definitions(load_component(REPO_ROOT).settings(REPO_ROOT)).resources[
+        "close_api"
+    ]
     assert type(resource) is CloseApiResource and "from-the-env" not in repr(resource)
 
     settings.sandbox_calls = 50
@@ -340,9 +377,9 @@ CORRUPTIONS = {  # check -> what breaks it (built when the test runs)
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_asset_check_fails_on_corruption(ingested, corruption):
-    _, db_path = ingested
+    definitions, db_path = ingested
     check, statements = CORRUPTIONS[corruption]
-    resource = WarehouseResource(path=str(db_path))
+    resource = definitions.resources["duckdb_warehouse"]
     assert check(duckdb_warehouse=resource).passed
     _corrupt(db_path, *statements())
     failed = check(duckdb_warehouse=resource)
@@ -423,8 +460,8 @@ def test_headless_dagster_asset_materialize(make_sandbox, tmp_path):
 
 
 def test_the_drift_check_warns_with_the_count_when_a_reconcile_repaired_calls(ingested):
-    _, db_path = ingested
-    resource = WarehouseResource(path=str(db_path))
+    definitions, db_path = ingested
+    resource = definitions.resources["duckdb_warehouse"]
     assert last_reconcile_found_no_drift(duckdb_warehouse=resource).passed  # no reconcile yet
     finished_at = datetime.now(UTC) + timedelta(minutes=1)
     _corrupt(

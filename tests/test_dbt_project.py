@@ -33,6 +33,9 @@ from helpers.dbt_fixture import (
 )
 from helpers.duck import query
 
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
+
 
 def _build(tmp_dir: Path, extra_args: list[str] | None = None, command: str = "build"):
     db_path = tmp_dir / "close_calls.duckdb"
@@ -57,7 +60,7 @@ def test_build_runs_every_node_and_only_the_outcome_relationship_warns(built):
     unit_tests = [u for u in statuses if u.startswith("unit_test.")]
     assert len(unit_tests) >= 7
     assert all(statuses[u] == "pass" for u in unit_tests)
-    assert sum(1 for u in statuses if u.startswith("model.")) == 16
+    assert sum(1 for u in statuses if u.startswith("model.")) == 19
     warned = {u for u, s in statuses.items() if s == "warn"}
     # c2 points at an outcome unknown to close.outcomes: expected, reported at warn severity.
     assert len(warned) == 1 and "calls_point_at_known_outcomes" in next(iter(warned))
@@ -83,6 +86,9 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         "fct_call_conversations": "BASE TABLE",
         "call_metrics_by_user_weekly": "BASE TABLE",
         "call_metrics_by_hour": "BASE TABLE",
+        "call_metrics_by_disposition_daily": "BASE TABLE",
+        "call_metrics_by_outcome_daily": "BASE TABLE",
+        "call_metrics_by_hour_daily": "BASE TABLE",
     }
     assert set(by_schema["staging"]) == {
         "stg_close__calls",
@@ -226,3 +232,88 @@ def test_parse_needs_no_database(tmp_path):
     assert result.success, result.log
     assert not db_path.exists()
     assert (tmp_path / "target" / "manifest.json").exists()
+
+
+def test_call_metrics_by_user_daily_conversation_sums(warehouse):
+    """c1 (Ada, 03-01) is the only conversation: contact 0-10 s "Hello?", Ada 10-40 s, contact
+    40-50 s: talk share 30/(30 + 20), longest monologue 30 s, no rep question, one contact question,
+    patience 0 (Ada starts as the contact stops), 2 switches in 50 s = 2.4 a minute. c2's
+    voicemail transcript is no conversation. The weekly mart divides these sums."""
+    rows = query(
+        warehouse,
+        """
+        select cast(call_date as varchar), user_id, calls_with_conversation,
+               calls_with_user_talk_share, sum_user_talk_share,
+               sum_longest_user_monologue_seconds, calls_with_switches_per_minute,
+               sum_switches_per_minute, user_questions, contact_questions,
+               calls_with_patience, sum_patience_seconds
+        from analytics.call_metrics_by_user_daily order by call_date, user_id
+        """,
+    )
+    assert rows == [
+        ("2024-03-01", "u1", 1, 1, pytest.approx(0.6), 30.0, 1, pytest.approx(2.4), 0, 1, 1, 0.0),
+        ("2024-03-03", "u2", 0, 0, 0.0, 0.0, 0, 0.0, 0, 0, 0, 0.0),
+    ]
+    weekly = query(
+        warehouse,
+        """
+        select user_id, calls, calls_with_conversation, avg_user_talk_share,
+               avg_longest_user_monologue_seconds, avg_switches_per_minute,
+               avg_patience_seconds, questions_per_call
+        from analytics.call_metrics_by_user_weekly order by user_id
+        """,
+    )
+    # 2024-03-01 (Friday) and 03-03 (Sunday) are in the ISO week of Monday 02-26
+    assert weekly == [
+        ("u1", 2, 1, pytest.approx(0.6), 30.0, pytest.approx(2.4), 0.0, 1.0),
+        ("u2", 3, 0, None, None, None, None, None),
+    ]
+
+
+def test_day_grained_marts_sum_to_the_all_time_marts(warehouse):
+    dispositions = query(
+        warehouse,
+        "select cast(call_date as varchar), disposition, calls, total_duration_seconds,"
+        " total_cost_usd from analytics.call_metrics_by_disposition_daily order by 1, 2",
+    )
+    assert dispositions == [
+        ("2024-03-01", "answered", 1, 120, Decimal("0.125")),
+        ("2024-03-01", "vm-left", 1, 30, Decimal("0.021")),
+        ("2024-03-03", "answered", 1, 60, Decimal("0.101")),
+        ("2024-03-03", "busy", 1, 0, Decimal(0)),
+        ("2024-03-03", "no-answer", 1, 0, Decimal("0.007")),
+    ]
+    outcomes = query(
+        warehouse,
+        "select cast(call_date as varchar), outcome_id, outcome_name, calls, answered_calls,"
+        " total_duration_seconds, total_cost_usd"
+        " from analytics.call_metrics_by_outcome_daily order by 1, 2 nulls last",
+    )
+    assert outcomes == [
+        ("2024-03-01", "o_interested", "Interested", 1, 1, 120, Decimal("0.125")),
+        ("2024-03-01", "o_unknown", None, 1, 0, 30, Decimal("0.021")),
+        ("2024-03-03", "o_nointerest", "Not interested", 1, 1, 60, Decimal("0.101")),
+        ("2024-03-03", None, None, 2, 0, 0, Decimal("0.007")),
+    ]
+    # c3 has no activity_at: its hour is that of created_at (09:00); 03-01 is a Friday (5),
+    # 03-03 a Sunday (7)
+    hours = query(
+        warehouse,
+        "select cast(call_date as varchar), weekday, hour, calls, answered_calls"
+        " from analytics.call_metrics_by_hour_daily order by 1, 3",
+    )
+    assert hours == [
+        ("2024-03-01", 5, 10, 1, 1),
+        ("2024-03-01", 5, 11, 1, 0),
+        ("2024-03-03", 7, 9, 1, 0),
+        ("2024-03-03", 7, 15, 1, 1),
+        ("2024-03-03", 7, 23, 1, 0),
+    ]
+    by_hour = query(
+        warehouse,
+        "select weekday, hour, calls, answered_calls from analytics.call_metrics_by_hour"
+        " where calls > 0 order by 1, 2",
+    )
+    assert by_hour == [
+        (weekday, hour, calls, answered) for _, weekday, hour, calls, answered in hours
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -27,9 +28,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from helpers.processes import HOLDER, gone, stop
+from helpers.run_lock import run_lock_holder
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy
+from close_calls_pipeline.core.settings import PipelineSettings
 
 # A process that opens a DuckDB file (read-only or read-write), says so, and keeps it open until
 # it reads a line on stdin; then closes it, says so, and stays alive until stdin closes.
@@ -146,21 +149,46 @@ def test_other_io_errors_are_not_waited_for(tmp_path):
     not_a_database = tmp_path / "notes.duckdb"
     not_a_database.write_text("hello, not a database\n" * 1000)
     started = time.monotonic()
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(warehouse.WarehouseCorruptError):
         warehouse.connect(str(not_a_database), lock_wait_seconds=30)
     assert time.monotonic() - started < 5
 
 
-def test_lock_wait_setting(monkeypatch):
-    from close_calls_pipeline.cli.run import load_component
+def test_a_damaged_warehouse_says_to_restore_the_read_only_copy(db_path):
+    copy = publish_readonly_copy(db_path).path
+    with open(db_path, "r+b") as file:  # garbage over the file's header
+        file.write(os.urandom(8192))
+    with pytest.raises(warehouse.WarehouseCorruptError) as info:
+        warehouse.connect(str(db_path), lock_wait_seconds=0)
+    message = str(info.value)
+    assert "\n" not in message and str(db_path) in message and copy in message
+    assert "new warehouse" in message and info.value.path == str(db_path)
 
+    shutil.copyfile(copy, db_path)  # what the message says to do works
+    os.chmod(db_path, 0o644)
+    con = warehouse.connect(str(db_path), lock_wait_seconds=0)
+    assert con.execute("SELECT count(*) FROM close.sync_state").fetchone() == (1,)
+    con.close()
+
+
+def test_a_damaged_warehouse_without_a_copy_says_to_start_a_new_one(db_path):
+    db_path.write_bytes(os.urandom(100_000))
+    with pytest.raises(warehouse.WarehouseCorruptError, match="no read-only copy") as info:
+        warehouse.connect(str(db_path), lock_wait_seconds=0)
+    assert "new warehouse" in str(info.value)
+
+
+def test_lock_wait_setting(monkeypatch):
+    from close_calls_pipeline.dagster_component.project import load_component
+
+    project = Path(__file__).resolve().parents[1]
     monkeypatch.delenv(config.CLOSE_CALLS_LOCK_WAIT_ENV, raising=False)
-    assert load_component().lock_wait_seconds == config.DEFAULT_LOCK_WAIT_SECONDS
+    assert load_component(project).lock_wait_seconds == config.DEFAULT_LOCK_WAIT_SECONDS
     monkeypatch.setenv(config.CLOSE_CALLS_LOCK_WAIT_ENV, "2.5")  # through defs.yaml
-    assert load_component().lock_wait_seconds == 2.5
+    assert load_component(project).lock_wait_seconds == 2.5
     for bad in ("soon", "-1", "nan"):
-        with pytest.raises(ValueError, match=config.CLOSE_CALLS_LOCK_WAIT_ENV):
-            config.parse_lock_wait_seconds(bad)
+        with pytest.raises(ValueError, match="lock_wait_seconds"):
+            PipelineSettings(lock_wait_seconds=bad)
 
 
 def _after(seconds: float, action):
@@ -200,7 +228,7 @@ def try_run_lock(db_path: Path) -> subprocess.Popen:
 def test_run_lock_is_refused_at_once_to_another_process_and_nests_in_its_own(db_path):
     with locks.acquire_run_lock(db_path, owner="close-calls run"):
         with locks.acquire_run_lock(db_path):  # the Dagster run inside `close-calls run`
-            holder = locks.run_lock_holder(db_path)
+            holder = run_lock_holder(db_path)
             assert holder.pid == os.getpid() and holder.owner == "close-calls run"
         # still held after the inner release
         other = try_run_lock(db_path)
@@ -210,11 +238,11 @@ def test_run_lock_is_refused_at_once_to_another_process_and_nests_in_its_own(db_
         assert time.monotonic() - started < 10  # at once: Python start-up, no waiting
         assert f"PID {os.getpid()} (close-calls run), since " in out
         assert str(db_path) in out and "started nothing" in out
-    assert locks.run_lock_holder(db_path) is None
+    assert run_lock_holder(db_path) is None
     other = try_run_lock(db_path)
     try:
         assert other.stdout.readline().strip() == "acquired"
-        holder = locks.run_lock_holder(db_path)
+        holder = run_lock_holder(db_path)
         assert holder.pid == other.pid and holder.owner == "second process"
         with pytest.raises(locks.RunInProgressError, match=f"PID {other.pid} "):
             locks.acquire_run_lock(db_path)
@@ -229,7 +257,7 @@ def test_run_lock_of_a_killed_process_is_free_at_once(db_path):
     other.wait(timeout=10)
     with locks.acquire_run_lock(db_path) as held:  # no stale lock, no waiting
         assert held is not None
-        assert locks.run_lock_holder(db_path).pid == os.getpid()
+        assert run_lock_holder(db_path).pid == os.getpid()
 
 
 # --- the published copy ------------------------------------------------------------------------------
@@ -321,10 +349,10 @@ def test_the_launched_process_dies_with_its_parent():
         time.sleep(0.05)
 
 
-def test_dbt_runs_through_the_launcher():
+def test_dbt_runs_through_the_launcher(tmp_path):
     from close_calls_pipeline.dagster_component.dbt import dbt_project, dbt_resource
 
-    DBT_EXECUTABLE = dbt_resource(dbt_project(config.DBT_PROJECT_DIR)).dbt_executable
+    DBT_EXECUTABLE = dbt_resource(dbt_project(config.DBT_PROJECT_DIR, tmp_path)).dbt_executable
 
     assert Path(DBT_EXECUTABLE).name == "close-calls-dbt"
     done = subprocess.run(

@@ -31,8 +31,8 @@ from helpers.duck import query
 
 from close_calls_pipeline.cli.main import build_parser
 from close_calls_pipeline.cli.main import main as cli_main
+from close_calls_pipeline.cli.project import dagster_home
 from close_calls_pipeline.cli.run import run_pipeline
-from close_calls_pipeline.cli.tools import dagster_home
 from close_calls_pipeline.core import config, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.personal_data import (
@@ -153,7 +153,8 @@ def run_job(
 ) -> tuple[dg.ExecuteInProcessResult, str, str]:
     """The real pipeline job (sync, dbt build, report, read-only copy); returns the result, the
     Python log output of the package, and every Dagster event of the run (messages, metadata)."""
-    settings = CloseCallsComponent(duckdb_path=str(db_path), **attributes).settings(REPO_ROOT)
+    project_dir = db_path.parent.parent  # the run's project folder: data/ and .close_calls/
+    settings = CloseCallsComponent(duckdb_path=str(db_path), **attributes).settings(project_dir)
     definitions = build_definitions(
         settings,
         close_api=CloseApiResource(api_key=server.api_key, base_url=server.base_url, workers=4),
@@ -294,13 +295,13 @@ def test_files_are_owner_only_by_default_and_group_readable_on_request(runs):
         assert mode(config.readonly_copy_path(db_path)) == copy_bits, name
         for path in db_path.parent.iterdir():
             assert mode(path) & 0o007 == 0, (name, path.name, oct(mode(path)))
-    target = config.DBT_PROJECT_DIR / "target" / "dagster"
-    assert mode(target / "run_results.json") & 0o007 == 0
+        target = config.dbt_target_path(db_path.parent.parent) / "dagster"
+        assert mode(target / "run_results.json") & 0o007 == 0, name
 
 
 def test_the_dagster_home_the_cli_creates_is_private(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "new" / "home"))
-    home = dagster_home()
+    home = dagster_home(tmp_path)
     assert mode(home) == 0o700 and mode(home.parent) == 0o700
     assert mode(home / "dagster.yaml") & 0o077 == 0
 
@@ -379,7 +380,8 @@ def test_erase_removes_what_it_names_and_nothing_else(make_sandbox, tmp_path, mo
     con.close()
 
     monkeypatch.setenv(config.CLOSE_CALLS_DUCKDB_ENV, str(db_path))
-    argv = ["erase", "--call-id", by_id, "--lead-id", lead, "--phone", phone]
+    argv = ["erase", "--project-dir", str(tmp_path)]
+    argv += ["--call-id", by_id, "--lead-id", lead, "--phone", phone]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert f"erased the personal data of {len(named)} calls" in out
@@ -429,7 +431,7 @@ def test_a_stricter_policy_rewrites_the_stored_rows_as_a_fresh_strict_sync_write
     assert rewritten.execute("SELECT count(note) FROM close.calls").fetchone()[0] == 0
 
 
-def test_hash_without_a_key_fails_before_any_request(sandbox, connect, monkeypatch):
+def test_hash_without_a_key_fails_before_any_request(sandbox, connect, monkeypatch, tmp_path):
     options = SyncOptions(personal_data=PersonalDataPolicy(phone_numbers="hash"))
     with CloseClient(sandbox.api_key, sandbox.base_url) as client:
         with pytest.raises(PersonalDataError, match=HASH_KEY_ENV):
@@ -437,7 +439,7 @@ def test_hash_without_a_key_fails_before_any_request(sandbox, connect, monkeypat
         assert client.counters.snapshot()["requests"] == 0
     monkeypatch.delenv(HASH_KEY_ENV, raising=False)
     out = io.StringIO()
-    assert run_pipeline(personal_data={"phone_numbers": "hash"}, out=out) == 2
+    assert run_pipeline(project_dir=tmp_path, personal_data={"phone_numbers": "hash"}, out=out) == 2
     assert HASH_KEY_ENV in out.getvalue()
 
 
@@ -460,8 +462,10 @@ def test_the_component_and_the_cli_take_the_policies():
     settings = component.settings(REPO_ROOT)
     assert settings.personal_data == PersonalDataPolicy(phone_numbers="hash", notes="drop")
     assert settings.file_mode == "group"
-    with pytest.raises(PersonalDataError, match="phone_numbers"):
+    with pytest.raises(ValueError, match="phone_numbers"):
         CloseCallsComponent.resolve_from_yaml("personal_data:\n  phone_numbers: scramble\n")
+    with pytest.raises(ValueError, match="emails"):
+        CloseCallsComponent.resolve_from_yaml("personal_data:\n  emails: drop\n")
     with pytest.raises(ValueError, match="file_mode"):
         CloseCallsComponent(file_mode="world")
     args = build_parser().parse_args(

@@ -3,9 +3,11 @@
 * a warehouse synced from the sandbox Close API over loopback HTTP and modelled by the real dbt;
   the report is opened in headless Chromium with every request but the file itself aborted: no
   console error, no request, every chart drawn, headline figures equal to the marts';
-* edge cases on the hand-made warehouse of test_dbt_project without its transcripts: an empty
-  period, no transcripts at all, a single rep, calls without (or with a deleted) outcome;
-* the period rules and the CLI's validation.
+* edge cases on the hand-made warehouse of test_dbt_project without its transcripts: no
+  transcripts at all, a single rep, calls without (or with a deleted) outcome;
+* the period rules (whole days ending yesterday; a period without calls is refused) and the
+  CLI's validation;
+* the layout: every table fits its box at 1,400 and 1,024 px, and says when it scrolls below.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from helpers.sandbox_warehouse import sync
 
 from close_calls_pipeline.cli.main import main as cli_main
 from close_calls_pipeline.report import (
+    EmptyPeriodError,
     PeriodError,
     ReportError,
     default_report_path,
@@ -37,6 +40,9 @@ from close_calls_pipeline.report.data import load
 from close_calls_pipeline.report.period import Period
 from close_calls_pipeline.report.render import _json_for_script, heat_scale
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
+
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -156,13 +162,13 @@ def browser():
 class OpenedPage:
     """A report opened from disk with the network blocked; what happened while it loaded."""
 
-    def __init__(self, browser, path: Path):
+    def __init__(self, browser, path: Path, width: int = 1280):
         self.url = path.resolve().as_uri()
         self.requests: list[str] = []
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, device_scale_factor=1, offline=True
+            viewport={"width": width, "height": 900}, device_scale_factor=1, offline=True
         )
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
@@ -304,7 +310,7 @@ def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_wareh
     first, last = query(
         sandbox_warehouse, "select min(call_date), max(call_date) from analytics.fct_calls"
     )[0]
-    data = load(str(sandbox_warehouse), start=first, end=last, timezone="UTC")
+    data = load(str(sandbox_warehouse), start=first, end=last)
     cells = {
         (row["weekday"], row["hour"]): (row["calls"], row["answered_calls"]) for row in data.hours
     }
@@ -316,7 +322,105 @@ def test_the_heat_map_over_all_history_equals_call_metrics_by_hour(sandbox_wareh
             " where calls > 0",
         )
     }
-    assert cells == mart and data.calls_without_time == 0
+    assert cells == mart
+
+
+def _row_cells(html: str, name: str) -> list[str]:
+    """The cells of the reps-table row whose header is `name`."""
+    row = html.split(f'<th scope="row">{name}</th>')[1].split("</tr>")[0]
+    return [cell.split(">", 1)[1].split("</td")[0] for cell in row.split("<td")[1:]]
+
+
+def test_a_reps_figures_equal_the_weekly_mart_over_an_iso_week(sandbox_warehouse, tmp_path):
+    """Over one ISO week the report (sums of call_metrics_by_user_daily) and
+    call_metrics_by_user_weekly (computed from the calls) must agree for every rep."""
+    (week_start,) = query(
+        sandbox_warehouse,
+        "select max(week_start) - 7 from analytics.call_metrics_by_user_weekly",
+    )[0]
+    report = write_report(
+        str(sandbox_warehouse),
+        tmp_path / "r.html",
+        start=week_start,
+        end=week_start + timedelta(days=6),
+    )
+    html = report.path.read_text()
+    rows = query(
+        sandbox_warehouse,
+        "select user_name, calls, answered_calls, total_cost_usd, calls_with_conversation,"
+        " avg_user_talk_share, avg_longest_user_monologue_seconds, avg_patience_seconds"
+        " from analytics.call_metrics_by_user_weekly"
+        " where week_start = ? and calls > 0 and user_id is not null",
+        [week_start],
+    )
+    assert len(rows) >= 3
+    compared = 0
+    for name, calls, answered, cost, transcribed, share, monologue, patience in rows:
+        cells = _row_cells(html, name)
+        assert cells[0] == f"{calls:,}" and cells[1] == f"{answered:,}", name
+        assert cells[4] == usd(cost) and cells[5] == f"{transcribed:,}", name
+        if share is not None:
+            assert cells[6] == f"{share * 100:.1f}%", name
+            assert cells[7] == f"{monologue:,.1f} s", name
+            compared += 1
+        if patience is not None:
+            assert cells[9] == f"{patience:,.1f} s", name
+    assert compared >= 1
+
+
+def test_the_talk_share_chart_lists_reps_in_the_order_of_the_reps_table(
+    sandbox_warehouse, tmp_path
+):
+    html = write_report(str(sandbox_warehouse), tmp_path / "r.html").path.read_text()
+    table = html.split('class="data reps"')[1].split("</table>")[0]
+    table_order = [
+        row.split('<th scope="row">')[1].split("</th>")[0]
+        for row in table.split("<tbody>")[1].split("<tr")[2:]  # after the team's row
+    ]
+    payload = json.loads(html.split('id="report-data">')[1].split("</script>")[0])
+    (chart,) = [spec for spec in payload["charts"] if spec["id"] == "talk-share-reps"]
+    assert len(chart["labels"]) >= 3
+    assert chart["labels"] == [name for name in table_order if name in chart["labels"]]
+
+
+TABLE_FIT = """() => [...document.querySelectorAll('.table-scroll')].map(box => {
+    const edge = box.getBoundingClientRect();
+    const cut = [...box.querySelectorAll('thead th')].filter(th => {
+        const r = th.getBoundingClientRect();
+        return r.left < edge.left - 0.5 || r.right > edge.right + 0.5
+            || th.scrollWidth > th.clientWidth + 1;
+    }).map(th => th.textContent.trim());
+    const hint = box.parentElement.querySelector('.scroll-hint');
+    return {table: box.querySelector('table').className, scrollWidth: box.scrollWidth,
+            clientWidth: box.clientWidth, cut,
+            hint: hint ? getComputedStyle(hint).display !== 'none' : null};
+})"""
+
+
+@pytest.mark.timeout(1200)
+def test_tables_fit_their_box_down_to_a_laptop_width(sandbox_warehouse, browser, tmp_path):
+    out = write_report(str(sandbox_warehouse), tmp_path / "call_report.html").path
+    for width in (1400, 1024):
+        opened = OpenedPage(browser, out, width=width)
+        try:
+            opened.page.screenshot(path=str(tmp_path / f"report_{width}.png"), full_page=True)
+            tables = opened.page.evaluate(TABLE_FIT)
+            assert {t["table"] for t in tables} == {"data outcomes", "data reps"}
+            for table in tables:
+                assert table["scrollWidth"] <= table["clientWidth"], (width, table)
+                assert table["cut"] == [], (width, table)
+                assert table["hint"] in (None, False), (width, table)
+        finally:
+            opened.close()
+    # narrower than a laptop, the reps table may scroll, and then it says so
+    opened = OpenedPage(browser, out, width=700)
+    try:
+        opened.page.screenshot(path=str(tmp_path / "report_700.png"), full_page=True)
+        (reps,) = [t for t in opened.page.evaluate(TABLE_FIT) if t["table"] == "data reps"]
+        assert reps["hint"] == (reps["scrollWidth"] > reps["clientWidth"]), reps
+    finally:
+        opened.close()
+    print(f"screenshots in {tmp_path}")
 
 
 # --- edge cases ----------------------------------------------------------------------------------
@@ -329,22 +433,31 @@ def _sections(html: str) -> None:
         assert f'data-figure="{figure}"' in html, figure
 
 
-def test_an_empty_period_renders_every_section_with_placeholders(small_warehouse, tmp_path):
-    report = write_report(
-        str(small_warehouse), tmp_path / "r.html", start=date(2023, 1, 1), end=date(2023, 1, 31)
-    )
-    html = report.path.read_text()
-    _sections(html)
-    assert report.figures == {
-        "calls": 0,
-        "answered_calls": 0,
-        "answer_rate": None,
-        "talk_time_hours": 0.0,
-        "total_cost_usd": 0.0,
-        "cost_per_answered_call_usd": None,
-    }
-    assert html.count('class="empty"') == len(SECTIONS)
-    assert '<figure class="chart"' not in html
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"start": date(2023, 1, 1), "end": date(2023, 1, 31)},  # before the first call
+        {"start": date(2030, 1, 1)},  # after the last call
+        {"start": date(2024, 3, 2), "end": date(2024, 3, 2)},  # a day between calls
+    ],
+)
+def test_a_period_without_calls_is_refused(small_warehouse, tmp_path, period):
+    out = tmp_path / "r.html"
+    with pytest.raises(EmptyPeriodError, match="no calls") as refused:
+        write_report(str(small_warehouse), out, **period)
+    assert isinstance(refused.value, PeriodError)  # handled like a reversed range
+    assert "2024-03-01 to 2024-03-03" in str(refused.value)  # where the calls are
+    assert not out.exists()
+
+
+def test_days_are_whole_days_ending_yesterday(small_warehouse, tmp_path):
+    """Calls on 03-01 and 03-03: on 03-03 (a partial day), --days 2 is 03-01..03-02."""
+    report = write_report(str(small_warehouse), tmp_path / "r.html", days=2, today=date(2024, 3, 3))
+    assert report.period == Period(date(2024, 3, 1), date(2024, 3, 2))
+    assert report.figures["calls"] == 2  # 03-01's; not 03-03's, which is not over
+    # later, the period ends on the last day with calls
+    later = write_report(str(small_warehouse), tmp_path / "r.html", days=2, today=date(2024, 5, 1))
+    assert later.period == Period(date(2024, 3, 2), date(2024, 3, 3))
 
 
 def test_a_warehouse_without_transcripts_renders(small_warehouse, tmp_path):
@@ -385,7 +498,6 @@ def test_calls_without_or_with_a_deleted_outcome_render(small_warehouse, tmp_pat
 @pytest.mark.timeout(1200)
 def test_edge_cases_open_in_the_browser_without_errors(small_warehouse, browser, tmp_path):
     for name, kwargs in {
-        "empty": {"start": date(2023, 1, 1), "end": date(2023, 1, 2)},
         "no_transcripts_single_rep": {"start": date(2024, 3, 1), "end": date(2024, 3, 1)},
     }.items():
         out = tmp_path / f"{name}.html"
@@ -405,7 +517,7 @@ def test_a_missing_warehouse_or_marts_is_a_clear_error(tmp_path):
         write_report(str(tmp_path / "missing.duckdb"))
     bare = tmp_path / "bare.duckdb"
     duckdb.connect(str(bare)).close()
-    with pytest.raises(ReportError, match="analytics.fct_calls"):
+    with pytest.raises(ReportError, match="analytics.call_metrics_daily"):
         write_report(str(bare))
 
 
@@ -414,24 +526,32 @@ def test_a_missing_warehouse_or_marts_is_a_clear_error(tmp_path):
 
 def test_period_rules():
     last = date(2024, 3, 31)
-    assert resolve_period(last) == Period(date(2024, 3, 2), last)
-    assert resolve_period(last, days=7) == Period(date(2024, 3, 25), last)
-    assert resolve_period(last, start=date(2024, 3, 10)) == Period(date(2024, 3, 10), last)
-    assert resolve_period(last, end=date(2024, 2, 29)) == Period(
+    today = date(2024, 4, 10)  # the data ends before yesterday: periods end on its last day
+    assert resolve_period(last, today=today) == Period(date(2024, 3, 2), last)
+    assert resolve_period(last, today=today, days=7) == Period(date(2024, 3, 25), last)
+    assert resolve_period(last, today=today, start=date(2024, 3, 10)) == Period(
+        date(2024, 3, 10), last
+    )
+    assert resolve_period(last, today=today, end=date(2024, 2, 29)) == Period(
         date(2024, 1, 31), date(2024, 2, 29)
     )
+    # calls today: today is not over, the period ends yesterday
+    assert resolve_period(last, today=last, days=7) == Period(date(2024, 3, 24), date(2024, 3, 30))
+    assert resolve_period(date(2024, 3, 30), today=last, days=1) == Period(
+        date(2024, 3, 30), date(2024, 3, 30)
+    )
     assert resolve_period(None, today=date(2024, 5, 1), days=1) == Period(
-        date(2024, 5, 1), date(2024, 5, 1)
+        date(2024, 4, 30), date(2024, 4, 30)
     )
     assert Period(date(2024, 3, 1), date(2024, 3, 30)).previous == Period(
         date(2024, 1, 31), date(2024, 2, 29)
     )
     with pytest.raises(PeriodError, match="reversed"):
-        resolve_period(last, start=date(2024, 3, 5), end=date(2024, 3, 4))
+        resolve_period(last, today=today, start=date(2024, 3, 5), end=date(2024, 3, 4))
     with pytest.raises(PeriodError, match="not both"):
-        resolve_period(last, days=7, end=date(2024, 3, 4))
+        resolve_period(last, today=today, days=7, end=date(2024, 3, 4))
     with pytest.raises(PeriodError, match="at least 1"):
-        resolve_period(last, days=0)
+        resolve_period(last, today=today, days=0)
 
 
 def test_cli_writes_the_report_beside_the_warehouse(small_warehouse, monkeypatch, capsys):
@@ -459,6 +579,8 @@ def test_cli_writes_where_asked(small_warehouse, monkeypatch, capsys, tmp_path):
         (["--days", "7", "--to", "2024-03-01"], "not both"),
         (["--from", "2024-03-05", "--to", "2024-03-01"], "reversed"),
         (["--days", "0"], "at least 1"),
+        (["--from", "2030-01-01"], "no calls"),
+        (["--from", "2023-01-01", "--to", "2023-01-31"], "no calls"),
     ],
 )
 def test_cli_rejects_a_bad_period(small_warehouse, monkeypatch, capsys, argv, message):
@@ -531,3 +653,22 @@ def test_the_report_package_does_not_import_dagster():
         "sys.exit(any(m == 'dagster' or m.startswith('dagster.') for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_report_marts_is_the_true_list_of_what_the_report_reads():
+    """One list: every mart the report's SQL reads is in REPORT_MARTS and every one listed is
+    read; the Dagster asset depends on exactly these."""
+    import re
+    from importlib import resources
+
+    from close_calls_pipeline.dagster_component.report import build_report_asset
+    from close_calls_pipeline.report import REPORT_MARTS
+
+    package = resources.files("close_calls_pipeline.report")
+    texts = [path.read_text() for path in package.joinpath("sql").iterdir()]
+    texts.append(package.joinpath("data.py").read_text())
+    read = {name for text in texts for name in re.findall(r"analytics\.(\w+)", text)}
+    assert read == set(REPORT_MARTS)
+    asset = build_report_asset("UTC")
+    deps = {key.path[-1] for key in asset.asset_deps[asset.key]}
+    assert deps == set(REPORT_MARTS)

@@ -14,6 +14,7 @@ import requests
 
 from close_calls_pipeline.core.call_fields import TRANSCRIPT_FIELDS
 from close_calls_pipeline.sandbox import SandboxStore
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS, RETENTION_US, US_PER_DAY, live_size
 from close_calls_pipeline.sandbox.data import CALL_FIELDS, EXTRA_FIELDS
 
 KEY = "test-key"
@@ -578,9 +579,51 @@ def test_live_mode_determinism():
     b = SandboxStore(calls=300, seed=11, start=t2, live=True)
     assert abs((a.now - b.now).total_seconds()) < 5
     assert a.truth() == b.truth()
-    assert len(a.truth()) > 300 and a.deleted_ids == b.deleted_ids
+    assert len(a.truth()) == live_size(300)
+    assert b.deleted_ids <= a.deleted_ids  # a has played more hours, so deleted more calls
     assert [e["id"] for e in a.all_events()] == [e["id"] for e in b.all_events()]
     assert len(a.all_events()) > 100
+
+
+def test_a_live_sandbox_serves_as_many_calls_a_year_later():
+    """Its size depends on the seed and the options, not on the date, and so does the work of
+    starting it: it plays the hours of its window and of the Event Log's retention, no more."""
+    replayed = (HISTORY_DAYS + RETENTION_US // US_PER_DAY) * 24 + 1
+    stores = [
+        SandboxStore(calls=300, seed=11, start=START + timedelta(days=days), live=True)
+        for days in (0, 365, 3 * 365)
+    ]
+    for store in stores:
+        assert len(store) == len(store.truth()) == live_size(300) == 313
+        assert store.hours_played == replayed
+        oldest = min(ts(c["date_created"]) for c in store.truth().values())
+        assert oldest >= store.now - timedelta(days=HISTORY_DAYS)
+    assert stores[0].truth().keys().isdisjoint(stores[1].truth().keys())
+
+
+def test_consecutive_hours_bring_new_edited_and_deleted_calls_each_in_the_event_log(
+    make_sandbox,
+):
+    """Every hour a live sandbox creates, edits and deletes calls; what it stops serving is a
+    `deleted` entry of its Event Log, what it starts serving a `created` one."""
+    server = make_sandbox(calls=480, seed=4, start=START, live=True, history_days=10)
+    store = server.store
+    assert len(store) == live_size(480)
+    served = {c["id"] for c in pull_all(server)}
+    for _ in range(4):
+        since = store.now
+        store.advance(3600)
+        now_served = {c["id"] for c in pull_all(server)}
+        events = all_events(server, date_updated__gt=since.isoformat())
+        by_action = {
+            action: {e["object_id"] for e in events if e["action"] == action}
+            for action in ("created", "updated", "deleted")
+        }
+        assert all(by_action.values()), {k: len(v) for k, v in by_action.items()}
+        assert by_action["deleted"] == served - now_served
+        assert by_action["created"] == now_served - served
+        assert len(now_served) == live_size(480)
+        served = now_served
 
 
 def test_data_realism():
@@ -754,7 +797,7 @@ def _user_stretches(utterances: list[dict]) -> list[float]:
 
 
 def test_reps_have_their_own_conversation_habits():
-    from close_calls_pipeline.sandbox.data import make_rep_habits
+    from close_calls_pipeline.sandbox.transcripts import make_rep_habits
 
     store = SandboxStore(calls=4000, seed=2, start=START)
     user_names = {u["id"]: f"{u['first_name']} {u['last_name']}" for u in store.users}

@@ -51,6 +51,22 @@ def test_backfill_then_random_rounds_of_changes_keep_the_warehouse_equal_to_clos
     assert marks == sorted(marks), "the high-water mark moved backwards"
 
 
+def test_hourly_runs_against_a_live_sandbox_follow_its_sliding_window(make_sandbox, connect):
+    """A live sandbox creates, edits and deletes calls every hour, the oldest as they leave its
+    window: hourly incremental runs keep the warehouse equal to what it serves."""
+    server = make_sandbox(calls=480, seed=6, live=True, history_days=10)
+    store, con = server.store, connect()
+    with client_for(server) as client:
+        assert sync_calls(client, con, FAST).mode == "backfill"
+        assert_warehouse_matches_truth(con, store)
+        for hour in range(3):
+            store.advance(3600)
+            summary = sync_calls(client, con, FAST)
+            assert summary.mode == "incremental", hour
+            assert min(summary.calls_inserted, summary.calls_updated, summary.calls_deleted) > 0
+            assert_warehouse_matches_truth(con, store)
+
+
 def test_a_run_with_no_changes_changes_nothing(sandbox, connect):
     con = connect()
     with client_for(sandbox) as client:

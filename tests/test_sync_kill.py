@@ -14,7 +14,11 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from helpers.truth import assert_warehouse_matches_truth
+
+# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
 
 OPTIONS = {"workers": 2, "batch_size": 250, "window_count": 6}
 CHILD = Path(__file__).parent / "helpers" / "sync_child.py"

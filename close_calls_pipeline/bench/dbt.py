@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from close_calls_pipeline.bench.sync import SandboxProcess, run_sync_in_process
+from close_calls_pipeline.bench.processes import SandboxProcess, run_sync_in_process
 from close_calls_pipeline.core import config
 from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
 
@@ -36,6 +36,8 @@ def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, 
         str(config.DBT_PROJECT_DIR),
         "--target-path",
         str(target),
+        "--log-path",
+        str(target),  # not the package's dbt_project/logs
         "--vars",
         dbt_vars(db_path, memory_limit),
         "--quiet",

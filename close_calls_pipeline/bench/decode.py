@@ -190,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
 def _time_typing(raw_calls: list[bytes]) -> None:
     from datetime import UTC, datetime
 
-    from close_calls_pipeline.core import records
+    from close_calls_pipeline.core.records import calls
 
     now = datetime.now(UTC)
     paths = {
-        "bulk (Arrow JSON reader)": records._type_calls_columnar,
-        "per record (orjson + Python)": records._type_calls_one_by_one,
+        "bulk (Arrow JSON reader)": calls._type_calls_columnar,
+        "per record (orjson + Python)": calls._type_calls_one_by_one,
     }
     print(f"\ntyping {len(raw_calls)} calls from raw text to Arrow tables, batches of 2,500:")
     best = {name: float("inf") for name in paths}

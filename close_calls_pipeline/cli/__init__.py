@@ -1,1 +1,1 @@
-"""The `close-calls` command line: run, ui, docs, report, sandbox, bench."""
+"""The `close-calls` command line: run, ui, docs, report, sandbox, bench (see main.py)."""

@@ -8,6 +8,7 @@ It prints counts only, never a value it removed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TextIO
 
 from close_calls_pipeline.core import config, files, locks, warehouse
@@ -16,6 +17,7 @@ from close_calls_pipeline.core.publish import publish_readonly_copy
 
 
 def erase(
+    project_dir: Path,
     *,
     call_ids: list[str],
     lead_ids: list[str],
@@ -23,13 +25,14 @@ def erase(
     out: TextIO,
 ) -> int:
     """0 when the named calls' personal data is gone (or none was named by what was given),
-    1 when another run holds the warehouse, 2 when nothing was named."""
+    1 when another run holds the warehouse, 2 when nothing was named. The warehouse is the one
+    `close-calls run` uses in `project_dir`."""
     if not (call_ids or lead_ids or phones):
         out.write("error: name the calls to erase: --call-id, --lead-id or --phone\n")
         return 2
-    from close_calls_pipeline.cli.run import load_component
+    from close_calls_pipeline.cli.project import settings_of
 
-    settings = load_component().settings(config.REPO_ROOT)
+    settings = settings_of(project_dir)
     path = str(settings.duckdb_path)
     # Numbers stored as hashes are found by their hash: the key is the runs' key.
     key = os.environ.get(HASH_KEY_ENV, "").encode() or None

@@ -2,7 +2,9 @@
 
 It runs the same Dagster job as the schedule (`close_calls_pipeline`), in this process, with
 Dagster's own logging quiet and our progress lines on stdout instead. Against Close when
-CLOSE_API_KEY is set; otherwise against the sandbox Close API, started on loopback for the run.
+CLOSE_API_KEY is set; otherwise against the sandbox Close API, started on loopback for the run,
+into its own warehouse (data/sandbox.duckdb). The run starts only if the API answers for the
+organization the warehouse belongs to (`core/identity.py`, checked by the warehouse resource).
 It ends with a short summary read from the warehouse and the marts.
 """
 
@@ -21,13 +23,12 @@ from typing import TextIO
 
 import duckdb
 
-from close_calls_pipeline.cli.tools import dagster_home, venv_tool
-from close_calls_pipeline.core import config, files, locks
+from close_calls_pipeline.cli.project import dagster_home, settings_of, venv_tool
+from close_calls_pipeline.core import config, files, locks, warehouse
 from close_calls_pipeline.core.personal_data import (
     HASH_KEY_ENV,
     CallPolice,
     PersonalDataError,
-    PersonalDataPolicy,
 )
 from close_calls_pipeline.report import default_report_path
 
@@ -62,13 +63,18 @@ class _PythonLogHandler(logging.Handler):
 
 
 def _root_error(error) -> str:
-    """The innermost cause of a step error (e.g. `CloseAuthError: ...`), on one line."""
+    """The innermost cause of a step error, on one line: its message, without the exception's
+    class path (`close_calls_pipeline.core.close_api.errors.CloseAuthError: `)."""
     if error is None:
         return "failed"
     while error.cause is not None:
         error = error.cause
-    lines = [line for line in error.message.strip().splitlines() if line.strip()]
-    return lines[0] if lines else error.cls_name or "failed"
+    lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+    if not lines:
+        return error.cls_name or "failed"
+    head, separator, message = lines[0].partition(": ")
+    is_class_path = error.cls_name and head.split(".")[-1] == error.cls_name
+    return message if separator and is_class_path and message else lines[0]
 
 
 def _metadata_value(event, name: str):
@@ -84,6 +90,7 @@ class _EventLines:
         self.asset_steps = asset_steps
         self.built: dict[str, int] = {}
         self.checks: dict[str, dict[str, int]] = {}
+        self.failures: dict[str, str] = {}  # error message -> the first step that failed with it
 
     def line(self, event, step_key: str | None) -> str | None:
         kind = event.event_type_value
@@ -96,7 +103,11 @@ class _EventLines:
             seconds = event.event_specific_data.duration_ms / 1000
             return f"{step_key}: done in {seconds:.1f} s{self._dbt_counts(step_key)}"
         if kind == "STEP_FAILURE":
-            return f"{step_key}: FAILED: {_root_error(event.event_specific_data.error)}"
+            message = _root_error(event.event_specific_data.error)
+            if message in self.failures:  # e.g. a bad key fails every step that calls Close
+                return f"{step_key}: FAILED (the same error as {self.failures[message]})"
+            self.failures[message] = step_key
+            return f"{step_key}: FAILED: {message}"
         if kind == "STEP_SKIPPED":
             return f"{step_key}: skipped (an upstream step or blocking check failed)"
         if kind == "ASSET_MATERIALIZATION":
@@ -172,23 +183,12 @@ def _progress_logger(progress: _Progress, asset_steps: set[str]):
     return progress_logger
 
 
-def load_component(project_root: Path = config.REPO_ROOT):
-    """This project's `CloseCallsComponent`, from `defs/close_calls/defs.yaml` (so the same
-    environment templates decide the key, base URL and warehouse as for `dg` and the UI)."""
-    from dagster.components.core.component_tree import ComponentTree
-
-    from close_calls_pipeline.dagster_component.component import CloseCallsComponent
-
-    tree = ComponentTree.for_project(project_root)
-    return tree.load_component("close_calls", CloseCallsComponent)
-
-
-def _instance(file_mode: str = files.PRIVATE):
+def _instance(project_dir: Path, file_mode: str = files.PRIVATE):
     """The project's persistent Dagster instance, so `close-calls ui` shows this run."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(file_mode))))
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(project_dir, file_mode))))
 
 
 def _hours(seconds: float | None) -> str:
@@ -205,7 +205,7 @@ def _project_env() -> str:
     )
 
 
-def summary_lines(path: str) -> list[str]:
+def summary_lines(path: str, project_dir: Path) -> list[str]:
     """Rows landed, headline metrics from the marts, what the warnings mean, where to look next
     (all read from the read-only copy the run published, as a notebook would)."""
     copy = str(config.readonly_copy_path(path))
@@ -246,7 +246,8 @@ def summary_lines(path: str) -> list[str]:
     lines = [
         "",
         "Summary",
-        f"  close.calls: {live} calls ({deleted} more deleted in Close, kept with _deleted_at)",
+        f"  close.calls: {live} calls"
+        + (f" ({deleted} more deleted in Close, kept with _deleted_at)" if deleted else ""),
         f"  close.call_transcript_utterances: {utterances} utterances",
         marts,
     ]
@@ -269,33 +270,55 @@ def summary_lines(path: str) -> list[str]:
         lines.append(f"Call report: {report}")
     daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
     python = f"import duckdb; duckdb.connect({copy!r}, read_only=True).sql({daily!r}).show()"
+    ui = f"{shlex.quote(venv_tool('close-calls'))} ui --project-dir {shlex.quote(str(project_dir))}"
     lines += [
-        f"Open the UI (this run is in it): {_project_env()}{shlex.quote(venv_tool('close-calls'))} ui",
+        f"Open the UI (this run is in it): {_project_env()}{ui}",
         "Query the marts:",
         f"  {shlex.quote(sys.executable)} -c {shlex.quote(python)}",
     ]
     return lines
 
 
+def _high_water_mark(path: str):
+    """The warehouse's high-water mark; None when it has none (or is not there yet)."""
+    if not Path(path).exists():
+        return None
+    try:
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.Error:
+        return None  # held by a writer: the run itself will say so
+    try:
+        return warehouse.high_water_mark(con)
+    except duckdb.Error:
+        return None  # no sync_state table yet
+    finally:
+        con.close()
+
+
 def run_pipeline(
     *,
+    project_dir: Path | None = None,
     reconcile: bool = False,
     backfill_start: str | None = None,
     sandbox_calls: int | None = None,
     verbose: bool = False,
     out: TextIO | None = None,
     lock_wait_seconds: float | None = None,
+    allow_mass_delete: bool = False,
+    max_reconcile_delete_share: float | None = None,
     personal_data: dict[str, str] | None = None,
     file_mode: str | None = None,
 ) -> int:
-    """Run the `close_calls_pipeline` job in this process; 0 on success, 1 on failure (also
-    at once, starting nothing, when another run holds the warehouse)."""
+    """Run the `close_calls_pipeline` job of the project in `project_dir` (default: the working
+    directory) in this process; 0 on success, 1 on failure (also at once, starting nothing,
+    when another run holds the warehouse)."""
     out = out or sys.stdout
+    project_dir = (project_dir or Path.cwd()).resolve()
     progress = _Progress(out)
     try:
         config.parse_backfill_start(backfill_start)
     except ValueError as error:
-        out.write(f"error: --backfill-start: {error}\n")
+        out.write(f"error: {error}\n")
         return 2
 
     package_logger = logging.getLogger("close_calls_pipeline")
@@ -308,17 +331,17 @@ def run_pipeline(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Dagster beta/preview notices are not for this output
-            settings = load_component().settings(config.REPO_ROOT)
+            settings = settings_of(project_dir)
             if sandbox_calls is not None:
                 settings.sandbox_calls = sandbox_calls
             if lock_wait_seconds is not None:
                 settings.lock_wait_seconds = lock_wait_seconds
+            if max_reconcile_delete_share is not None:
+                settings.max_reconcile_delete_share = max_reconcile_delete_share
             if personal_data:
-                settings.personal_data = PersonalDataPolicy.of(
-                    {**settings.personal_data.as_dict(), **personal_data}
-                )
+                settings.personal_data = {**settings.personal_data.as_dict(), **personal_data}
             if file_mode is not None:
-                settings.file_mode = files.check_file_mode(file_mode)
+                settings.file_mode = file_mode
             try:  # `hash` without a key: refused before anything starts
                 CallPolice(settings.personal_data, os.environ.get(HASH_KEY_ENV, "").encode())
             except PersonalDataError as error:
@@ -331,6 +354,13 @@ def run_pipeline(
             except locks.RunInProgressError as error:
                 out.write(f"error: {error}\n")
                 return 1
+            mark = _high_water_mark(path) if backfill_start and not reconcile else None
+            if mark is not None:
+                progress.line(
+                    f"WARNING: --backfill-start {backfill_start} is ignored: this warehouse "
+                    f"already holds calls up to {mark:%Y-%m-%d %H:%M} UTC, and runs on from "
+                    "there (it applies to the first run, and to a --reconcile)"
+                )
             progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
             from dagster import colored_console_logger
 
@@ -338,9 +368,7 @@ def run_pipeline(
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
             progress.line(f"warehouse: {path}")
-            if settings.api_key:
-                progress.line(f"Close API: {settings.base_url} (key from CLOSE_API_KEY)")
-            else:
+            if not settings.api_key:
                 progress.line(
                     f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
                     f"API ({settings.sandbox_calls} seeded calls, seed "
@@ -355,7 +383,7 @@ def run_pipeline(
                 a.node_def.name for a in defs.resolve_asset_graph().assets_defs if a.keys
             )
             job = defs.resolve_job_def(PIPELINE_JOB)
-            sync_config = {"reconcile": reconcile}
+            sync_config = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
             run_config = {
@@ -371,11 +399,11 @@ def run_pipeline(
             with contextlib.redirect_stdout(dbt_output):
                 result = job.execute_in_process(
                     run_config=run_config,
-                    instance=_instance(settings.file_mode),
+                    instance=_instance(project_dir, settings.file_mode),
                     raise_on_error=False,
                 )
     except Exception as error:  # noqa: BLE001 - before or around the run: say what, not a traceback
-        out.write(f"\nerror: the pipeline could not run: {type(error).__name__}: {error}\n")
+        out.write(f"\nerror: the pipeline could not run: {error}\n")
         return 1
     finally:
         stack.close()
@@ -383,10 +411,11 @@ def run_pipeline(
         package_logger.setLevel(saved_level)
 
     if not result.success:
-        failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        out.write(f"\nThe pipeline FAILED (Dagster run {result.run_id}).\n")
-        for event in failed:
-            out.write(f"  step {event.step_key}: {_root_error(event.event_specific_data.error)}\n")
+        failed = any(e.event_type_value == "STEP_FAILURE" for e in result.all_events)
+        out.write(
+            f"\nThe pipeline FAILED (Dagster run {result.run_id})"
+            + (": the FAILED lines above say why.\n" if failed else ".\n")
+        )
         if not failed:  # before any step: a resource (the warehouse's run lock, the sandbox)
             for event in result.all_events:
                 error = getattr(event.event_specific_data, "error", None)
@@ -401,7 +430,7 @@ def run_pipeline(
 
     progress.line(f"pipeline finished (Dagster run {result.run_id})")
     try:
-        out.write("\n".join(summary_lines(path)) + "\n")
+        out.write("\n".join(summary_lines(path, project_dir)) + "\n")
     except duckdb.Error as error:
         out.write(f"(summary unavailable: {error})\nDuckDB file: {path}\n")
     out.flush()

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from close_calls_pipeline.core import config
+
 log = logging.getLogger(__name__)
 
 LAUNCHER_NAME = "close-calls-dbt"  # the console script (pyproject.toml) that runs `main`
@@ -66,9 +68,20 @@ def real_dbt_executable() -> str:
     return found
 
 
-def dbt_vars(duckdb_path: str, memory_limit: str) -> str:
-    """The warehouse file and its memory limit, as dbt `--vars` (read by profiles.yml)."""
-    return json.dumps({"close_calls_duckdb": duckdb_path, "duckdb_memory_limit": memory_limit})
+def dbt_vars(
+    duckdb_path: str,
+    memory_limit: str,
+    reporting_timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+) -> str:
+    """The warehouse file, its memory limit (read by profiles.yml) and the reporting time zone
+    (read by the models), as dbt `--vars`."""
+    return json.dumps(
+        {
+            "close_calls_duckdb": duckdb_path,
+            "duckdb_memory_limit": memory_limit,
+            "reporting_timezone": reporting_timezone,
+        }
+    )
 
 
 def launcher_executable(fallback: str) -> str:

@@ -293,27 +293,6 @@ def acquire_run_lock(warehouse_path: str | Path, owner: str | None = None) -> Ru
     return RunLock(key)
 
 
-def run_lock_holder(warehouse_path: str | Path) -> RunLockHolder | None:
-    """Who holds the warehouse's run lock (this process included), or None when nobody does."""
-    path = run_lock_path(warehouse_path)
-    with _held_guard:
-        if str(path) in _held:
-            return _read_holder(_held[str(path)].fd)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read_holder(fd)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
 def _read_holder(fd: int) -> RunLockHolder:
     """The holder recorded in the lock file (it may be writing it: retried for half a second)."""
     deadline = time.monotonic() + 0.5

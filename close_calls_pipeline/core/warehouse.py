@@ -6,6 +6,7 @@ commit a batch of data together with the state that describes it, or nothing at 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -87,16 +88,50 @@ def connect(
                 logger=logger,
             )
         files.restrict(path, file_mode)  # and one an earlier version made is made so
+        con.execute(f"USE {name}")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET checkpoint_threshold = '{checkpoint_threshold}'")
+        con.execute("SET preserve_insertion_order = false")
+        run_script(con, "schema.sql")
+    except duckdb.Error as error:
+        con.close()
+        if _CORRUPT.search(str(error)):
+            raise WarehouseCorruptError(path, error) from None
+        raise
     except BaseException:
         con.close()
         raise
-    con.execute(f"USE {name}")
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET checkpoint_threshold = '{checkpoint_threshold}'")
-    con.execute("SET preserve_insertion_order = false")
-    run_script(con, "schema.sql")
     return con
+
+
+# What DuckDB says of a file that is not a database (garbage, cut at the start) or whose blocks
+# fail their checksums.
+_CORRUPT = re.compile(r"not a valid DuckDB database file|Corrupt database file", re.IGNORECASE)
+
+
+class WarehouseCorruptError(RuntimeError):
+    """The warehouse file is not a DuckDB database DuckDB can read: it says what to do instead."""
+
+    def __init__(self, path: str | Path, error: BaseException):
+        self.path = str(path)
+        copy = config.readonly_copy_path(path)
+        detail = " ".join(str(error).split())
+        start_anew = (
+            f"move {self.path} aside to start a new warehouse (the next run syncs the history "
+            "again)"
+        )
+        if copy.exists():
+            remedy = (
+                f"Restore it from the read-only copy the last run published (cp {copy} "
+                f"{self.path}), or {start_anew}."
+            )
+        else:
+            remedy = f"There is no read-only copy ({copy}) to restore it from: {start_anew}."
+        # One line: `close-calls run` and the Dagster UI show the first line of an error.
+        super().__init__(
+            f"the warehouse {self.path} is damaged: DuckDB cannot read it ({detail}). {remedy}"
+        )
 
 
 @contextmanager

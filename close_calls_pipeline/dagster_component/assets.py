@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.config import parse_backfill_start
+from close_calls_pipeline.core.settings import PipelineSettings
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
 from close_calls_pipeline.dagster_component.keys import (
     CALLS_KEY,
@@ -44,10 +45,16 @@ from close_calls_pipeline.dagster_component.keys import (
 )
 from close_calls_pipeline.dagster_component.resources import CloseApiResource, WarehouseResource
 
-# The sync runs hourly; the calls table is stale after two hours without a successful sync.
-CALLS_FRESHNESS = FreshnessPolicy.time_window(
-    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
-)
+
+def calls_freshness(settings: PipelineSettings) -> FreshnessPolicy | None:
+    """close/calls's freshness policy, from the settings; None when it is off (the default)."""
+    fail, warn = settings.freshness_fail_after_hours, settings.freshness_warn_after_hours
+    if fail is None:
+        return None
+    return FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=fail),
+        warn_window=timedelta(hours=warn) if warn is not None else None,
+    )
 
 
 # --- column schemas: types from the warehouse contract, descriptions from the dbt sources -------
@@ -116,6 +123,12 @@ class SyncConfig(Config):
         "Unset: the component's backfill_start, else the whole history.",
     )
 
+    allow_mass_delete: bool = Field(
+        default=False,
+        description="Let a reconcile soft-delete more than the component's "
+        "max_reconcile_delete_share of the live calls (it stops before deleting otherwise).",
+    )
+
     @field_validator("backfill_start")
     @classmethod
     def _iso_date(cls, value: str | None) -> str | None:
@@ -148,7 +161,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def build_ingestion_assets(
-    columns: ColumnDescriptions, default_backfill_start: str | None = None
+    columns: ColumnDescriptions, settings: PipelineSettings
 ) -> list[AssetsDefinition]:
     """The calls + utterances multi-asset and the reference tables' multi-asset."""
 
@@ -162,7 +175,7 @@ def build_ingestion_assets(
                 "high-water mark kept in close.sync_state; a walk by date_created on the first run, "
                 "on a stale cursor or on request (`reconcile`).",
                 columns,
-                freshness_policy=CALLS_FRESHNESS,
+                freshness_policy=calls_freshness(settings),
             ),
             _spec(
                 UTTERANCES_KEY,
@@ -181,9 +194,12 @@ def build_ingestion_assets(
     ) -> Iterator[MaterializeResult]:
         """Sync Close calls (and their transcripts) into close.calls / close.call_transcript_utterances."""
         options = SyncOptions(
-            backfill_start=parse_backfill_start(config.backfill_start or default_backfill_start),
+            backfill_start=parse_backfill_start(config.backfill_start or settings.backfill_start),
             reconcile=config.reconcile,
             workers=close_api.workers,
+            event_overlap_minutes=settings.event_overlap_minutes,
+            max_delete_share=settings.max_reconcile_delete_share,
+            allow_mass_delete=config.allow_mass_delete,
             personal_data=duckdb_warehouse.personal_data_policy(),
             hash_key=duckdb_warehouse.hash_key(),
         )

@@ -126,7 +126,8 @@ def high_water_mark_sane(duckdb_warehouse: WarehouseResource) -> AssetCheckResul
     pool=WAREHOUSE_POOL,
     description="Warns when the latest reconcile walk repaired calls the incremental runs had "
     "missed (events Close published too late for the Event Log overlap): the warehouse is equal "
-    "to Close again, but the overlap may be too short.",
+    "to Close again, but the Event Log overlap (the `event_overlap_minutes` setting) may be too "
+    "short.",
 )
 def last_reconcile_found_no_drift(duckdb_warehouse: WarehouseResource) -> AssetCheckResult:
     with duckdb_warehouse.connect() as con:

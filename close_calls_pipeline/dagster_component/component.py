@@ -4,15 +4,16 @@ Add it to any `dg` project with
 
     dg scaffold defs close_calls_pipeline.CloseCallsComponent close_calls
 
-and configure it in the `defs.yaml` that writes (see the scaffolder below for every attribute).
-It yields the calls + utterances multi-asset, outcomes and users, the ingestion asset checks,
-the freshness policy, the jobs and schedules, and (with `dbt_marts`) the bundled dbt models as
-one lineage below the ingestion assets.
+and configure it in the `defs.yaml` that writes. Its attributes are the settings of
+`core/settings.py` (docs/configuration.md lists them). It yields the calls + utterances
+multi-asset, outcomes and users, the ingestion asset checks, the freshness policy (when set), the
+jobs and schedules, and (with `dbt_marts`) the bundled dbt models as one lineage below the
+ingestion assets.
 """
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,8 +33,8 @@ from dagster import (
 )
 from dagster.components.component_scaffolding import scaffold_component
 
-from close_calls_pipeline.core import config, files
-from close_calls_pipeline.core.personal_data import PersonalDataPolicy
+from close_calls_pipeline.core import config
+from close_calls_pipeline.core.settings import PipelineSettings, default_of, scaffold_attributes
 from close_calls_pipeline.dagster_component.assets import build_ingestion_assets
 from close_calls_pipeline.dagster_component.checks import DBT_CHECKS, INGESTION_CHECKS
 from close_calls_pipeline.dagster_component.dbt import (
@@ -69,201 +70,133 @@ def _api_key(context: ResolutionContext, raw: str | None) -> str | None:
     return context.resolve_value(raw, as_type=str) or None
 
 
-def _optional_text(context: ResolutionContext, raw: str | None) -> str | None:
-    """A templated string whose empty or unset value means "the default"."""
-    value = context.resolve_value(raw) if raw is not None else None
-    return str(value).strip() or None if value is not None else None
+def _value_or_default(name: str):
+    """A value as written; a template that comes out empty (an unset variable) is the setting's
+    default, while a literal `null` stays None (for a schedule: none)."""
+    default = default_of(PipelineSettings.model_fields[name])
+
+    def resolve(context: ResolutionContext, raw: Any) -> Any:
+        if raw is None:
+            return None
+        value = context.resolve_value(raw)
+        return default if value is None or (isinstance(value, str) and not value.strip()) else value
+
+    return resolve
 
 
-OptionalText = Annotated[str | None, Resolver(_optional_text, model_field_type=str)]
+def _attribute(name: str) -> tuple[Any, Any]:
+    """The component attribute of setting `name`: its type (with the resolver that reads
+    templates) and its default, both from the settings model."""
+    info = PipelineSettings.model_fields[name]
+    resolve = _api_key if name == "api_key" else _value_or_default(name)
+    # A structured setting (personal_data) is a YAML mapping here, its names checked by the model.
+    model_type = dict[str, str] if is_dataclass(info.annotation) else info.annotation
+    annotation = Annotated[
+        Any,
+        Resolver(
+            resolve,
+            model_field_type=model_type,
+            inject_before_resolve=False,
+            description=info.description,
+        ),
+    ]
+    if info.default_factory is not None:
+        return annotation, field(default_factory=info.default_factory)
+    return annotation, field(default=info.default)
 
 
-def _lock_wait(context: ResolutionContext, raw: str | float | None) -> float:
-    value = context.resolve_value(raw) if raw is not None else None
-    return config.parse_lock_wait_seconds(value if value not in ("None",) else None)
-
-
-@dataclass
-class CloseCallsPipelineSettings:
-    """What the component's attributes say, with every default filled in."""
-
-    duckdb_path: Path
-    api_key: str | None
-    base_url: str
-    workers: int
-    backfill_start: str | None
-    cron_schedule: str | None
-    reconcile_cron_schedule: str | None
-    dbt_marts: bool
-    dbt_project_dir: Path
-    duckdb_memory_limit: str
-    dbt_memory_limit: str
-    lock_wait_seconds: float
-    extra_call_fields: list[str]
-    sandbox_calls: int
-    sandbox_seed: int
-    personal_data: PersonalDataPolicy
-    file_mode: str
+def attributes_from_settings(cls: type) -> type:
+    """Declares one dataclass attribute per field of `PipelineSettings` (apply before
+    `@dataclass`): the component's attributes are the settings model's, by construction."""
+    annotations = dict(cls.__dict__.get("__annotations__", {}))
+    for name in PipelineSettings.model_fields:
+        annotations[name], default = _attribute(name)
+        setattr(cls, name, default)
+    cls.__annotations__ = annotations
+    return cls
 
 
 class CloseCallsScaffolder(Scaffolder):
-    """Writes a `defs.yaml` with every attribute, the optional ones commented."""
+    """Writes a `defs.yaml` with the settings read from the environment, and every other
+    setting commented with its default."""
 
     def scaffold(self, request: ScaffoldRequest) -> None:
-        scaffold_component(
-            request,
-            {
-                "duckdb_path": "{{ env.CLOSE_CALLS_DUCKDB }}",
-                "api_key": "{{ env.CLOSE_API_KEY }}",
-                "base_url": "{{ env.CLOSE_API_BASE_URL }}",
-            },
-        )
+        from_env, commented = scaffold_attributes()
+        scaffold_component(request, from_env)
         defs_yaml = request.target_path / "defs.yaml"
         if defs_yaml.exists():
-            defs_yaml.write_text(defs_yaml.read_text() + _OPTIONAL_ATTRIBUTES)
-
-
-_OPTIONAL_ATTRIBUTES = f"""\
-  # Optional, with their defaults:
-  # workers: {config.DEFAULT_WORKERS}                         # concurrent requests
-  # backfill_start: 2024-01-01         # the first walk's start (default: all history)
-  # cron_schedule: "{config.DEFAULT_CRON_SCHEDULE}"           # null: no schedule
-  # reconcile_cron_schedule: "{config.DEFAULT_RECONCILE_CRON_SCHEDULE}"  # null: no weekly reconcile
-  # dbt_marts: true                    # the bundled dbt models as assets
-  # duckdb_memory_limit: {config.DEFAULT_DUCKDB_MEMORY_LIMIT}         # the sync's connections
-  # dbt_memory_limit: {config.DEFAULT_DBT_MEMORY_LIMIT}              # dbt build's
-  # extra_call_fields: []              # e.g. [custom.cf_xxx]
-  # lock_wait_seconds: {config.DEFAULT_LOCK_WAIT_SECONDS:g}             # wait for a process holding the file
-  # personal_data:                     # docs/privacy.md; hash needs CLOSE_CALLS_HASH_KEY
-  #   phone_numbers: keep              # keep | hash | drop
-  #   notes: keep                      # keep | drop (also transcript_text, summaries, recording_urls)
-  # file_mode: private                 # private (0600/0700) | group (0640/0750)
-"""
+            defs_yaml.write_text(defs_yaml.read_text() + commented)
 
 
 @scaffold_with(CloseCallsScaffolder)
 @dataclass
+@attributes_from_settings
 class CloseCallsComponent(Component, Resolvable):
     """Close CRM calls (with transcripts) into DuckDB, incrementally by `date_updated`, and the
     call-analytics dbt marts on top.
 
-    With no `api_key` (omitted, or an unset / empty environment variable) every run talks to the
-    embedded sandbox Close API, started on loopback for the run.
+    Its attributes are the fields of `close_calls_pipeline.core.settings.PipelineSettings` (see
+    docs/configuration.md). With no `api_key` (omitted, or an unset / empty environment
+    variable) every run talks to the embedded sandbox Close API, started on loopback for the run.
     """
 
-    duckdb_path: OptionalText = None
-    """The DuckDB warehouse file; relative to the project root. Default data/close_calls.duckdb."""
-    api_key: Annotated[
-        str | None, Resolver(_api_key, model_field_type=str, inject_before_resolve=False)
-    ] = None
-    """Close API key, as `{{ env.CLOSE_API_KEY }}` (kept secret). Empty: the sandbox."""
-    base_url: OptionalText = None
-    """Close API base URL. Default https://api.close.com/api/v1."""
-    workers: int = config.DEFAULT_WORKERS
-    """Concurrent requests."""
-    backfill_start: OptionalText = None
-    """ISO date where the first walk starts (not in the future). Default: all history."""
-    cron_schedule: str | None = config.DEFAULT_CRON_SCHEDULE
-    """Cron (UTC) of the incremental sync + dbt build; null: no schedule. Starts stopped."""
-    reconcile_cron_schedule: str | None = config.DEFAULT_RECONCILE_CRON_SCHEDULE
-    """Cron (UTC) of the full reconcile that repairs drift; null: none. Starts running."""
-    dbt_marts: bool = True
-    """The bundled dbt project's models (staging, intermediate, marts) as assets."""
-    duckdb_memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT
-    """DuckDB memory limit of the sync's and checks' connections; DuckDB spills beyond it."""
-    dbt_memory_limit: str = config.DEFAULT_DBT_MEMORY_LIMIT
-    """DuckDB memory limit of `dbt build`; DuckDB spills beyond it."""
-    extra_call_fields: list[str] = field(default_factory=list)
-    """Call fields to request beyond the documented ones, e.g. `custom.cf_...`."""
-    lock_wait_seconds: Annotated[
-        float,
-        Resolver(_lock_wait, model_field_type=str | float | None, inject_before_resolve=False),
-    ] = config.DEFAULT_LOCK_WAIT_SECONDS
-    """How long a run waits for another process to let go of the warehouse file, then fails
-    naming it (a notebook should open the read-only copy instead)."""
-    sandbox_calls: int = config.SANDBOX_CALLS
-    """Calls in the sandbox's seeded history (only without an api_key)."""
-    sandbox_seed: int = config.SANDBOX_SEED
-    """Seed of the sandbox's data (only without an api_key)."""
-    personal_data: dict[str, str] = field(default_factory=dict)
-    """What the warehouse keeps of calls' personal data (docs/privacy.md): `phone_numbers:
-    keep|hash|drop` (hash: keyed by CLOSE_CALLS_HASH_KEY), `notes`, `transcript_text`,
-    `summaries`, `recording_urls: keep|drop`. Default keep for all."""
-    file_mode: str = files.PRIVATE
-    """private: the files the product writes are owner-only; group: shared with the group."""
-
     def __post_init__(self) -> None:
-        config.parse_backfill_start(self.backfill_start)  # a clear error at load, not at run
-        PersonalDataPolicy.of(self.personal_data)
-        files.check_file_mode(self.file_mode)
+        self._validated()  # a clear error at load, not at run
 
-    def settings(self, project_root: Path) -> CloseCallsPipelineSettings:
-        return CloseCallsPipelineSettings(
-            duckdb_path=config.resolve_path(
-                self.duckdb_path, project_root, config.DEFAULT_DUCKDB_RELATIVE_PATH
-            ),
-            api_key=self.api_key,
-            base_url=self.base_url or config.DEFAULT_BASE_URL,
-            workers=self.workers,
-            backfill_start=self.backfill_start,
-            cron_schedule=self.cron_schedule,
-            reconcile_cron_schedule=self.reconcile_cron_schedule,
-            dbt_marts=self.dbt_marts,
-            dbt_project_dir=config.DBT_PROJECT_DIR,
-            duckdb_memory_limit=self.duckdb_memory_limit,
-            dbt_memory_limit=self.dbt_memory_limit,
-            lock_wait_seconds=self.lock_wait_seconds,
-            extra_call_fields=list(self.extra_call_fields),
-            sandbox_calls=self.sandbox_calls,
-            sandbox_seed=self.sandbox_seed,
-            personal_data=PersonalDataPolicy.of(self.personal_data),
-            file_mode=self.file_mode,
+    def _validated(self) -> PipelineSettings:
+        return PipelineSettings(
+            **{name: getattr(self, name) for name in PipelineSettings.model_fields}
         )
+
+    def settings(self, project_root: Path) -> PipelineSettings:
+        """The attributes as validated settings, the warehouse path made absolute."""
+        return self._validated().resolved(project_root)
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         return build_definitions(self.settings(context.project_root))
 
 
 def build_definitions(
-    settings: CloseCallsPipelineSettings,
+    settings: PipelineSettings,
     *,
     close_api: CloseApiResource | None = None,
     loggers: Mapping[str, LoggerDefinition] | None = None,
 ) -> Definitions:
     """The pipeline's definitions; tests may pass their own Close API resource and loggers."""
+    close_api = close_api or close_api_resource(
+        settings.api_key,
+        base_url=settings.base_url,
+        workers=settings.workers,
+        extra_call_fields=settings.extra_call_fields,
+        sandbox_calls=settings.sandbox_calls,
+        sandbox_seed=settings.sandbox_seed,
+    )
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path),
+        close_api=close_api,
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
         personal_data=settings.personal_data.as_dict(),
         file_mode=settings.file_mode,
     )
-    resources: dict[str, Any] = {
-        "close_api": close_api
-        or close_api_resource(
-            settings.api_key,
-            base_url=settings.base_url,
-            workers=settings.workers,
-            extra_call_fields=settings.extra_call_fields,
-            sandbox_calls=settings.sandbox_calls,
-            sandbox_seed=settings.sandbox_seed,
-        ),
-        "duckdb_warehouse": warehouse,
-    }
+    resources: dict[str, Any] = {"close_api": close_api, "duckdb_warehouse": warehouse}
     assets: list[Any] = []
     checks: list[Any] = list(INGESTION_CHECKS)
     columns: dict[str, dict[str, str]] = {}
     if settings.dbt_marts:
-        project = dbt_project(settings.dbt_project_dir)
-        manifest = load_manifest(prepare_manifest(project))
+        project = dbt_project(config.DBT_PROJECT_DIR, settings.dbt_target_path)
+        manifest = load_manifest(prepare_manifest(project, settings.file_mode))
         columns = {
             table: described for table, (_, described) in source_descriptions(manifest).items()
         }
-        assets += [build_dbt_assets(project), build_report_asset()]
+        assets += [
+            build_dbt_assets(project, settings.reporting_timezone),
+            build_report_asset(settings.reporting_timezone),
+        ]
         checks += DBT_CHECKS
         resources["dbt"] = dbt_resource(project)
-    assets = build_ingestion_assets(columns, settings.backfill_start) + assets
+    assets = build_ingestion_assets(columns, settings) + assets
     # Last: the read-only copy readers open, published once everything above it is written.
     assets.append(build_readonly_copy_asset(deps=[key for a in assets for key in a.keys]))
     jobs, schedules = jobs_and_schedules(settings.cron_schedule, settings.reconcile_cron_schedule)

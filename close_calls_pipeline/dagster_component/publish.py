@@ -13,9 +13,10 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     MaterializeResult,
     MetadataValue,
-    asset,
+    multi_asset,
 )
 
 from close_calls_pipeline.core.publish import publish_readonly_copy
@@ -28,18 +29,23 @@ PUBLISH_GROUP = "close_publish"
 def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
     """The publishing asset, below `deps` (pass every asset that writes the warehouse)."""
 
-    @asset(
-        key=READONLY_COPY_KEY,
-        deps=sorted(set(deps), key=lambda key: key.to_user_string()),
-        group_name=PUBLISH_GROUP,
-        kinds={"duckdb"},
+    @multi_asset(
+        name="readonly_copy",  # the step's name, in the style of the others
+        specs=[
+            AssetSpec(
+                READONLY_COPY_KEY,
+                deps=sorted(set(deps), key=lambda key: key.to_user_string()),
+                group_name=PUBLISH_GROUP,
+                kinds={"duckdb"},
+                description="A read-only copy of the warehouse for notebooks and other readers "
+                "(`close_calls_readonly.duckdb` beside the warehouse file), replaced atomically "
+                "at the end of every successful run: readers never block the runs, and always "
+                "see the state of one whole run. Reconnect to see a newer run.",
+            )
+        ],
         pool=WAREHOUSE_POOL,
-        description="A read-only copy of the warehouse for notebooks and other readers "
-        "(`close_calls_readonly.duckdb` beside the warehouse file), replaced atomically at "
-        "the end of every successful run: readers never block the runs, and always see the "
-        "state of one whole run. Reconnect to see a newer run.",
     )
-    def close_readonly_copy(
+    def readonly_copy(
         context: AssetExecutionContext, duckdb_warehouse: WarehouseResource
     ) -> MaterializeResult:
         published = publish_readonly_copy(
@@ -62,4 +68,4 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
             }
         )
 
-    return close_readonly_copy
+    return readonly_copy

@@ -1,6 +1,13 @@
 """`analytics/call_report`: the offline HTML call report, rewritten after every dbt build."""
 
-from dagster import AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 
 from close_calls_pipeline.dagster_component.keys import (
     ANALYTICS_GROUP,
@@ -8,36 +15,42 @@ from close_calls_pipeline.dagster_component.keys import (
     WAREHOUSE_POOL,
 )
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
-from close_calls_pipeline.report import write_report
-
-# The marts the report reads.
-REPORT_MARTS = (
-    "fct_calls",
-    "fct_call_conversations",
-    "call_metrics_daily",
-    "call_metrics_by_hour",
-    "call_metrics_by_disposition",
-    "call_metrics_by_outcome",
-)
+from close_calls_pipeline.report import REPORT_MARTS, EmptyPeriodError, write_report
 
 
-def build_report_asset() -> AssetsDefinition:
-    @asset(
-        key=REPORT_KEY,
-        deps=[AssetKey(["analytics", mart]) for mart in REPORT_MARTS],
-        group_name=ANALYTICS_GROUP,
-        kinds={"html"},
+def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
+    """The report asset; its weekday x hour is in `reporting_timezone`, as dbt's `call_date`."""
+
+    @multi_asset(
+        name="call_report",  # the step's name, in the style of the others
+        specs=[
+            AssetSpec(
+                REPORT_KEY,
+                deps=[AssetKey(["analytics", mart]) for mart in REPORT_MARTS],
+                group_name=ANALYTICS_GROUP,
+                kinds={"html"},
+                description="The call-analytics report: one self-contained HTML file (opens from "
+                "disk with no network) for the 30 whole days ending yesterday, beside the warehouse file.",
+            )
+        ],
         pool=WAREHOUSE_POOL,
-        description="The call-analytics report: one self-contained HTML file (opens from disk "
-        "with no network) for the last 30 days with calls, beside the warehouse file.",
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
-        report = write_report(duckdb_warehouse.path, file_mode=duckdb_warehouse.file_mode)
+        try:
+            report = write_report(
+                duckdb_warehouse.path,
+                timezone=reporting_timezone,
+                file_mode=duckdb_warehouse.file_mode,
+            )
+        except EmptyPeriodError as error:
+            # A warehouse without calls yet is not a failure of the run: say why there is no file.
+            return MaterializeResult(metadata={"written": False, "reason": str(error)})
         figures = {
             f"headline/{name}": value for name, value in report.figures.items() if value is not None
         }
         return MaterializeResult(
             metadata={
+                "written": True,
                 "path": MetadataValue.path(str(report.path)),
                 "period": f"{report.period.start} to {report.period.end}",
                 "summary": MetadataValue.md(report.markdown_summary),

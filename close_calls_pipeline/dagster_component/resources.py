@@ -10,42 +10,67 @@
 * `close_api_resource` is the one place that chooses between them.
 * `WarehouseResource` opens the DuckDB file briefly through `warehouse.connect`: DuckDB has one
   writer per file, and dbt opens the same file in its own process after the ingestion steps.
+  Every step that reads or writes the warehouse needs it, so its setup is where a run, whatever
+  it materializes (the whole pipeline, dbt alone, the report, the copy), takes the run lock and
+  checks that the API answers for the warehouse's organization (`core/identity.py`), before any
+  step starts. It holds the Close API resource for that check (Dagster sets up its own copy of a
+  nested resource; the sandbox's copies of one run share one server).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
 from pydantic import Field, PrivateAttr
 
-from close_calls_pipeline.core import config, files, locks, warehouse
+from close_calls_pipeline.core import config, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
-from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
+from close_calls_pipeline.core.settings import PipelineSettings, default_of
+
+
+def _setting(name: str) -> Any:
+    """A resource argument that is the setting `name`: its default and description."""
+    info = PipelineSettings.model_fields[name]
+    if info.default_factory is not None:
+        return Field(default_factory=info.default_factory, description=info.description)
+    return Field(default=default_of(info), description=info.description)
+
+
+log = logging.getLogger(__name__)
 
 
 class CloseApiResource(ConfigurableResource):
     """The Close API, with an API key."""
 
     api_key: str = Field(description="Close API key (an EnvVar: resolved at launch, never shown).")
-    base_url: str = Field(default=config.DEFAULT_BASE_URL, description="Close API base URL.")
-    workers: int = Field(
-        default=config.DEFAULT_WORKERS, description="Concurrent requests (HTTP pool size)."
-    )
-    extra_call_fields: list[str] = Field(
-        default_factory=list,
-        description="Call fields to request beyond the documented ones, e.g. custom fields "
-        "('custom.cf_...'): every call request names an explicit _fields list.",
-    )
+    base_url: str = _setting("base_url")
+    workers: int = _setting("workers")
+    extra_call_fields: list[str] = _setting("extra_call_fields")
 
     @property
     def source(self) -> str:
         """What the metadata calls this source."""
         return "close"
+
+    @property
+    def recorded_base_url(self) -> str | None:
+        """The base URL a warehouse records for its organization (None: the embedded sandbox,
+        whose loopback port changes with every run)."""
+        return self.base_url
+
+    def organization(self) -> identity.Organization:
+        """The organization the API answers for (`GET /me/`)."""
+        with self.get_client() as client:
+            return identity.organization_from_me(client.me(), is_sandbox=self.source == "sandbox")
 
     def _endpoint(self) -> tuple[str, str]:
         return self.api_key, self.base_url
@@ -67,32 +92,60 @@ class SandboxCloseApiResource(CloseApiResource):
     """The embedded sandbox Close API, started on loopback for the duration of a run."""
 
     api_key: str = Field(default=config.SANDBOX_API_KEY, description="The sandbox's dummy key.")
-    calls: int = Field(default=config.SANDBOX_CALLS, description="Calls in the seeded history.")
-    seed: int = Field(default=config.SANDBOX_SEED, description="Seed of the sandbox's data.")
+    calls: int = _setting("sandbox_calls")
+    seed: int = _setting("sandbox_seed")
     _server = PrivateAttr(default=None)
+
+    _share_key: tuple | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
         return "sandbox"
 
+    @property
+    def recorded_base_url(self) -> str | None:
+        return None
+
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from close_calls_pipeline.sandbox import start_sandbox
+        from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
-        self._server = start_sandbox(
-            calls=self.calls, seed=self.seed, live=True, api_key=self.api_key
-        )
-        get_dagster_logger().info(
-            "No Close API key is configured: using the embedded sandbox Close API at %s "
-            "(%d seeded calls plus live growth since 2026-01-01, seed %d)",
-            self._server.base_url,
+        # One server per run: the warehouse resource's copy (for the organization check) and
+        # the steps' copy share it. Outside a run (no run id) each copy has its own.
+        self._share_key = (
+            context.run.run_id if context.run else id(self),
             self.calls,
+            HISTORY_DAYS,
             self.seed,
+            self.api_key,
         )
+        with _sandboxes_guard:
+            shared = _sandboxes.get(self._share_key)
+            if shared is None:
+                server = start_sandbox(
+                    calls=self.calls, seed=self.seed, live=True, api_key=self.api_key
+                )
+                shared = _sandboxes[self._share_key] = [server, 0]
+                get_dagster_logger().info(
+                    "No Close API key is configured: using the embedded sandbox Close API at "
+                    "%s (%d calls in a %d-day window sliding with the clock, seed %d)",
+                    server.base_url,
+                    self.calls,
+                    HISTORY_DAYS,
+                    self.seed,
+                )
+            shared[1] += 1
+            self._server = shared[0]
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        with _sandboxes_guard:
+            shared = _sandboxes.get(self._share_key)
+            if shared is not None:
+                shared[1] -= 1
+                if shared[1] == 0:
+                    del _sandboxes[self._share_key]
+                    shared[0].stop()
+        self._server = None
 
     def _endpoint(self) -> tuple[str, str]:
         if self._server is None:
@@ -100,28 +153,39 @@ class SandboxCloseApiResource(CloseApiResource):
         return self.api_key, self._server.base_url
 
 
+_sandboxes: dict[tuple, list] = {}  # run -> [its sandbox server, resource copies using it]
+_sandboxes_guard = threading.Lock()
+
+
 def close_api_resource(
     api_key: str | EnvVar | None,
     *,
-    base_url: str | None = None,
-    workers: int = config.DEFAULT_WORKERS,
-    extra_call_fields: list[str] | None = None,
-    sandbox_calls: int = config.SANDBOX_CALLS,
-    sandbox_seed: int = config.SANDBOX_SEED,
+    base_url: str | None,
+    workers: int,
+    extra_call_fields: list[str],
+    sandbox_calls: int,
+    sandbox_seed: int,
 ) -> CloseApiResource:
-    """Close when there is a key, else the embedded sandbox: the one place that chooses."""
+    """Close when there is a key, else the embedded sandbox: the one place that chooses. A base
+    URL without a key is refused: it names an API the run could not use, and quietly syncing
+    the sandbox instead would write another organization's data."""
+    if not api_key and base_url:
+        raise ValueError(
+            f"{config.CLOSE_API_BASE_URL_ENV} is set ({base_url}) but CLOSE_API_KEY is not: set "
+            f"CLOSE_API_KEY, or unset {config.CLOSE_API_BASE_URL_ENV} to use the embedded sandbox"
+        )
     if api_key:
         return CloseApiResource(
             api_key=api_key,
             base_url=base_url or config.DEFAULT_BASE_URL,
             workers=workers,
-            extra_call_fields=extra_call_fields or [],
+            extra_call_fields=extra_call_fields,
         )
     return SandboxCloseApiResource(
         calls=sandbox_calls,
         seed=sandbox_seed,
         workers=workers,
-        extra_call_fields=extra_call_fields or [],
+        extra_call_fields=extra_call_fields,
     )
 
 
@@ -133,30 +197,18 @@ class WarehouseResource(ConfigurableResource):
     the file, its steps wait for it, `lock_wait_seconds` at most over the whole run."""
 
     path: str = Field(description="Absolute path of the DuckDB file.")
-    memory_limit: str = Field(
-        default=config.DEFAULT_DUCKDB_MEMORY_LIMIT,
-        description="DuckDB memory limit of the sync's and checks' connections (spills beyond).",
+    close_api: CloseApiResource = Field(
+        description="The API that feeds the warehouse: a run starts only if it answers for the "
+        "organization the warehouse belongs to."
     )
-    dbt_memory_limit: str = Field(
-        default=config.DEFAULT_DBT_MEMORY_LIMIT,
-        description="DuckDB memory limit of `dbt build` (spills beyond).",
-    )
-    lock_wait_seconds: float = Field(
-        default=config.DEFAULT_LOCK_WAIT_SECONDS,
-        description="How long a run waits, over all its steps, for another process (a notebook, "
-        "the DuckDB CLI) to let go of the file before failing with its PID.",
-    )
+    memory_limit: str = _setting("duckdb_memory_limit")
+    dbt_memory_limit: str = _setting("dbt_memory_limit")
+    lock_wait_seconds: float = _setting("lock_wait_seconds")
     personal_data: dict[str, str] = Field(
         default_factory=dict,
-        description="What the warehouse keeps of calls' personal data (docs/privacy.md): "
-        "phone_numbers keep|hash|drop; notes, transcript_text, summaries, recording_urls "
-        "keep|drop. Default keep.",
+        description=PipelineSettings.model_fields["personal_data"].description,
     )
-    file_mode: str = Field(
-        default=files.PRIVATE,
-        description="private: the files the run writes are owner-only (0600 / 0700); group: "
-        "shared with the owner's group (0640 / 0750).",
-    )
+    file_mode: str = _setting("file_mode")
     _run_lock: locks.RunLock | None = PrivateAttr(default=None)
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
     _umask_before: int | None = PrivateAttr(default=None)
@@ -167,11 +219,33 @@ class WarehouseResource(ConfigurableResource):
         self._umask_before = files.set_umask(self.file_mode)
         owner = f"Dagster run {context.run.run_id}" if context.run else None
         try:
+            # `hash` without a key fails here, before any request (the organization check's).
+            CallPolice(self.personal_data_policy(), self.hash_key())
             self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
+            self._check_organization()
         except BaseException:
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
             os.umask(self._umask_before)
             self._umask_before = None
             raise
+
+    def _check_organization(self) -> None:
+        """Before any step: the API answers for the warehouse's organization (or the warehouse
+        is new, and becomes that organization's)."""
+        organization = self.close_api.organization()
+        with self._opening() as wait:
+            identity.check_organization(
+                self.path,
+                organization,
+                api_base_url=self.close_api.recorded_base_url,
+                lock_wait_seconds=wait,
+                logger=get_dagster_logger(),
+                file_mode=self.file_mode,
+            )
+        for logger in (log, get_dagster_logger()):
+            logger.info("Syncing %s into %s", organization.describe(), self.path)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._umask_before is not None:

@@ -12,25 +12,31 @@ the file is closed. Nothing here imports Dagster: the CLI and the Dagster asset 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from close_calls_pipeline.core import config, files
-from close_calls_pipeline.report.data import ReportError, Totals, load
-from close_calls_pipeline.report.period import Period, PeriodError, resolve_period
-from close_calls_pipeline.report.render import fmt_hours, fmt_int, fmt_pct, fmt_usd, render_html
+from close_calls_pipeline.report.data import REPORT_MARTS, ReportError, Totals, load
+from close_calls_pipeline.report.figures import HEADLINE_FIGURES, figure_values
+from close_calls_pipeline.report.period import (
+    EmptyPeriodError,
+    Period,
+    PeriodError,
+    resolve_period,
+)
+from close_calls_pipeline.report.render import render_html
 
 __all__ = [
     "DEFAULT_REPORT_NAME",
+    "REPORT_MARTS",
+    "EmptyPeriodError",
     "Period",
     "PeriodError",
     "Report",
     "ReportError",
     "default_report_path",
-    "reporting_timezone",
     "resolve_period",
     "write_report",
 ]
@@ -52,18 +58,12 @@ class Report:
 
 
 def default_report_path(duckdb_path: str | os.PathLike) -> Path:
-    """`call_report.html` in the folder of the DuckDB file."""
-    return Path(duckdb_path).resolve().parent / DEFAULT_REPORT_NAME
-
-
-def reporting_timezone() -> str:
-    """The dbt var `reporting_timezone` as dbt_project.yml sets it (the zone of `call_date`),
-    UTC when it sets none. Used for the weekday x hour of calls."""
-    project = config.DBT_PROJECT_DIR / "dbt_project.yml"
-    found = re.search(
-        r"^\s*reporting_timezone:\s*[\"']?([^\"'\s#]+)", project.read_text(), re.MULTILINE
-    )
-    return found.group(1) if found else "UTC"
+    """`call_report.html` in the folder of the DuckDB file; another warehouse than
+    `close_calls.duckdb` prefixes its name (`sandbox_call_report.html` beside `sandbox.duckdb`),
+    so the sandbox's report never replaces the one of a real organization."""
+    path = Path(duckdb_path).resolve()
+    prefix = "" if path.name == config.DEFAULT_DUCKDB_RELATIVE_PATH.name else f"{path.stem}_"
+    return path.parent / f"{prefix}{DEFAULT_REPORT_NAME}"
 
 
 def write_report(
@@ -73,20 +73,21 @@ def write_report(
     days: int | None = None,
     start: date | None = None,
     end: date | None = None,
-    timezone: str | None = None,
+    today: date | None = None,
+    timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
     file_mode: str = files.PRIVATE,
 ) -> Report:
     """Write the call report for a period and return what it shows.
 
-    The period is `start`..`end` (both included), or the last `days` days (default 30) ending on
-    the last day with calls; see `resolve_period`. `timezone` is the zone of the weekday x hour
-    heat map (default: the dbt project's `reporting_timezone`). Raises `PeriodError` for an
-    invalid period and `ReportError` when the warehouse or its marts are missing.
+    The period is `start`..`end` (both included), or the `days` (default 30) whole days ending
+    on the last complete day (yesterday in `timezone`, or the last day with calls if earlier);
+    see `resolve_period`. `timezone` is the `reporting_timezone` setting, the zone dbt computed
+    `call_date` in. Raises `PeriodError` for an invalid period, `EmptyPeriodError` (a
+    `PeriodError`) for a period without calls, and `ReportError` when the warehouse or its marts
+    are missing.
     """
     out = Path(out) if out is not None else default_report_path(duckdb_path)
-    data = load(
-        duckdb_path, days=days, start=start, end=end, timezone=timezone or reporting_timezone()
-    )
+    data = load(duckdb_path, days=days, start=start, end=end, timezone=timezone, today=today)
     html = render_html(data)
     files.private_dir(out.parent, file_mode)
     # Written next to the target, then renamed: a browser or a copy never sees half a file.
@@ -103,53 +104,15 @@ def write_report(
         path=out,
         period=data.period,
         previous_period=data.period.previous,
-        figures=data.current.figures(),
-        previous_figures=data.previous.figures(),
+        figures=figure_values(data.current),
+        previous_figures=figure_values(data.previous),
         markdown_summary=markdown_summary(data.period, data.current, data.previous),
         size_bytes=out.stat().st_size,
     )
 
 
-def _change(now, before, *, points: bool = False) -> str:
-    if now is None or before is None:
-        return "–"
-    if points:
-        return f"{(float(now) - float(before)) * 100:+.1f} pts"
-    if not before:
-        return "–" if not now else "new"
-    return f"{(float(now) - float(before)) / float(before) * 100:+.1f}%"
-
-
 def markdown_summary(period: Period, current: Totals, previous: Totals) -> str:
     """The headline figures as a short markdown table (for Dagster metadata)."""
-    rows = [
-        ("Calls", fmt_int(current.calls), _change(current.calls, previous.calls)),
-        (
-            "Answered calls",
-            fmt_int(current.answered_calls),
-            _change(current.answered_calls, previous.answered_calls),
-        ),
-        (
-            "Answer rate",
-            fmt_pct(current.answer_rate),
-            _change(current.answer_rate, previous.answer_rate, points=True),
-        ),
-        (
-            "Talk time",
-            fmt_hours(current.total_duration_seconds),
-            _change(current.total_duration_seconds, previous.total_duration_seconds),
-        ),
-        (
-            "Total cost",
-            fmt_usd(current.total_cost_usd),
-            _change(current.total_cost_usd, previous.total_cost_usd),
-        ),
-        (
-            "Cost per answered call",
-            fmt_usd(current.cost_per_answered_call_usd),
-            _change(current.cost_per_answered_call_usd, previous.cost_per_answered_call_usd),
-        ),
-    ]
     lines = [
         (
             f"**Calls {period.start} to {period.end}** ({period.days} days), change against "
@@ -158,6 +121,10 @@ def markdown_summary(period: Period, current: Totals, previous: Totals) -> str:
         "",
         "| Figure | Value | Change |",
         "| --- | ---: | ---: |",
-        *(f"| {name} | {value} | {change} |" for name, value, change in rows),
+        *(
+            f"| {figure.label} | {figure.shown(current)} | "
+            f"{figure.change(current, previous).text} |"
+            for figure in HEADLINE_FIGURES
+        ),
     ]
     return "\n".join(lines)

@@ -1,23 +1,33 @@
 """Everything the report shows, read from the marts in one short read-only DuckDB session.
 
-The report aggregates in SQL (sql/*.sql): what comes back is a few rows per day, disposition,
-outcome, rep and weekday-hour, whatever the number of calls.
+The report computes no metric of its own: it sums the additive columns of day-grained marts
+over its period and divides at the end (sql/*.sql), so a figure has one definition, in dbt.
+What comes back is a few rows per day, disposition, outcome, rep and weekday-hour.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
-from close_calls_pipeline.report.period import Period, resolve_period
+from close_calls_pipeline.report.period import EmptyPeriodError, Period, resolve_period
 
-REQUIRED_MARTS = ("fct_calls", "call_metrics_daily", "fct_call_conversations")
+# The marts the report reads (in schema analytics): the Dagster asset depends on exactly these.
+REPORT_MARTS = (
+    "call_metrics_daily",
+    "call_metrics_by_user_daily",
+    "call_metrics_by_disposition_daily",
+    "call_metrics_by_outcome_daily",
+    "call_metrics_by_hour_daily",
+    "fct_call_conversations",
+)
 
 
 class ReportError(RuntimeError):
@@ -49,25 +59,13 @@ class Totals:
     def cost_per_answered_call_usd(self) -> Decimal | None:
         return self.total_cost_usd / self.answered_calls if self.answered_calls else None
 
-    def figures(self) -> dict[str, int | float | None]:
-        """The headline figures as plain numbers (costs as float USD)."""
-        per_answered = self.cost_per_answered_call_usd
-        return {
-            "calls": self.calls,
-            "answered_calls": self.answered_calls,
-            "answer_rate": self.answer_rate,
-            "talk_time_hours": self.talk_time_hours,
-            "total_cost_usd": float(self.total_cost_usd),
-            "cost_per_answered_call_usd": None if per_answered is None else float(per_answered),
-        }
-
 
 @dataclass
 class ReportData:
     warehouse: str
     period: Period
     timezone: str
-    last_call_date: date | None
+    last_call_date: date
     current: Totals
     previous: Totals
     daily: list[dict[str, Any]]
@@ -75,9 +73,8 @@ class ReportData:
     outcomes: list[dict[str, Any]]
     reps: list[dict[str, Any]]  # the team first, then reps by calls
     hours: list[dict[str, Any]]  # weekday (1 = Monday) x hour cells with calls
-    calls_without_time: int
     talk_share_buckets: list[int]  # calls per 10 % bucket of the rep's talk share
-    talk_share_by_rep: list[dict[str, Any]]
+    talk_share_by_rep: list[dict[str, Any]]  # in the order of the reps table
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> list[dict[str, Any]]:
@@ -100,8 +97,13 @@ def load(
     start: date | None = None,
     end: date | None = None,
     timezone: str = "UTC",
+    today: date | None = None,
 ) -> ReportData:
-    """Resolve the period and read every figure of the report (DuckDB opened read-only)."""
+    """Resolve the period and read every figure of the report (DuckDB opened read-only).
+
+    `timezone` is the marts' reporting_timezone: the zone of their days, in which `today` (by
+    default the date there now) is taken. Raises `EmptyPeriodError` when the period has no calls.
+    """
     path = Path(duckdb_path)
     if not path.is_file():
         raise ReportError(f"no warehouse at {path}: run `close-calls run` first")
@@ -112,17 +114,36 @@ def load(
     try:
         con.execute("SET TimeZone = 'UTC'")
         tables = _tables(con)
-        missing = [name for name in REQUIRED_MARTS if name not in tables]
+        missing = [name for name in REPORT_MARTS if name not in tables]
         if missing:
             raise ReportError(
                 f"the warehouse {path} has no analytics.{missing[0]}: run `close-calls run` "
                 "(or `dbt build`) first"
             )
-        (last_call_date,) = con.execute("select max(call_date) from analytics.fct_calls").fetchone()
-        period = resolve_period(last_call_date, days=days, start=start, end=end)
-        return _load_period(con, str(path), period, timezone, last_call_date)
+        first_call_date, last_call_date = con.execute(
+            "select min(call_date), max(call_date) from analytics.call_metrics_daily"
+        ).fetchone()
+        today = today or datetime.now(ZoneInfo(timezone)).date()
+        period = resolve_period(last_call_date, days=days, start=start, end=end, today=today)
+        data = _load_period(con, str(path), period, timezone, last_call_date)
     finally:
         con.close()
+    if not data.current.calls:
+        if last_call_date is None:
+            raise EmptyPeriodError("the warehouse has no calls yet: run `close-calls run` first")
+        raise EmptyPeriodError(
+            f"no calls from {period.start} to {period.end}: the warehouse has calls from "
+            f"{first_call_date} to {last_call_date}"
+        )
+    return data
+
+
+def _in_reps_order(reps: list[dict[str, Any]], by_rep: list[dict[str, Any]]) -> list[dict]:
+    """The talk-share rows in the order of the reps table, with the rep's name from it."""
+    order = {rep["user_id"]: i for i, rep in enumerate(reps) if not rep["is_team"]}
+    names = {rep["user_id"]: rep["user_name"] for rep in reps if not rep["is_team"]}
+    rows = [{**row, "user_name": names.get(row["user_id"])} for row in by_rep]
+    return sorted(rows, key=lambda row: order.get(row["user_id"], len(order)))
 
 
 def _load_period(
@@ -152,14 +173,11 @@ def _load_period(
         Decimal(head["prev_total_cost_usd"]),
     )
 
-    hours = _rows(con, read_sql("hours.sql"), {**params, "tz": timezone})
-    calls_without_time = sum(row["calls"] for row in hours if row["hour"] is None)
-    hours = [row for row in hours if row["hour"] is not None]
-
     buckets = [0] * 10
     for row in _rows(con, read_sql("talk_share.sql"), params):
         buckets[row["bucket"]] = int(row["calls"])
 
+    reps = _rows(con, read_sql("reps.sql"), params)
     return ReportData(
         warehouse=path,
         period=period,
@@ -170,9 +188,10 @@ def _load_period(
         daily=_rows(con, read_sql("daily.sql"), params),
         dispositions=_rows(con, read_sql("dispositions.sql"), params),
         outcomes=_rows(con, read_sql("outcomes.sql"), params),
-        reps=_rows(con, read_sql("reps.sql"), params),
-        hours=hours,
-        calls_without_time=calls_without_time,
+        reps=reps,
+        hours=_rows(con, read_sql("hours.sql"), params),
         talk_share_buckets=buckets,
-        talk_share_by_rep=_rows(con, read_sql("talk_share_by_rep.sql"), params),
+        talk_share_by_rep=_in_reps_order(
+            reps, _rows(con, read_sql("talk_share_by_rep.sql"), params)
+        ),
     )

@@ -12,6 +12,11 @@ class PeriodError(ValueError):
     """The requested period is invalid (reversed, empty, or over-specified)."""
 
 
+class EmptyPeriodError(PeriodError):
+    """The period has no calls (e.g. it starts after the last call): refused, like a reversed
+    range, rather than written as a report of zeros."""
+
+
 @dataclass(frozen=True)
 class Period:
     """Calendar days `start` to `end`, both included (call_date in the reporting zone)."""
@@ -39,21 +44,27 @@ class Period:
         return f"{self.start} to {self.end}"
 
 
+def last_complete_day(last_call_date: date | None, today: date) -> date:
+    """The day a default period ends on: yesterday (today is not over), or the last day with
+    calls when that is earlier (the warehouse was last synced before yesterday)."""
+    yesterday = today - timedelta(days=1)
+    return min(last_call_date, yesterday) if last_call_date else yesterday
+
+
 def resolve_period(
     last_call_date: date | None,
     *,
+    today: date,
     days: int | None = None,
     start: date | None = None,
     end: date | None = None,
-    today: date | None = None,
 ) -> Period:
-    """The period a report covers.
+    """The period a report covers; `today` is the date in the marts' reporting time zone.
 
     - `start` and `end`: those days;
-    - `start` only: from `start` to the last day with calls (or `start`, if that is later);
+    - `start` only: from `start` to the last complete day (see `last_complete_day`);
     - `end` only: the 30 days ending on `end`;
-    - neither: the last `days` (default 30) days ending on the last day with calls, or on `today`
-      when there are no calls at all.
+    - neither: the `days` (default 30) whole days ending on the last complete day.
     """
     if days is not None and (start is not None or end is not None):
         raise PeriodError("give either a number of days or a date range (from / to), not both")
@@ -63,7 +74,7 @@ def resolve_period(
         if end < start:
             raise PeriodError(f"the range is reversed: {start} is after {end}")
         return Period(start, end)
-    anchor = last_call_date or today or date.today()
+    anchor = last_complete_day(last_call_date, today)
     if start is not None:
         return Period(start, max(start, anchor))
     if end is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,13 @@ from typing import Any
 import jinja2
 
 from close_calls_pipeline.report.data import ReportData, Totals
+from close_calls_pipeline.report.figures import (
+    HEADLINE_FIGURES,
+    fmt_hours,
+    fmt_int,
+    fmt_pct,
+    fmt_usd,
+)
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 STATIC_SCRIPTS = ("chart.umd.min.js", "chartjs-chart-matrix.min.js", "report.js")
@@ -34,30 +40,7 @@ DISPOSITION_COLOURS = {
 }
 
 
-# --- number formats ------------------------------------------------------------------------------
-
-
-def fmt_int(value: int | None) -> str:
-    return "–" if value is None else f"{int(value):,}"
-
-
-def fmt_pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def fmt_usd(value: Decimal | float | None) -> str:
-    if value is None:
-        return "–"
-    cents = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"${cents:,.2f}"
-
-
-def fmt_hours(seconds: float | None) -> str:
-    """Hours, with one decimal (two under an hour, where one would round minutes away)."""
-    if seconds is None:
-        return "–"
-    hours = seconds / 3600
-    return f"{hours:,.1f} h" if round(hours, 1) >= 1 else f"{hours:.2f} h"
+# --- number formats (the headline figures' own are in figures.py) --------------------------------
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -72,97 +55,17 @@ def fmt_day(day: date) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
-def _change(current, previous, *, points: bool = False, higher_is_better: bool = True) -> dict:
-    """The change of a figure against the previous period, for display."""
-    if current is None or previous is None:
-        return {"text": "no previous figure", "direction": "none", "tone": "neutral"}
-    current, previous = float(current), float(previous)
-    if points:
-        delta = (current - previous) * 100
-        text = f"{delta:+.1f} pts"
-    elif previous == 0:
-        if current == 0:
-            return {"text": "no change", "direction": "none", "tone": "neutral"}
-        return {"text": "none before", "direction": "up", "tone": "neutral"}
-    else:
-        delta = (current - previous) / previous * 100
-        text = f"{delta:+.1f}%"
-    if round(delta, 1) == 0:
-        return {"text": "no change", "direction": "none", "tone": "neutral"}
-    up = delta > 0
-    return {
-        "text": text,
-        "direction": "up" if up else "down",
-        "tone": "good" if up == higher_is_better else "bad",
-    }
-
-
 def headline_cards(current: Totals, previous: Totals) -> list[dict[str, Any]]:
-    cards = [
-        ("calls", "Calls", fmt_int(current.calls), current.calls, previous.calls, {}),
-        (
-            "answered_calls",
-            "Answered calls",
-            fmt_int(current.answered_calls),
-            current.answered_calls,
-            previous.answered_calls,
-            {},
-        ),
-        (
-            "answer_rate",
-            "Answer rate",
-            fmt_pct(current.answer_rate),
-            current.answer_rate,
-            previous.answer_rate,
-            {"points": True},
-        ),
-        (
-            "talk_time_hours",
-            "Talk time",
-            fmt_hours(current.total_duration_seconds),
-            current.total_duration_seconds,
-            previous.total_duration_seconds,
-            {},
-        ),
-        (
-            "total_cost_usd",
-            "Total cost",
-            fmt_usd(current.total_cost_usd),
-            current.total_cost_usd,
-            previous.total_cost_usd,
-            {"higher_is_better": False},
-        ),
-        (
-            "cost_per_answered_call_usd",
-            "Cost per answered call",
-            fmt_usd(current.cost_per_answered_call_usd),
-            current.cost_per_answered_call_usd,
-            previous.cost_per_answered_call_usd,
-            {"higher_is_better": False},
-        ),
-    ]
     return [
         {
-            "key": key,
-            "label": label,
-            "value": shown,
-            "change": _change(now, before, **options),
-            "previous": _previous_text(key, previous),
+            "key": figure.key,
+            "label": figure.label,
+            "value": figure.shown(current),
+            "change": figure.change(current, previous),
+            "previous": f"previous: {figure.shown(previous)}",
         }
-        for key, label, shown, now, before, options in cards
+        for figure in HEADLINE_FIGURES
     ]
-
-
-def _previous_text(key: str, previous: Totals) -> str:
-    shown = {
-        "calls": fmt_int(previous.calls),
-        "answered_calls": fmt_int(previous.answered_calls),
-        "answer_rate": fmt_pct(previous.answer_rate),
-        "talk_time_hours": fmt_hours(previous.total_duration_seconds),
-        "total_cost_usd": fmt_usd(previous.total_cost_usd),
-        "cost_per_answered_call_usd": fmt_usd(previous.cost_per_answered_call_usd),
-    }[key]
-    return f"previous: {shown}"
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -177,7 +80,7 @@ def rep_rows(reps: list[dict[str, Any]]) -> list[dict[str, Any]]:
             name = "(no user)"
         else:
             name = rep["user_name"] or rep["user_id"]
-        transcribed = rep["transcribed_calls"]
+        transcribed = rep["calls_with_conversation"]
         rows.append(
             {
                 "is_team": rep["is_team"],
@@ -187,7 +90,7 @@ def rep_rows(reps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     fmt_int(rep["calls"]),
                     fmt_int(rep["answered_calls"]),
                     fmt_pct(rep["answer_rate"]),
-                    fmt_hours(rep["total_duration_seconds"]),
+                    fmt_hours(rep["total_duration_seconds"] / 3600),
                     fmt_usd(rep["total_cost_usd"]),
                     fmt_int(transcribed),
                     fmt_pct(rep["avg_user_talk_share"]),
@@ -272,33 +175,28 @@ def heat_scale(hours: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def chart_specs(data: ReportData) -> list[dict[str, Any]]:
-    specs: list[dict[str, Any]] = []
-    if data.current.calls:
-        specs.append(
-            {
-                "id": "daily",
-                "kind": "daily",
-                "labels": [f"{row['call_date'].day} {row['call_date']:%b}" for row in data.daily],
-                "dates": [row["call_date"].isoformat() for row in data.daily],
-                "calls": [int(row["calls"]) for row in data.daily],
-                "answered": [int(row["answered_calls"]) for row in data.daily],
-                "answerRate": [_pct(row["answer_rate"]) for row in data.daily],
-            }
-        )
-        specs.append(
-            {
-                "id": "dispositions",
-                "kind": "hbar",
-                "labels": [row["disposition"] for row in data.dispositions],
-                "values": [int(row["calls"]) for row in data.dispositions],
-                "shares": [_pct(row["share_of_calls"]) for row in data.dispositions],
-                "colours": [
-                    DISPOSITION_COLOURS.get(row["disposition"], "#64748b")
-                    for row in data.dispositions
-                ],
-                "xTitle": "Calls",
-            }
-        )
+    specs: list[dict[str, Any]] = [
+        {
+            "id": "daily",
+            "kind": "daily",
+            "labels": [f"{row['call_date'].day} {row['call_date']:%b}" for row in data.daily],
+            "dates": [row["call_date"].isoformat() for row in data.daily],
+            "calls": [int(row["calls"]) for row in data.daily],
+            "answered": [int(row["answered_calls"]) for row in data.daily],
+            "answerRate": [_pct(row["answer_rate"]) for row in data.daily],
+        },
+        {
+            "id": "dispositions",
+            "kind": "hbar",
+            "labels": [row["disposition"] for row in data.dispositions],
+            "values": [int(row["calls"]) for row in data.dispositions],
+            "shares": [_pct(row["share_of_calls"]) for row in data.dispositions],
+            "colours": [
+                DISPOSITION_COLOURS.get(row["disposition"], "#64748b") for row in data.dispositions
+            ],
+            "xTitle": "Calls",
+        },
+    ]
     if data.hours:
         specs.append(
             {
@@ -382,8 +280,7 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
     generated_at = generated_at or datetime.now(UTC)
     period, previous = data.period, data.period.previous
     specs = chart_specs(data)
-    team = data.reps[0] if data.reps and data.reps[0]["is_team"] else None
-    transcribed = team["transcribed_calls"] if team else 0
+    transcribed = data.reps[0]["calls_with_conversation"]  # the team's row
     hour_calls = sum(row["calls"] for row in data.hours)
     context = {
         "title": f"Call report, {fmt_day(period.start)} – {fmt_day(period.end)}",
@@ -394,22 +291,17 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
         "days": period.days,
         "generated": generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         "warehouse": Path(data.warehouse).name,
-        "last_call_date": fmt_day(data.last_call_date) if data.last_call_date else None,
+        "last_call_date": fmt_day(data.last_call_date),
         "timezone": data.timezone,
         "cards": headline_cards(data.current, data.previous),
-        "has_calls": data.current.calls > 0,
         "charts": {spec["id"] for spec in specs},
         "outcomes": outcome_rows(data.outcomes),
         "rep_columns": REP_COLUMNS,
-        "reps": rep_rows(data.reps) if data.current.calls else [],
+        "reps": rep_rows(data.reps),
         "transcribed": fmt_int(transcribed),
-        "transcribed_share": fmt_pct(
-            transcribed / data.current.calls if data.current.calls else None
-        ),
+        "transcribed_share": fmt_pct(transcribed / data.current.calls),
         "hour_calls": fmt_int(hour_calls),
         "heat_scale": heat_scale(data.hours),
-        "calls_without_time": data.calls_without_time,
-        "calls_without_time_text": fmt_int(data.calls_without_time),
         "style": _static("report.css"),
         "scripts": [_static(name) for name in STATIC_SCRIPTS],
         "data_json": _json_for_script({"charts": specs}),

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.sandbox.data import ANCHOR, parse_ts
-from close_calls_pipeline.sandbox.store import LIVE_NEW_CALLS_PER_HOUR, SandboxStore
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS, live_size, parse_ts
+from close_calls_pipeline.sandbox.store import SandboxStore
 
 API_PREFIX = "/api/v1"
 CALL_LIST_MAX_LIMIT = 100
@@ -179,7 +179,7 @@ class SandboxServer:
         latency_ms: float = 0.0,
         rps: float | None = None,
         fault_rate: float = 0.0,
-        max_skip: int = 250_000,
+        max_skip: int = config.CLOSE_MAX_SKIP,
         seed: int = 0,
     ):
         self.store = store
@@ -495,7 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, self._simple_list(store.users, params)
         if endpoint == "me":
             me = dict(store.users[0])
-            me["organizations"] = [{"id": store.organization_id, "name": "Sandbox Org"}]
+            me["organizations"] = [{"id": store.organization_id, "name": store.organization_name}]
             return 200, orjson.dumps(me)
         raise _ApiError(404, "Not found")
 
@@ -594,25 +594,35 @@ def start_sandbox(
     seed: int = config.SANDBOX_SEED,
     *,
     start=None,
-    history_days: int = 180,
+    history_days: int = HISTORY_DAYS,
     live: bool = False,
+    organization_id: str | None = None,
+    organization_name: str | None = None,
     **server_kwargs,
 ) -> SandboxServer:
     """Build a store and start a server on it (port 0 = a free port)."""
-    store = SandboxStore(calls=calls, seed=seed, start=start, history_days=history_days, live=live)
+    store = SandboxStore(
+        calls=calls,
+        seed=seed,
+        start=start,
+        history_days=history_days,
+        live=live,
+        organization_id=organization_id,
+        organization_name=organization_name,
+    )
     return SandboxServer(store, **server_kwargs).start()
 
 
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8765,
+    port: int = config.SANDBOX_PORT,
     calls: int = config.SANDBOX_CALLS,
     seed: int = config.SANDBOX_SEED,
     api_key: str = config.SANDBOX_API_KEY,
     latency_ms: float = 0.0,
     rps: float | None = None,
     fault_rate: float = 0.0,
-    max_skip: int = 250_000,
+    max_skip: int = config.CLOSE_MAX_SKIP,
     live: bool = True,
 ) -> None:
     """Serve until Ctrl-C (the `close-calls sandbox` command)."""
@@ -633,9 +643,9 @@ def serve(
     print(f"Close sandbox API at {server.base_url}", flush=True)
     print(f"API key: {api_key}", flush=True)
     growth = (
-        f"{calls} seeded over the {store.history_days} days before "
-        f"{ANCHOR.date()}, the rest added by the live clock, {LIVE_NEW_CALLS_PER_HOUR} new "
-        f"calls an hour since then"
+        f"the last {store.history_days} days, {calls} calls spread over them plus "
+        f"{live_size(calls) - calls} short-lived ones, new calls, edits and deletes every hour; "
+        "the same size whatever the date"
         if live
         else "the seeded history, clock frozen"
     )
@@ -656,5 +666,5 @@ def serve(
 if __name__ == "__main__":  # python -m close_calls_pipeline.sandbox.server [calls] [port]
     serve(
         calls=int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
-        port=int(sys.argv[2]) if len(sys.argv) > 2 else 8765,
+        port=int(sys.argv[2]) if len(sys.argv) > 2 else config.SANDBOX_PORT,
     )

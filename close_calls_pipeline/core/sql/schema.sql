@@ -186,6 +186,16 @@ CREATE TABLE IF NOT EXISTS close.personal_data_policy (
     applied_at       TIMESTAMPTZ NOT NULL
 );
 
+-- Whose warehouse this is: the Close organization its first run synced (one row). Every run
+-- checks, before it writes anything, that its API answers for this organization.
+CREATE TABLE IF NOT EXISTS close.warehouse_identity (
+    organization_id    VARCHAR NOT NULL,
+    organization_name  VARCHAR,
+    is_sandbox         BOOLEAN NOT NULL,   -- the embedded sandbox Close API (a run without a key)
+    api_base_url       VARCHAR,            -- the API it was synced from (null: the embedded sandbox)
+    first_run_at       TIMESTAMPTZ NOT NULL
+);
+
 -- Columns added after the first release. The schema is add-only, and CREATE TABLE IF NOT EXISTS
 -- leaves an existing table as it is, so each added column is also added here.
 ALTER TABLE close.rejected_records ADD COLUMN IF NOT EXISTS payload_bytes BLOB;  -- as received, when not JSON text

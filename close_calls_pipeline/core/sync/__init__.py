@@ -32,6 +32,7 @@ from close_calls_pipeline.core.sync.incremental import incremental, read_changes
 from close_calls_pipeline.core.sync.options import (
     EVENT_RETENTION,
     MARK_LAG,
+    MassDeleteError,
     SyncOptions,
     SyncSummary,
     Totals,
@@ -43,6 +44,7 @@ from close_calls_pipeline.core.sync.walk import earliest_call_time, split_range,
 __all__ = [
     "EVENT_RETENTION",
     "MARK_LAG",
+    "MassDeleteError",
     "SyncOptions",
     "SyncSummary",
     "Totals",

@@ -24,12 +24,12 @@ class SyncOptions:
     batch_size: int = warehouse.ROW_GROUP_SIZE
     batch_bytes: int = 32 << 20
     window_count: int = 16  # date_created windows a walk is split into (each wastes ~half a page)
-    # How far before the high-water mark an incremental run reads the Event Log again. An event
-    # that becomes visible up to this plus MARK_LAG (5 min) after its date_updated is still
-    # caught; one later than that is lost to the incremental (a reconcile finds it: drift_calls).
-    # Events an earlier run applied are not fetched again, so a long overlap costs Event Log
-    # pages only (measured in docs/benchmarks.md).
-    event_overlap_minutes: float = 60.0
+    # See config.DEFAULT_EVENT_OVERLAP_MINUTES (the `event_overlap_minutes` setting).
+    event_overlap_minutes: float = config.DEFAULT_EVENT_OVERLAP_MINUTES
+    # A reconcile that would soft-delete more than this share of the live calls stops before
+    # deleting anything (`MassDeleteError`), unless `allow_mass_delete`.
+    max_delete_share: float = config.DEFAULT_MAX_RECONCILE_DELETE_SHARE
+    allow_mass_delete: bool = False
     # What the warehouse keeps of calls' personal data (docs/privacy.md), and the key of
     # `phone_numbers: hash` (read from CLOSE_CALLS_HASH_KEY by the Dagster component and the CLI).
     personal_data: PersonalDataPolicy = field(default_factory=PersonalDataPolicy)
@@ -40,8 +40,15 @@ class SyncOptions:
         return timedelta(minutes=self.event_overlap_minutes)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.event_overlap_minutes <= 7 * 24 * 60:
-            raise ValueError("event_overlap_minutes must be between 0 and 10080 (7 days)")
+        if not 0 <= self.event_overlap_minutes <= config.MAX_EVENT_OVERLAP_MINUTES:
+            raise ValueError(
+                f"event_overlap_minutes must be between 0 and {config.MAX_EVENT_OVERLAP_MINUTES}"
+            )
+        config.parse_delete_share(self.max_delete_share)
+
+
+class MassDeleteError(RuntimeError):
+    """A reconcile stopped before soft-deleting more than the allowed share of the live calls."""
 
 
 @dataclass(frozen=True)

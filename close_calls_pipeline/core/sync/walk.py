@@ -29,7 +29,7 @@ from close_calls_pipeline.core.sync.batches import Batch, Batcher
 from close_calls_pipeline.core.sync.by_id import fetch_and_land_by_ids
 from close_calls_pipeline.core.sync.fetch import fetch_concurrently
 from close_calls_pipeline.core.sync.landing import FinalCommit, LandingThread, Target, land
-from close_calls_pipeline.core.sync.options import MARK_LAG, SyncSummary, Totals
+from close_calls_pipeline.core.sync.options import MARK_LAG, MassDeleteError, SyncSummary, Totals
 from close_calls_pipeline.core.sync.run import Run
 from close_calls_pipeline.core.warehouse import WalkPlan, Window
 
@@ -183,6 +183,26 @@ def walk(run: Run, plan: WalkPlan | None) -> SyncSummary:
         return _confirm_unseen(run, plan, batcher, lander, target, totals, mark_after)
 
 
+def _refuse_mass_delete(run: Run, deleting: int) -> None:
+    """Stop before a reconcile deletes more than the allowed share of the live calls. What the
+    walk landed stays; its plan too, so the next run asks Close for the missing calls again
+    and deletes them only if they are still missing and the share is allowed (or told to)."""
+    (live,) = run.con.execute(
+        "SELECT count(*) FROM close.calls WHERE _deleted_at IS NULL"
+    ).fetchone()
+    limit = run.options.max_delete_share
+    if not deleting or run.options.allow_mass_delete or deleting <= limit * live:
+        return
+    raise MassDeleteError(
+        f"the reconcile stopped before deleting anything: {deleting} of the {live} live calls "
+        f"({deleting / live:.0%}) are missing from Close, more than the {limit:.0%} allowed "
+        "(max_reconcile_delete_share). So many deletes at once are far more likely a wrong API "
+        "key or organization, or an API fault, than calls deleted in Close: check the key and "
+        "the organization; if the calls really are gone, run again with --allow-mass-delete "
+        "(run config allow_mass_delete: true)."
+    )
+
+
 def _adopt_legacy_walk(run: Run, plan: WalkPlan) -> WalkPlan:
     """A walk an earlier release planned: it appended, so its calls may be repeated. Remove the
     repeats and start keeping progress (what it landed before is not counted)."""
@@ -273,6 +293,7 @@ def _confirm_unseen(
         drift_deleted = len(deleted.keys() - explained)
     log.info("reconcile: %d live calls not seen by the walk, %d returned by id, %d deleted",
              len(unseen), len(unseen) - len(deleted), len(deleted))  # fmt: skip
+    _refuse_mass_delete(run, len(deleted))
     final = FinalCommit(
         run.summary(totals, mark_after, run.mark_before is not None),
         deleted=deleted,

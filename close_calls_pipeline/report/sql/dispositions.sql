@@ -1,9 +1,9 @@
--- Calls per disposition in the period (the mart call_metrics_by_disposition covers all time).
+-- Calls per disposition in the period: analytics.call_metrics_by_disposition_daily summed.
 select
     coalesce(disposition, '(none)') as disposition,
-    count(*) as calls,
-    cast(count(*) as double) / sum(count(*)) over () as share_of_calls
-from analytics.fct_calls
+    cast(sum(calls) as bigint) as calls,
+    cast(sum(calls) as double) / sum(sum(calls)) over () as share_of_calls
+from analytics.call_metrics_by_disposition_daily
 where call_date between $start and $end
 group by disposition
 order by calls desc, disposition

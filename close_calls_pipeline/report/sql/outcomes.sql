@@ -1,5 +1,5 @@
--- Calls per outcome in the period (the mart call_metrics_by_outcome covers all time). Calls with
--- no outcome are one row; outcome ids unknown to close.outcomes (e.g. deleted) are merged in one.
+-- Calls per outcome in the period: analytics.call_metrics_by_outcome_daily summed. Calls with no
+-- outcome are one row; outcome ids unknown to close.outcomes (e.g. deleted) are merged in one.
 with labelled as (
 
     select
@@ -10,8 +10,9 @@ with labelled as (
             else outcome_name
         end as outcome,
         outcome_id is null or outcome_name is null as is_unset,
-        is_answered
-    from analytics.fct_calls
+        calls,
+        answered_calls
+    from analytics.call_metrics_by_outcome_daily
     where call_date between $start and $end
 
 )
@@ -19,9 +20,9 @@ with labelled as (
 select
     outcome,
     is_unset,
-    count(*) as calls,
-    cast(count(*) as double) / sum(count(*)) over () as share_of_calls,
-    count(*) filter (where is_answered) as answered_calls
+    cast(sum(calls) as bigint) as calls,
+    cast(sum(calls) as double) / sum(sum(calls)) over () as share_of_calls,
+    cast(sum(answered_calls) as bigint) as answered_calls
 from labelled
 group by outcome_key, outcome, is_unset
 order by calls desc, outcome

@@ -289,6 +289,22 @@
     }
   };
 
+  // A table wider than its box (a narrow window) shows a hint and a fade until scrolled to its end.
+  function markOverflow() {
+    document.querySelectorAll(".table-box").forEach(function (box) {
+      var scroller = box.querySelector(".table-scroll");
+      var overflows = scroller.scrollWidth > scroller.clientWidth + 1;
+      box.classList.toggle("overflows", overflows);
+      box.classList.toggle("at-end",
+        scroller.scrollLeft + scroller.clientWidth >= scroller.scrollWidth - 1);
+    });
+  }
+  document.querySelectorAll(".table-box .table-scroll").forEach(function (scroller) {
+    scroller.addEventListener("scroll", markOverflow, { passive: true });
+  });
+  window.addEventListener("resize", markOverflow);
+  markOverflow();
+
   var payload = JSON.parse(document.getElementById("report-data").textContent);
   payload.charts.forEach(function (spec) {
     var canvas = document.getElementById("chart-" + spec.id);

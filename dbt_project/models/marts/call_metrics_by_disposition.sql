@@ -1,18 +1,13 @@
--- One row per disposition (a null disposition is its own row).
-with calls as (
-
-    select * from {{ ref('fct_calls') }}
-
-),
-
-by_disposition as (
+-- One row per disposition over all existing calls (a null disposition is its own row): the sum
+-- of call_metrics_by_disposition_daily's days.
+with by_disposition as (
 
     select
         disposition,
-        count(*) as calls,
-        cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
-        cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd
-    from calls
+        cast(sum(calls) as bigint) as calls,
+        cast(sum(total_duration_seconds) as bigint) as total_duration_seconds,
+        cast(sum(total_cost_usd) as decimal(38, 8)) as total_cost_usd
+    from {{ ref('call_metrics_by_disposition_daily') }}
     group by disposition
 
 )

@@ -1,25 +1,16 @@
 -- "When do we reach people?": one row per ISO weekday (1 = Monday .. 7 = Sunday) and hour
 -- (0-23) of when the call happened (activity_at, else created_at) in var reporting_timezone,
--- over all existing calls. All 7 x 24 cells are present; cells without calls have zeros.
-with calls as (
+-- over all existing calls: the sum of call_metrics_by_hour_daily's days. All 7 x 24 cells are
+-- present; cells without calls have zeros.
+with per_cell as (
 
     select
-        {{ to_reporting_timestamp('coalesce(activity_at, created_at)') }} as called_at_local,
-        is_answered
-    from {{ ref('fct_calls') }}
-
-),
-
-per_cell as (
-
-    select
-        isodow(called_at_local) as weekday,
-        hour(called_at_local) as hour,
-        count(*) as calls,
-        count(*) filter (where is_answered) as answered_calls
-    from calls
-    where called_at_local is not null
-    group by all
+        weekday,
+        hour,
+        cast(sum(calls) as bigint) as calls,
+        cast(sum(answered_calls) as bigint) as answered_calls
+    from {{ ref('call_metrics_by_hour_daily') }}
+    group by weekday, hour
 
 ),
 

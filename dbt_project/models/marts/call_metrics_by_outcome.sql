@@ -1,20 +1,15 @@
--- One row per outcome_id; calls without an outcome form one row with a null outcome_id.
-with calls as (
-
-    select * from {{ ref('fct_calls') }}
-
-),
-
-by_outcome as (
+-- One row per outcome_id over all existing calls; calls without an outcome form one row with a
+-- null outcome_id: the sum of call_metrics_by_outcome_daily's days.
+with by_outcome as (
 
     select
         outcome_id,
         max(outcome_name) as outcome_name,
-        count(*) as calls,
-        count(*) filter (where is_answered) as answered_calls,
-        cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
-        cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd
-    from calls
+        cast(sum(calls) as bigint) as calls,
+        cast(sum(answered_calls) as bigint) as answered_calls,
+        cast(sum(total_duration_seconds) as bigint) as total_duration_seconds,
+        cast(sum(total_cost_usd) as decimal(38, 8)) as total_cost_usd
+    from {{ ref('call_metrics_by_outcome_daily') }}
     group by outcome_id
 
 )

@@ -1,54 +1,34 @@
 -- One row per user and ISO week (Monday to Sunday, of call_date in var reporting_timezone), from
 -- each user's first to last week with calls; weeks in between without calls are zero-filled.
-with calls as (
+-- The additive columns of call_metrics_by_user_daily summed per week, then divided: the weekly
+-- and the report's per-rep figures have one definition.
+with daily as (
 
-    select * from {{ ref('fct_calls') }}
+    select * from {{ ref('call_metrics_by_user_daily') }}
     where call_date is not null
-
-),
-
-conversations as (
-
-    select * from {{ ref('fct_call_conversations') }}
-
-),
-
-calls_by_week as (
-
-    select
-        cast(date_trunc('week', calls.call_date) as date) as week_start,
-        calls.user_id,
-        calls.user_name,
-        calls.is_answered,
-        calls.duration_seconds,
-        calls.cost_usd,
-        conversations.call_id is not null as has_conversation,
-        conversations.user_talk_share,
-        conversations.longest_user_monologue_seconds,
-        conversations.switches_per_minute,
-        conversations.patience_seconds,
-        conversations.user_questions + conversations.contact_questions as questions
-    from calls
-    left join conversations on calls.call_id = conversations.call_id
 
 ),
 
 per_user_week as (
 
     select
-        week_start,
+        cast(date_trunc('week', call_date) as date) as week_start,
         user_id,
-        count(*) as calls,
-        count(*) filter (where is_answered) as answered_calls,
-        cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
-        cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd,
-        count(*) filter (where has_conversation) as calls_with_conversation,
-        avg(user_talk_share) as avg_user_talk_share,
-        avg(longest_user_monologue_seconds) as avg_longest_user_monologue_seconds,
-        avg(switches_per_minute) as avg_switches_per_minute,
-        avg(patience_seconds) as avg_patience_seconds,
-        sum(questions) as questions
-    from calls_by_week
+        max(user_name) as user_name,
+        cast(sum(calls) as bigint) as calls,
+        cast(sum(answered_calls) as bigint) as answered_calls,
+        cast(sum(total_duration_seconds) as bigint) as total_duration_seconds,
+        cast(sum(total_cost_usd) as decimal(38, 8)) as total_cost_usd,
+        cast(sum(calls_with_conversation) as bigint) as calls_with_conversation,
+        sum(sum_user_talk_share) as sum_user_talk_share,
+        sum(calls_with_user_talk_share) as calls_with_user_talk_share,
+        sum(sum_longest_user_monologue_seconds) as sum_longest_user_monologue_seconds,
+        sum(sum_switches_per_minute) as sum_switches_per_minute,
+        sum(calls_with_switches_per_minute) as calls_with_switches_per_minute,
+        sum(sum_patience_seconds) as sum_patience_seconds,
+        sum(calls_with_patience) as calls_with_patience,
+        sum(user_questions) + sum(contact_questions) as questions
+    from daily
     group by week_start, user_id
 
 ),
@@ -60,7 +40,7 @@ users as (
         max(user_name) as user_name,
         min(week_start) as first_week_start,
         max(week_start) as last_week_start
-    from calls_by_week
+    from per_user_week
     group by user_id
 
 ),
@@ -91,10 +71,14 @@ select
     coalesce(per_user_week.total_duration_seconds, 0) as total_duration_seconds,
     coalesce(per_user_week.total_cost_usd, 0) as total_cost_usd,
     coalesce(per_user_week.calls_with_conversation, 0) as calls_with_conversation,
-    per_user_week.avg_user_talk_share,
-    per_user_week.avg_longest_user_monologue_seconds,
-    per_user_week.avg_switches_per_minute,
-    per_user_week.avg_patience_seconds,
+    per_user_week.sum_user_talk_share
+        / nullif(per_user_week.calls_with_user_talk_share, 0) as avg_user_talk_share,
+    per_user_week.sum_longest_user_monologue_seconds
+        / nullif(per_user_week.calls_with_conversation, 0) as avg_longest_user_monologue_seconds,
+    per_user_week.sum_switches_per_minute
+        / nullif(per_user_week.calls_with_switches_per_minute, 0) as avg_switches_per_minute,
+    per_user_week.sum_patience_seconds
+        / nullif(per_user_week.calls_with_patience, 0) as avg_patience_seconds,
     cast(per_user_week.questions as double)
         / nullif(per_user_week.calls_with_conversation, 0) as questions_per_call
 

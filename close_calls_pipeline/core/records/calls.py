@@ -1,25 +1,12 @@
-"""Typing Close records into Arrow tables with explicit schemas.
-
-Calls arrive as the JSON text Close sent. A batch is parsed in bulk by Arrow's JSON reader (C++,
-off the GIL); if anything in it is unusual, each record is checked and converted in Python, which
-tells exactly which record is bad. A record that cannot be typed is returned as a rejection with
-its reason instead of failing the batch. The Arrow schemas mirror the DuckDB tables in
-`sql/schema.sql`.
-
-Text that is not JSON a call can be read from: a lone surrogate escape (`"\ud800"`: JSON's
-grammar allows it, but no Unicode text can hold it) is replaced by U+FFFD and the call lands,
-since nothing else is lost (the repair is counted); bytes that are not UTF-8, or a record cut in
-the middle, are quarantined with their bytes as received and the id read from the text where it
-can be, so that the sync knows the call exists.
-"""
+"""Calls: the call table, typed in bulk by Arrow's JSON reader or, when a batch is unusual, one
+record at a time (see the package's docstring)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from itertools import accumulate
 from typing import Any
 
@@ -29,90 +16,30 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.json
 
-from close_calls_pipeline.core.close_api.pages import Unreadable, recover_id, repair_lone_surrogates
+from close_calls_pipeline.core.close_api.pages import recover_id, repair_lone_surrogates
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-COST_TYPE = pa.decimal128(18, 6)
-# JSON text as Arrow's JSON extension type: DuckDB lands it as JSON without parsing it again.
-JSON_TEXT = pa.json_(pa.string())
-MAX_COST_CENTS = Decimal("1e12")
-
-
-class RecordError(ValueError):
-    """A record (or one of its fields) that cannot be typed; the message is the rejection reason."""
-
-
-# --- scalar converters: value as received -> typed Python value (or RecordError) -------------------
-
-
-def to_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def to_timestamp(value: Any) -> datetime | None:
-    """ISO 8601 with or without offset (naive means UTC, as Close documents), normalised to UTC."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"timestamp is not a string: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RecordError(f"unparseable timestamp {value!r}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def to_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise RecordError(f"not an integer: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise RecordError(f"not an integer: {value!r}")
-
-
-def to_cost(value: Any) -> Decimal | None:
-    """Close's `cost`: US cents as a decimal string. Kept exact; more than 6 decimals is refused."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise RecordError(f"cost is not a number: {value!r}")
-    try:
-        amount = Decimal(value if isinstance(value, (str, int)) else str(value))
-    except (InvalidOperation, TypeError, ValueError):
-        raise RecordError(f"cost is not a number: {value!r}") from None
-    if not amount.is_finite() or abs(amount) >= MAX_COST_CENTS:
-        raise RecordError(f"cost is out of range: {value!r}")
-    if amount.as_tuple().exponent < -6:
-        raise RecordError(f"cost has more than 6 decimal places: {value!r}")
-    return amount
-
-
-def to_str_list(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise RecordError(f"expected a list of ids, got {type(value).__name__}")
-    return [to_str(item) for item in value]
-
-
-def to_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"not a number: {value!r}")
-    return float(value)
+from .common import (
+    COST_TYPE,
+    JSON_TEXT,
+    TIMESTAMP,
+    RecordError,
+    Rejection,
+    constant,
+    convert_fields,
+    table_from_rows,
+    to_cost,
+    to_int,
+    to_str,
+    to_str_list,
+    to_timestamp,
+)
+from .utterances import (
+    TRANSCRIPT_STRUCT,
+    TRANSCRIPT_TYPES,
+    UTTERANCES_SCHEMA,
+    transcript_rows,
+    utterance_table,
+)
 
 
 class _CustomFields(msgspec.Struct):
@@ -179,7 +106,6 @@ CALL_FIELD_COLUMNS: list[tuple[str, pa.DataType, Callable[[Any], Any]]] = [
 ]
 # and `custom_fields`: free-form JSON, kept as JSON text (see `custom_fields_json`).
 
-TRANSCRIPT_TYPES = (("recording", "recording_transcript"), ("voicemail", "voicemail_transcript"))
 
 CALLS_SCHEMA = pa.schema(
     [("id", pa.string())]
@@ -197,49 +123,6 @@ CALLS_SCHEMA = pa.schema(
         ("_deleted_at", TIMESTAMP),
     ]
 )
-
-UTTERANCES_SCHEMA = pa.schema(
-    [
-        ("call_id", pa.string()),
-        ("transcript_type", pa.string()),
-        ("utterance_index", pa.int32()),
-        ("speaker_label", pa.string()),
-        ("speaker_side", pa.string()),
-        ("start_seconds", pa.float64()),
-        ("end_seconds", pa.float64()),
-        ("text", pa.string()),
-        ("_loaded_at", TIMESTAMP),
-        # The text contains "?" (as the dbt models count questions); when a personal_data
-        # policy dropped the text, the flag it recorded before (core/personal_data.py).
-        ("is_question", pa.bool_()),
-    ]
-)
-
-
-@dataclass
-class Rejection:
-    object_id: str | None
-    reason: str
-    payload: str  # the record's JSON text (bytes that are not UTF-8 shown as U+FFFD)
-    raw: bytes | None = None  # the bytes as received, when they are not valid JSON text
-
-    @classmethod
-    def of(cls, record: Any, error: RecordError, payload: str | None = None) -> Rejection:
-        object_id = record.get("id") if isinstance(record, dict) else None
-        return cls(
-            object_id if isinstance(object_id, str) else None,
-            str(error),
-            payload if payload is not None else orjson.dumps(record).decode(),
-        )
-
-    @classmethod
-    def unreadable(cls, raw: bytes, reason: str, id_prefix: str) -> Rejection:
-        """A record that is not JSON: kept as received, with the id its text still shows."""
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            reason = f"{reason} (bytes that are not UTF-8 at {error.start})"
-        return cls(recover_id(raw, id_prefix), reason, raw.decode("utf-8", errors="replace"), raw)
 
 
 @dataclass
@@ -276,61 +159,6 @@ def _last_copies(ids: pa.Array | pa.ChunkedArray) -> pa.Array | None:
     return pa.array(sorted({call_id: i for i, call_id in enumerate(ids.to_pylist())}.values()))
 
 
-def _transcript_rows(
-    call_id: str, kind: str, transcript: Any
-) -> tuple[list[tuple], str | None, str | None]:
-    """Utterance rows and summaries of one transcript, or RecordError if its shape is wrong."""
-    if not isinstance(transcript, dict):
-        raise RecordError(f"{kind}_transcript is not an object")
-    utterances = transcript.get("utterances") or []
-    if not isinstance(utterances, list):
-        raise RecordError(f"{kind}_transcript.utterances is not a list")
-    rows = []
-    for index, utterance in enumerate(utterances):
-        if not isinstance(utterance, dict):
-            raise RecordError(f"{kind}_transcript.utterances[{index}] is not an object")
-        try:
-            start, end = to_float(utterance.get("start")), to_float(utterance.get("end"))
-        except RecordError as error:
-            raise RecordError(f"{kind}_transcript.utterances[{index}]: {error}") from None
-        text = to_str(utterance.get("text"))
-        flagged = utterance.get("is_question")
-        rows.append(
-            (
-                call_id,
-                kind,
-                index,
-                to_str(utterance.get("speaker_label")),
-                to_str(utterance.get("speaker_side")),
-                start,
-                end,
-                text,
-                flagged if isinstance(flagged, bool) else (None if text is None else "?" in text),
-            )
-        )
-    return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
-
-
-def _convert_fields(record: dict, columns: list[tuple[str, pa.DataType, Callable]]) -> list[Any]:
-    """Each column's converter applied to the record's value; errors name the field."""
-    values = []
-    for name, _, convert in columns:
-        try:
-            values.append(convert(record.get(name)))
-        except RecordError as error:
-            raise RecordError(f"{name}: {error}") from None
-    return values
-
-
-def _table_from_rows(rows: list[list[Any]] | list[tuple], schema: pa.Schema) -> pa.Table:
-    """Rows of Python values (one per schema field) into a typed Arrow table."""
-    columns = list(zip(*rows)) if rows else [()] * len(schema)
-    return pa.Table.from_arrays(
-        [pa.array(column, type=schema.field(i).type) for i, column in enumerate(columns)],
-        schema=schema,
-    )
-
-
 def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
     """One call's column values (after `id`, before the metadata columns) and utterance rows."""
     if not isinstance(record, dict):
@@ -338,7 +166,7 @@ def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
     call_id = record.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise RecordError("missing or empty `id`")
-    values = [call_id, *_convert_fields(record, CALL_FIELD_COLUMNS)]
+    values = [call_id, *convert_fields(record, CALL_FIELD_COLUMNS)]
     utterance_rows: list[tuple] = []
     present, summaries = [], []
     for kind, key in TRANSCRIPT_TYPES:
@@ -347,7 +175,7 @@ def _type_call(record: Any) -> tuple[list[Any], list[tuple]]:
             present.append(False)
             summaries += [None, None]
             continue
-        rows, summary_text, summary_html = _transcript_rows(call_id, kind, transcript)
+        rows, summary_text, summary_html = transcript_rows(call_id, kind, transcript)
         utterance_rows += rows
         present.append(True)
         summaries += [summary_text, summary_html]
@@ -423,23 +251,6 @@ def record_id(raw: bytes) -> str | None:
 
 # --- the fast path: Arrow's JSON reader over the whole batch -----------------------------------------
 
-UTTERANCE_STRUCT = pa.struct(
-    [
-        ("speaker_label", pa.string()),
-        ("speaker_side", pa.string()),
-        ("start", pa.float64()),
-        ("end", pa.float64()),
-        ("text", pa.string()),
-        ("is_question", pa.bool_()),
-    ]
-)
-TRANSCRIPT_STRUCT = pa.struct(
-    [
-        ("summary_text", pa.string()),
-        ("summary_html", pa.string()),
-        ("utterances", pa.list_(UTTERANCE_STRUCT)),
-    ]
-)
 # Calls as they arrive: timestamps and cost as text (cast after), transcripts nested.
 WIRE_SCHEMA = pa.schema(
     [("id", pa.string())]
@@ -492,7 +303,7 @@ def _type_calls_columnar(raw_calls: list[bytes], loaded_at: datetime) -> TypedCa
         presence.append(transcripts.is_valid())
         summaries += [transcripts.field("summary_text"), transcripts.field("summary_html")]
         utterance_tables.append(
-            _utterance_table(ids, kind, transcripts.field("utterances"), loaded_at)
+            utterance_table(ids, kind, transcripts.field("utterances"), loaded_at)
         )
 
     count = len(ids)
@@ -524,41 +335,6 @@ def _json_text(values: pa.Array) -> pa.Array:
     return values.cast(pa.string()).cast(JSON_TEXT)
 
 
-def constant(value: Any, count: int, arrow_type: pa.DataType) -> pa.Array:
-    """`count` copies of one value, built in Arrow rather than from a Python list."""
-    return pa.compute.fill_null(pa.nulls(count, arrow_type), pa.scalar(value, arrow_type))
-
-
-def _utterance_table(
-    ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: datetime
-) -> pa.Table:
-    """Flatten one transcript column (a list of utterance structs per call) into child rows."""
-    flat = lists.flatten()
-    if flat.null_count:
-        raise ValueError("an utterance is not an object")
-    parents = pa.compute.list_parent_indices(lists)
-    count = len(flat)
-    positions = pa.compute.subtract(pa.compute.cumulative_sum(constant(1, count, pa.int32())), 1)
-    index = pa.compute.subtract(positions, pa.compute.take(lists.offsets, parents))
-    return pa.Table.from_arrays(
-        [
-            pa.compute.take(ids, parents),
-            constant(kind, count, pa.string()),
-            index.cast(pa.int32()),
-            flat.field("speaker_label"),
-            flat.field("speaker_side"),
-            flat.field("start"),
-            flat.field("end"),
-            flat.field("text"),
-            constant(loaded_at, count, TIMESTAMP),
-            pa.compute.coalesce(
-                flat.field("is_question"), pa.compute.match_substring(flat.field("text"), "?")
-            ),
-        ],
-        schema=UTTERANCES_SCHEMA,
-    )
-
-
 # --- the careful path: one record at a time -----------------------------------------------------------
 
 
@@ -584,57 +360,7 @@ def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> Typed
     rows = [values for values, _ in typed.values()]
     utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]
     return TypedCalls(
-        _table_from_rows(rows, CALLS_SCHEMA),
-        _table_from_rows(utterances, UTTERANCES_SCHEMA),
+        table_from_rows(rows, CALLS_SCHEMA),
+        table_from_rows(utterances, UTTERANCES_SCHEMA),
         rejected,
     )
-
-
-# --- reference tables --------------------------------------------------------------------------------
-
-OUTCOMES_COLUMNS = [
-    ("id", pa.string(), to_str),
-    ("organization_id", pa.string(), to_str),
-    ("name", pa.string(), to_str),
-    ("description", pa.string(), to_str),
-    ("type", pa.string(), to_str),
-    ("applies_to", pa.list_(pa.string()), to_str_list),
-    ("date_created", TIMESTAMP, to_timestamp),
-    ("date_updated", TIMESTAMP, to_timestamp),
-    ("created_by", pa.string(), to_str),
-    ("updated_by", pa.string(), to_str),
-]
-
-USERS_COLUMNS = [
-    ("id", pa.string(), to_str),
-    ("email", pa.string(), to_str),
-    ("first_name", pa.string(), to_str),
-    ("last_name", pa.string(), to_str),
-    ("image", pa.string(), to_str),
-    ("date_created", TIMESTAMP, to_timestamp),
-    ("date_updated", TIMESTAMP, to_timestamp),
-]
-
-
-def type_reference(
-    records: list[Any], columns: list[tuple[str, pa.DataType, Callable]], loaded_at: datetime
-) -> tuple[pa.Table, list[Rejection]]:
-    """Type outcomes or users (small lists): same contract as `type_calls`."""
-    rows, rejected = [], []
-    for record in records:
-        if isinstance(record, Unreadable):
-            prefix = "outcome_" if columns is OUTCOMES_COLUMNS else "user_"
-            rejected.append(Rejection.unreadable(record.raw, "not valid JSON", prefix))
-            continue
-        try:
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise RecordError("missing or empty `id`")
-            row = _convert_fields(record, columns)
-        except RecordError as error:
-            rejected.append(Rejection.of(record, error))
-            continue
-        rows.append(row + [orjson.dumps(record).decode(), loaded_at])
-    schema = pa.schema(
-        [(n, t) for n, t, _ in columns] + [("_raw", JSON_TEXT), ("_loaded_at", TIMESTAMP)]
-    )
-    return _table_from_rows(rows, schema), rejected

@@ -1,0 +1,3 @@
+from close_calls_pipeline.airflow import build_dag
+
+dag = build_dag()

@@ -1,0 +1,24 @@
+-- One row per call_date and hour (0-23) with at least one call, of when the call happened
+-- (activity_at, else created_at) in var reporting_timezone: the day grain of
+-- call_metrics_by_hour. call_date is the date of the same local timestamp, so its ISO weekday
+-- (weekday, 1 = Monday) is the call's weekday.
+with calls as (
+
+    select
+        call_date,
+        {{ to_reporting_timestamp('coalesce(activity_at, created_at)') }} as called_at_local,
+        is_answered
+    from {{ ref('fct_calls') }}
+
+)
+
+select
+    call_date,
+    cast(isodow(call_date) as integer) as weekday,
+    cast(hour(called_at_local) as integer) as hour,
+    count(*) as calls,
+    count(*) filter (where is_answered) as answered_calls
+from calls
+where called_at_local is not null
+group by all
+order by call_date, hour

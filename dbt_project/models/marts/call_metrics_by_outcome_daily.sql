@@ -1,0 +1,13 @@
+-- One row per (call_date, outcome_id) with at least one call (calls without an outcome are one
+-- row per day with a null outcome_id): the day grain of call_metrics_by_outcome.
+select
+    call_date,
+    outcome_id,
+    max(outcome_name) as outcome_name,
+    count(*) as calls,
+    count(*) filter (where is_answered) as answered_calls,
+    cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
+    cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd
+from {{ ref('fct_calls') }}
+group by call_date, outcome_id
+order by call_date, calls desc, outcome_id
