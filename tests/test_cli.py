@@ -195,6 +195,7 @@ def test_a_dg_project_folder_runs_its_own_component(tmp_path):
     assert settings.sandbox_calls == 7
 
 
+@pytest.mark.slow  # a real run or server in a subprocess
 def test_dg_launch_records_into_the_instance_close_calls_ui_opens(tmp_path, monkeypatch):
     """The way `close-calls ui --help` gives: DAGSTER_HOME="$PWD/.dagster_home" dg launch."""
     from dagster import DagsterInstance, DagsterRunStatus
@@ -216,6 +217,7 @@ def test_dg_launch_records_into_the_instance_close_calls_ui_opens(tmp_path, monk
 # --- close-calls ui -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real run or server in a subprocess
 def test_ui_refuses_a_taken_port_at_once(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -250,6 +252,7 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in children.read_text().split()] if children.exists() else []
 
 
+@pytest.mark.slow  # a real run or server in a subprocess
 def test_ui_stops_everything_it_started_on_sigterm(tmp_path):
     port = free_port()
     ui = subprocess.Popen(
@@ -285,6 +288,7 @@ def test_ui_stops_everything_it_started_on_sigterm(tmp_path):
 # --- errors -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real run or server in a subprocess
 def test_a_failure_is_printed_once_without_a_class_path(make_sandbox, tmp_path, monkeypatch):
     from close_calls_pipeline.cli.run import run_pipeline
 

@@ -22,15 +22,14 @@ from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_cou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+# `dg` projects and whole pipelines in subprocesses: the everyday tier skips them.
+pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
 
 DEFINITIONS_PY = """\
 from pathlib import Path
 
 import dagster as dg
-
-# Whole pipelines, dbt builds, browsers or subprocesses: the everyday tier skips them.
-pytestmark = pytest.mark.slow
 
 
 @dg.definitions

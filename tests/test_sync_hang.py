@@ -108,6 +108,7 @@ def run_against(base_url: str, tmp_path, **client_kwargs) -> tuple[CloseApiError
     return failure.value, time.monotonic() - started
 
 
+@pytest.mark.slow  # a real run or server in a subprocess
 def test_a_sync_against_a_silent_server_fails_within_the_default_deadline(silent_server, tmp_path):
     error, seconds = run_against(silent_server, tmp_path)
     # defaults: 15 s read timeout, 40 s per request across its attempts

@@ -180,7 +180,7 @@ def test_an_answer_with_an_unidentifiable_record_deletes_nothing_it_might_be(mak
         break_calls(store, [a, b, c, no_id])
         # two calls that vanish from Close without an event
         for call_id in store.call_ids()[:2]:
-            store._remove(store.get(call_id))  # a delete Close never reported
+            store._calls.remove(store._calls.by_id[call_id])  # a delete Close never reported
         store.advance(60)
         summary = sync_calls(client, con, RECONCILE)
     assert summary.calls_deleted == 2

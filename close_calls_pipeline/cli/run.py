@@ -31,6 +31,7 @@ from close_calls_pipeline.core.personal_data import (
     PersonalDataError,
 )
 from close_calls_pipeline.report import default_report_path
+from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +296,18 @@ def _high_water_mark(path: str):
         con.close()
 
 
+def _source_line(settings) -> str:
+    """The run's first line: which API it syncs (the organization is named once `/me/` answers,
+    before any step)."""
+    if not settings.api_key:
+        return (
+            f"CLOSE_API_KEY is not set: syncing the embedded sandbox Close API "
+            f"({settings.sandbox_calls} calls in a {HISTORY_DAYS}-day window sliding with the "
+            f"clock, seed {settings.sandbox_seed}), never a Close organization"
+        )
+    return f"syncing Close at {settings.base_url or config.DEFAULT_BASE_URL} (CLOSE_API_KEY set)"
+
+
 def run_pipeline(
     *,
     project_dir: Path | None = None,
@@ -361,6 +374,7 @@ def run_pipeline(
                     f"already holds calls up to {mark:%Y-%m-%d %H:%M} UTC, and runs on from "
                     "there (it applies to the first run, and to a --reconcile)"
                 )
+            progress.line(_source_line(settings))
             progress.line("loading the Dagster definitions (dbt manifest, asset graph)")
             from dagster import colored_console_logger
 
@@ -368,12 +382,6 @@ def run_pipeline(
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
             progress.line(f"warehouse: {path}")
-            if not settings.api_key:
-                progress.line(
-                    f"CLOSE_API_KEY is not set: the run uses the embedded sandbox Close "
-                    f"API ({settings.sandbox_calls} seeded calls, seed "
-                    f"{settings.sandbox_seed}, live clock)"
-                )
             asset_steps: set[str] = set()  # filled once the definitions exist
             loggers = {"progress": _progress_logger(progress, asset_steps)}
             if verbose:  # Dagster's own event stream too, DEBUG and all
