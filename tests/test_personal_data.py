@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -475,3 +476,27 @@ def test_the_component_and_the_cli_take_the_policies():
         "hash", "drop", None, "group")  # fmt: skip
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--notes", "hash"])
+
+
+def test_a_dagster_run_with_hash_and_no_key_fails_before_any_request(tmp_path, monkeypatch):
+    monkeypatch.delenv(HASH_KEY_ENV, raising=False)
+    with socket.socket() as probe:  # a free port nothing listens on: a request would fail there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db_path = tmp_path / "data" / "close_calls.duckdb"
+    settings = CloseCallsComponent(
+        duckdb_path=str(db_path), personal_data={"phone_numbers": "hash"}, dbt_marts=False
+    ).settings(tmp_path)
+    definitions = build_definitions(
+        settings, close_api=CloseApiResource(api_key="k", base_url=f"http://127.0.0.1:{port}")
+    )
+    with pytest.raises(Exception) as failure:  # noqa: PT011 - Dagster wraps the resource's error
+        definitions.resolve_job_def(PIPELINE_JOB).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral()
+        )
+    chain, error = [], failure.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__
+    assert any(isinstance(e, PersonalDataError) for e in chain), chain
+    assert not db_path.exists()
