@@ -22,7 +22,7 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.cli.tools import dagster_home, venv_tool
-from close_calls_pipeline.core import config, locks
+from close_calls_pipeline.core import build_plan, config, locks
 from close_calls_pipeline.report import default_report_path
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,9 @@ def summary_lines(path: str) -> list[str]:
         f"  close.call_transcript_utterances: {utterances} utterances",
         marts,
     ]
+    unchanged = _unchanged_reason(path)
+    if unchanged:
+        lines.append(f"  {unchanged}: no dbt model built, report and read-only copy kept")
     if deleted_outcomes:
         lines.append(
             f"  {deleted_outcomes} calls point at outcomes deleted in Close: expected "
@@ -261,7 +264,7 @@ def summary_lines(path: str) -> list[str]:
     lines += [
         "",
         f"DuckDB file: {path}   (the runs write it: do not keep it open)",
-        f"Read-only copy for notebooks: {copy}   (replaced by every successful run)",
+        f"Read-only copy for notebooks: {copy}   (replaced by each run that changes something)",
     ]
     report = default_report_path(path)
     if report.exists():
@@ -276,9 +279,20 @@ def summary_lines(path: str) -> list[str]:
     return lines
 
 
+def _unchanged_reason(path: str) -> str | None:
+    """ "no change since the last run at ..." when this run found nothing to build (read from the
+    warehouse itself: the read-only copy is the previous run's then)."""
+    con = duckdb.connect(path, read_only=True)
+    try:
+        return build_plan.unchanged_reason(con)
+    finally:
+        con.close()
+
+
 def run_pipeline(
     *,
     reconcile: bool = False,
+    full_refresh: bool = False,
     backfill_start: str | None = None,
     sandbox_calls: int | None = None,
     verbose: bool = False,
@@ -344,7 +358,10 @@ def run_pipeline(
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
             run_config = {
-                "ops": {"close_calls": {"config": sync_config}},
+                "ops": {
+                    "close_calls": {"config": sync_config},
+                    "dbt_build": {"config": {"full_refresh": full_refresh}},
+                },
                 "loggers": {
                     "progress": {},
                     **({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {}),
