@@ -156,3 +156,48 @@ def test_incremental_builds_equal_a_full_refresh_after_every_round(make_sandbox,
 
     round_of_changes()
     assert_equals_a_full_refresh(3)
+
+
+def test_a_build_that_dies_midway_makes_the_next_one_full(make_sandbox, tmp_path):
+    """A dbt killed after rewriting fct_calls but before the daily marts leaves its "started"
+    row: the next plan is a full refresh, not an incremental build that would have lost the days
+    the changed calls left."""
+    server = make_sandbox(calls=60, seed=5)
+    db = tmp_path / "warehouse.duckdb"
+    sync(server, db)
+    assert build(db, tmp_path / "dbt").mode == build_plan.FULL
+    server.store.mutate_random(random.Random(2), new=2, updated=4, deleted=1)
+    server.store.advance(600)
+    sync(server, db)
+    # the incremental build, stopped once fct_calls is rebuilt (a selection ends the same way)
+    con = warehouse.connect(str(db))
+    try:
+        plan = build_plan.plan(con, build_plan.fingerprint(con, DBT_PROJECT_DIR, DBT_VARS))
+        build_plan.request(con, plan)
+    finally:
+        con.close()
+    assert plan.mode == build_plan.INCREMENTAL
+    args = ["build", "--vars", json.dumps(DBT_VARS), "--select", "+fct_calls"]
+    assert run_dbt(args, db, tmp_path / "dbt").success
+    con = warehouse.connect(str(db))
+    try:
+        plan = build_plan.plan(con, build_plan.fingerprint(con, DBT_PROJECT_DIR, DBT_VARS))
+        complete = con.execute(
+            "SELECT complete FROM build_state.builds ORDER BY recorded_at DESC LIMIT 2"
+        ).fetchall()
+    finally:
+        con.close()
+    assert complete == [(False,), (False,)]  # started, then ended with models left unbuilt
+    assert plan.mode == build_plan.FULL and "did not complete" in plan.reason, plan
+
+    # killed: its on-run-end hook never ran, only the row recorded when it started is there
+    con = warehouse.connect(str(db))
+    try:
+        con.execute(
+            "DELETE FROM build_state.builds "
+            "WHERE recorded_at = (SELECT max(recorded_at) FROM build_state.builds)"
+        )
+        plan = build_plan.plan(con, build_plan.fingerprint(con, DBT_PROJECT_DIR, DBT_VARS))
+    finally:
+        con.close()
+    assert plan.mode == build_plan.FULL and "did not complete" in plan.reason, plan

@@ -4,8 +4,10 @@ full refresh. The rules are in docs/incremental.md.
 The sync numbers every change of a call (`close.calls._change_seq`); the dbt project records
 each build in `build_state.builds` (its on-run-end hook, in the same process as the build), with
 the newest change it covered, whether every model was built, and the fingerprint asked for here
-(`build_state.request`). A fingerprint covers what makes every mart row depend on more than its
-own calls: the dbt project's files, its vars (the reporting time zone) and the reference tables.
+(`build_state.request`); a build that builds models records itself as not complete first, so
+one that dies midway leaves that row. A fingerprint covers what makes mart rows depend on more
+than their own calls: the dbt project's files, its vars (the reporting time zone) and the
+reference tables.
 """
 
 from __future__ import annotations
@@ -82,18 +84,18 @@ def plan(con: duckdb.DuckDBPyConnection, fingerprint: str, full_refresh: bool = 
         return BuildPlan(FULL, "a full refresh was asked for", fingerprint)
     if last is None:
         return BuildPlan(FULL, "no dbt build is recorded yet", fingerprint)
-    finished_at, complete, built_fingerprint, changed_calls, drift_repairs = last
+    built_at, complete, built_fingerprint, changed_calls, drift_repairs = last
     if not complete:
-        return BuildPlan(FULL, "the last dbt build did not complete", fingerprint, finished_at)
+        return BuildPlan(FULL, "the last dbt build did not complete", fingerprint, built_at)
     if built_fingerprint != fingerprint:
         reason = "the dbt project, its vars, or the outcomes or users changed"
-        return BuildPlan(FULL, reason, fingerprint, finished_at)
+        return BuildPlan(FULL, reason, fingerprint, built_at)
     if drift_repairs:
-        return BuildPlan(FULL, "a reconcile repaired drift", fingerprint, finished_at)
+        return BuildPlan(FULL, "a reconcile repaired drift", fingerprint, built_at)
     if changed_calls:
-        return BuildPlan(INCREMENTAL, f"{changed_calls} calls changed", fingerprint, finished_at)
-    reason = f"no change since the last run at {finished_at:%Y-%m-%d %H:%M:%S %Z}"
-    return BuildPlan(UNCHANGED, reason, fingerprint, finished_at)
+        return BuildPlan(INCREMENTAL, f"{changed_calls} calls changed", fingerprint, built_at)
+    reason = f"no change since the last run at {built_at:%Y-%m-%d %H:%M:%S %Z}"
+    return BuildPlan(UNCHANGED, reason, fingerprint, built_at)
 
 
 def request(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:

@@ -2,7 +2,9 @@
     Incremental builds. The sync numbers every change of a call (close.calls._change_seq). A build
     records, in build_state.builds, the newest number it has built from, and whether every model
     of the project was built: the next build rebuilds only the calls changed since (see
-    int_changed_calls) and the days those calls left or entered (int_changed_call_dates).
+    int_changed_calls) and the days those calls left or entered (int_changed_call_dates). A build
+    that builds models first records itself as not complete, so one that dies midway (killed,
+    out of memory) leaves that row, and the pipeline's next build is a full refresh.
     build_state.request holds the fingerprint the pipeline asked for (core/build_plan.py), which
     it compares with the recorded one to decide when a full refresh is needed.
 -#}
@@ -10,7 +12,7 @@
 {% macro create_build_state() -%}
 create schema if not exists build_state;
 create table if not exists build_state.builds (
-    finished_at   timestamptz not null,
+    recorded_at   timestamptz not null,
     after_seq     bigint,
     through_seq   bigint not null,
     complete      boolean not null,
@@ -26,9 +28,25 @@ create or replace table build_state.current as
 select
     (
         select through_seq from build_state.builds
-        where complete order by finished_at desc limit 1
+        where complete order by recorded_at desc limit 1
     ) as after_seq,
     (select coalesce(max(_change_seq), 0) from {{ source('close', 'calls') }}) as through_seq
+{%- endmacro %}
+
+{#- Records the build as started (not complete) when it builds any model. -#}
+{% macro record_build_start() -%}
+{%- set state = namespace(models=0) -%}
+{%- for unique_id in (selected_resources if execute else []) if unique_id.startswith('model.') -%}
+    {%- set state.models = state.models + 1 -%}
+{%- endfor -%}
+{%- if state.models -%}
+insert into build_state.builds
+select now(), after_seq, through_seq, false, {{ 'true' if flags.FULL_REFRESH else 'false' }},
+    (select max(fingerprint) from build_state.request)
+from build_state.current
+{%- else -%}
+select 1
+{%- endif -%}
 {%- endmacro %}
 
 {#- Records the build: complete when every model of the project was built. A run that built no
