@@ -35,9 +35,9 @@ def ddl_columns() -> list[str]:
         con.close()
 
 
-def test_the_ddl_is_the_arrow_schema_plus_the_internal_hash():
+def test_the_ddl_is_the_arrow_schema_plus_the_internal_columns():
     columns = ddl_columns()  # landed BY NAME: the order may differ
-    assert sorted(columns) == sorted([*CALLS_SCHEMA.names, "_raw_hash"])
+    assert sorted(columns) == sorted([*CALLS_SCHEMA.names, "_raw_hash", "_change_seq"])
     assert len(columns) == len(set(columns))
 
 

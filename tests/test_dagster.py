@@ -23,6 +23,7 @@ from helpers.processes import run_ok
 from helpers.truth import mart_counts, truth_counts
 
 from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core.config import readonly_copy_path
 from close_calls_pipeline.dagster_component.checks import (
     call_ids_unique,
     high_water_mark_sane,
@@ -233,6 +234,17 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert query(
         db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')"
     ) == [(0,)]
+
+    # Nothing changes in Close: no dbt model is built, the report and the read-only copy stay.
+    report, copy = db_path.parent / "call_report.html", readonly_copy_path(str(db_path))
+    written = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
+    builds = query(db_path, "SELECT count(*) FROM build_state.builds")
+    sandbox.store.advance(60)
+    out = io.StringIO()
+    assert run_pipeline(out=out) == 0, out.getvalue()
+    assert "no change since the last run at" in out.getvalue(), out.getvalue()
+    assert (report.stat().st_mtime_ns, copy.stat().st_mtime_ns) == written
+    assert query(db_path, "SELECT count(*) FROM build_state.builds") == builds
 
 
 def assert_checks_explain_themselves(definitions: dg.Definitions, result, db_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_build_runs_every_node_and_only_the_outcome_relationship_warns(built):
     unit_tests = [u for u in statuses if u.startswith("unit_test.")]
     assert len(unit_tests) >= 7
     assert all(statuses[u] == "pass" for u in unit_tests)
-    assert sum(1 for u in statuses if u.startswith("model.")) == 19
+    assert sum(1 for u in statuses if u.startswith("model.")) == 21
     warned = {u for u, s in statuses.items() if s == "warn"}
     # c2 points at an outcome unknown to close.outcomes: expected, reported at warn severity.
     assert len(warned) == 1 and "calls_point_at_known_outcomes" in next(iter(warned))
@@ -100,6 +100,8 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         "int_call_transcripts_aggregated",
         "int_calls_enriched",
         "int_call_utterances_sequenced",
+        "int_changed_calls",
+        "int_changed_call_dates",
     }
 
 

@@ -62,7 +62,7 @@ def test_dbt_build_succeeds_and_skips_nothing(built):
     _, result, store = built
     assert result.success, result.log
     statuses = result.statuses
-    assert sum(1 for u in statuses if u.startswith("model.")) == 19
+    assert sum(1 for u in statuses if u.startswith("model.")) == 21
     assert all(status in ("success", "pass", "warn") for status in statuses.values()), {
         u: s for u, s in statuses.items() if s not in ("success", "pass", "warn")
     }

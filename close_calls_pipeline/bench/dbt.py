@@ -25,7 +25,9 @@ _MEASURE = (
 )
 
 
-def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, float, float]:
+def dbt_build_peak(
+    db_path: str, memory_limit: str, target: Path, extra_args: tuple[str, ...] = ()
+) -> tuple[int, float, float]:
     """(exit code, seconds, peak RSS in MB) of one `dbt build` on the warehouse."""
     command = [
         real_dbt_executable(),
@@ -41,6 +43,7 @@ def dbt_build_peak(db_path: str, memory_limit: str, target: Path) -> tuple[int, 
         "--vars",
         dbt_vars(db_path, memory_limit),
         "--quiet",
+        *extra_args,
     ]
     started = time.perf_counter()
     done = subprocess.run(

@@ -157,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scenario",
-        choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "all"],
+        choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "hourly", "all"],
         default="all",
-        help="which benchmark ('all': every one but dbt, which needs minutes of its own)",
+        help="which benchmark ('all': every one but dbt and hourly, which need minutes of "
+        "their own)",
     )
     parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
     parser.add_argument(
@@ -179,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         help="concurrent requests of the sync",
     )
     parser.add_argument(
-        "--dbt-calls", type=int, default=500_000, help="calls in the warehouse of the dbt scenario"
+        "--dbt-calls",
+        type=int,
+        default=500_000,
+        help="calls in the warehouse of the dbt and hourly scenarios",
     )
     parser.add_argument(
         "--dbt-memory-limits",
@@ -228,4 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         from close_calls_pipeline.bench.dbt import dbt_memory
 
         dbt_memory(args.dbt_calls, args.workers, args.dbt_memory_limits)
+    if args.scenario == "hourly":  # not in "all": it needs minutes of its own
+        from close_calls_pipeline.bench.hourly import hourly
+
+        hourly(args.dbt_calls, args.workers)
     return 0

@@ -25,6 +25,7 @@ def _run_command(args: argparse.Namespace) -> int:
     return run_pipeline(
         project_dir=args.project_dir,
         reconcile=args.reconcile,
+        full_refresh=args.full_refresh,
         backfill_start=args.backfill_start,
         sandbox_calls=args.sandbox_calls,
         verbose=args.verbose,
@@ -245,6 +246,12 @@ def _add_run(command) -> None:
         action="store_true",
         help="walk every call by date_created, repair drift and soft-delete the "
         "calls Close no longer has",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every dbt model from all calls (default: only what changed since the "
+        "last build, or a full rebuild when one is needed: docs/incremental.md)",
     )
     run.add_argument(
         "--backfill-start",

@@ -24,7 +24,7 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.cli.project import dagster_home, settings_of, venv_tool
-from close_calls_pipeline.core import config, files, locks, warehouse
+from close_calls_pipeline.core import build_plan, config, files, locks, warehouse
 from close_calls_pipeline.core.personal_data import (
     HASH_KEY_ENV,
     CallPolice,
@@ -252,6 +252,9 @@ def summary_lines(path: str, project_dir: Path) -> list[str]:
         f"  close.call_transcript_utterances: {utterances} utterances",
         marts,
     ]
+    unchanged = _unchanged_reason(path)
+    if unchanged:
+        lines.append(f"  {unchanged}: no dbt model built, report and read-only copy kept")
     if deleted_outcomes:
         lines.append(
             f"  {deleted_outcomes} calls point at outcomes deleted in Close: expected "
@@ -264,7 +267,7 @@ def summary_lines(path: str, project_dir: Path) -> list[str]:
     lines += [
         "",
         f"DuckDB file: {path}   (the runs write it: do not keep it open)",
-        f"Read-only copy for notebooks: {copy}   (replaced by every successful run)",
+        f"Read-only copy for notebooks: {copy}   (replaced by each run that changes something)",
     ]
     report = default_report_path(path)
     if report.exists():
@@ -296,6 +299,16 @@ def _high_water_mark(path: str):
         con.close()
 
 
+def _unchanged_reason(path: str) -> str | None:
+    """ "no change since the last run at ..." when this run found nothing to build (read from the
+    warehouse itself: the read-only copy is the previous run's then)."""
+    con = duckdb.connect(path, read_only=True)
+    try:
+        return build_plan.unchanged_reason(con)
+    finally:
+        con.close()
+
+
 def _source_line(settings) -> str:
     """The run's first line: which API it syncs (the organization is named once `/me/` answers,
     before any step)."""
@@ -312,6 +325,7 @@ def run_pipeline(
     *,
     project_dir: Path | None = None,
     reconcile: bool = False,
+    full_refresh: bool = False,
     backfill_start: str | None = None,
     sandbox_calls: int | None = None,
     verbose: bool = False,
@@ -395,7 +409,10 @@ def run_pipeline(
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
             run_config = {
-                "ops": {"close_calls": {"config": sync_config}},
+                "ops": {
+                    "close_calls": {"config": sync_config},
+                    "dbt_build": {"config": {"full_refresh": full_refresh}},
+                },
                 "loggers": {
                     "progress": {},
                     **({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {}),

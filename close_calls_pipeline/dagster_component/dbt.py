@@ -22,6 +22,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    Config,
 )
 from dagster_dbt import (
     DagsterDbtTranslator,
@@ -31,7 +32,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from close_calls_pipeline.core import dbt_launcher, files
+from close_calls_pipeline.core import build_plan, dbt_launcher, files
 from close_calls_pipeline.dagster_component.keys import ANALYTICS_GROUP, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
@@ -229,6 +230,12 @@ def _as_expected(event: Any, expected: Mapping[str, str]) -> Any:
     )
 
 
+class DbtBuildConfig(Config):
+    """How the `dbt_build` step builds (the CLI's `close-calls run --full-refresh`)."""
+
+    full_refresh: bool = False  # rebuild every model from all calls, whatever changed
+
+
 def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefinition:
     """`dbt build` of the bundled project, its tests as asset checks."""
     translator = CloseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -243,21 +250,32 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         pool=WAREHOUSE_POOL,
     )
     def dbt_build(
-        context: AssetExecutionContext, dbt: DbtCliResource, duckdb_warehouse: WarehouseResource
+        context: AssetExecutionContext,
+        dbt: DbtCliResource,
+        duckdb_warehouse: WarehouseResource,
+        config: DbtBuildConfig,
     ):
-        """`dbt build`: the staging views and the analytics marts, with their tests as checks."""
+        """`dbt build`: the staging views and the analytics marts, with their tests as checks;
+        incremental (the calls changed since the last build) unless a full refresh is needed,
+        and nothing at all when nothing changed (core/build_plan.py)."""
+        dbt_vars = dbt_launcher.dbt_vars(
+            duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit, reporting_timezone
+        )
+        with duckdb_warehouse.connect() as con:
+            fingerprint = build_plan.fingerprint(con, project.project_dir, json.loads(dbt_vars))
+            plan = build_plan.plan(con, fingerprint, full_refresh=config.full_refresh)
+            build_plan.request(con, plan)
+        if plan.mode == build_plan.UNCHANGED:
+            log.info("dbt build: %s: no model built; the report and the read-only copy are kept",
+                     plan.reason)  # fmt: skip
+            return  # no model is materialized, no test runs
+        log.info("dbt build: %s (%s)", plan.mode, plan.reason)
         # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
         # another process (a notebook) holds it.
         duckdb_warehouse.wait_until_writable()
         files.private_dir(project.target_path / RUN_TARGET, duckdb_warehouse.file_mode)
         invocation = dbt.cli(
-            [
-                "build",
-                "--vars",
-                dbt_launcher.dbt_vars(
-                    duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit, reporting_timezone
-                ),
-            ],
+            ["build", "--vars", dbt_vars, *plan.dbt_args],
             context=context,
             target_path=project.target_path / RUN_TARGET,
         )

@@ -19,6 +19,7 @@ from dagster import (
     multi_asset,
 )
 
+from close_calls_pipeline.core import build_plan, config
 from close_calls_pipeline.core.publish import publish_readonly_copy
 from close_calls_pipeline.dagster_component.keys import READONLY_COPY_KEY, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
@@ -48,6 +49,18 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
     def readonly_copy(
         context: AssetExecutionContext, duckdb_warehouse: WarehouseResource
     ) -> MaterializeResult:
+        copy = config.readonly_copy_path(duckdb_warehouse.path)
+        with duckdb_warehouse.connect() as con:
+            unchanged = build_plan.unchanged_reason(con)
+        if unchanged and copy.exists():
+            context.log.info(f"read-only copy kept: {unchanged}")
+            return MaterializeResult(
+                metadata={
+                    "path": MetadataValue.path(str(copy)),
+                    "written": False,
+                    "reason": unchanged,
+                }  # fmt: skip
+            )
         published = publish_readonly_copy(
             duckdb_warehouse.path,
             lock_wait_seconds=duckdb_warehouse.lock_wait_seconds,
@@ -59,6 +72,7 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
         return MaterializeResult(
             metadata={
                 "path": MetadataValue.path(published.path),
+                "written": True,
                 "size_mb": MetadataValue.float(round(published.size_bytes / 1e6, 1)),
                 "seconds": MetadataValue.float(round(published.seconds, 3)),
                 "copy_seconds": MetadataValue.float(round(published.copy_seconds, 3)),

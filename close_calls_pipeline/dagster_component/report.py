@@ -1,4 +1,9 @@
-"""`analytics/call_report`: the offline HTML call report, rewritten after every dbt build."""
+"""`analytics/call_report`: the offline HTML call report, rewritten after every dbt build (and
+kept as it is when the marts did not change and it was written today: its period is whole days
+ending yesterday, so a new day needs a new report)."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetKey,
@@ -9,13 +14,19 @@ from dagster import (
     multi_asset,
 )
 
+from close_calls_pipeline.core import build_plan
 from close_calls_pipeline.dagster_component.keys import (
     ANALYTICS_GROUP,
     REPORT_KEY,
     WAREHOUSE_POOL,
 )
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
-from close_calls_pipeline.report import REPORT_MARTS, EmptyPeriodError, write_report
+from close_calls_pipeline.report import (
+    REPORT_MARTS,
+    EmptyPeriodError,
+    default_report_path,
+    write_report,
+)
 
 
 def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
@@ -36,6 +47,17 @@ def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
         pool=WAREHOUSE_POOL,
     )
     def call_report(duckdb_warehouse: WarehouseResource) -> MaterializeResult:
+        path = default_report_path(duckdb_warehouse.path)
+        with duckdb_warehouse.connect() as con:
+            unchanged = build_plan.unchanged_reason(con)
+        if unchanged and _written_today(path, reporting_timezone):
+            return MaterializeResult(
+                metadata={
+                    "written": False,
+                    "path": MetadataValue.path(str(path)),
+                    "reason": unchanged,
+                }  # fmt: skip
+            )
         try:
             report = write_report(
                 duckdb_warehouse.path,
@@ -60,3 +82,12 @@ def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
         )
 
     return call_report
+
+
+def _written_today(path, timezone: str) -> bool:
+    """Whether the file exists and was written today in `timezone` (the report's period ends
+    yesterday there)."""
+    if not path.exists():
+        return False
+    zone = ZoneInfo(timezone)
+    return datetime.fromtimestamp(path.stat().st_mtime, zone).date() == datetime.now(zone).date()

@@ -2,6 +2,15 @@
 -- (activity_at, else created_at) in var reporting_timezone: the day grain of
 -- call_metrics_by_hour. call_date is the date of the same local timestamp, so its ISO weekday
 -- (weekday, 1 = Monday) is the call's weekday.
+-- Incremental: a build recomputes only the days its changed calls left or entered
+-- (int_changed_call_dates).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_days() }}",
+) }}
+-- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (
 
     select
@@ -9,6 +18,9 @@ with calls as (
         {{ to_reporting_timestamp('coalesce(activity_at, created_at)') }} as called_at_local,
         is_answered
     from {{ ref('fct_calls') }}
+    {% if is_incremental() -%}
+    where {{ in_changed_days('call_date') }}
+    {%- endif %}
 
 )
 

@@ -1,5 +1,14 @@
 -- One row per (call_date, outcome_id) with at least one call (calls without an outcome are one
 -- row per day with a null outcome_id): the day grain of call_metrics_by_outcome.
+-- Incremental: a build recomputes only the days its changed calls left or entered
+-- (int_changed_call_dates).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_days() }}",
+) }}
+-- depends_on: {{ ref('int_changed_call_dates') }}
 select
     call_date,
     outcome_id,
@@ -9,5 +18,8 @@ select
     cast(coalesce(sum(duration_seconds), 0) as bigint) as total_duration_seconds,
     cast(coalesce(sum(cost_usd), 0) as decimal(38, 8)) as total_cost_usd
 from {{ ref('fct_calls') }}
+{% if is_incremental() -%}
+where {{ in_changed_days('call_date') }}
+{% endif -%}
 group by call_date, outcome_id
 order by call_date, calls desc, outcome_id

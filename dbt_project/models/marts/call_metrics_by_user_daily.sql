@@ -1,9 +1,21 @@
 -- One row per (call_date, user_id) with at least one call; a null user_id is one group per day.
 -- Every column that is not a ratio is additive: a period's figure is the sum of its days, and a
 -- period's mean is the sum of its numerator column over the sum of its denominator column.
+-- Incremental: a build recomputes only the days its changed calls left or entered
+-- (int_changed_call_dates).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_days() }}",
+) }}
+-- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (
 
     select * from {{ ref('fct_calls') }}
+    {% if is_incremental() -%}
+    where {{ in_changed_days('call_date') }}
+    {%- endif %}
 
 ),
 

@@ -1,6 +1,13 @@
 -- One row per existing call whose recording transcript has at least one utterance: conversation
 -- metrics from its utterances (int_call_utterances_sequenced), with user_id and call_date as in
--- fct_calls. Voicemail transcripts (one-sided) are not used.
+-- fct_calls. Voicemail transcripts (one-sided) are not used. Incremental, as fct_calls.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_calls() }}",
+) }}
+-- depends_on: {{ ref('int_changed_calls') }}
 with calls as (
 
     select * from {{ ref('fct_calls') }}
@@ -10,6 +17,9 @@ with calls as (
 utterances as (
 
     select * from {{ ref('int_call_utterances_sequenced') }}
+    {% if is_incremental() -%}
+    where call_id in (select call_id from {{ ref('int_changed_calls') }})
+    {%- endif %}
 
 ),
 

@@ -1,4 +1,12 @@
--- One row per existing Close call: the grain every call-analytics mart aggregates.
+-- One row per existing Close call: the grain every call-analytics mart aggregates. Incremental:
+-- a build replaces the rows of the calls changed since the last one (int_changed_calls).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_calls() }}",
+) }}
+-- depends_on: {{ ref('int_changed_calls') }}
 select
     call_id,
     lead_id,
@@ -32,3 +40,6 @@ select
     sequence_name
 
 from {{ ref('int_calls_enriched') }}
+{% if is_incremental() -%}
+where call_id in (select call_id from {{ ref('int_changed_calls') }})
+{%- endif %}

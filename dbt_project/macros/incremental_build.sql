@@ -1,0 +1,150 @@
+{#-
+    Incremental builds. The sync numbers every change of a call (close.calls._change_seq). A build
+    records, in build_state.builds, the newest number it has built from, and whether every model
+    of the project was built: the next build rebuilds only the calls changed since (see
+    int_changed_calls) and the days those calls left or entered (int_changed_call_dates). A build
+    that builds models first records itself as not complete, so one that dies midway (killed,
+    out of memory) leaves that row, and the pipeline's next build is a full refresh.
+    build_state.request holds the fingerprint the pipeline asked for (core/build_plan.py), which
+    it compares with the recorded one to decide when a full refresh is needed.
+-#}
+
+{% macro create_build_state() -%}
+create schema if not exists build_state;
+create table if not exists build_state.builds (
+    recorded_at   timestamptz not null,
+    after_seq     bigint,
+    through_seq   bigint not null,
+    complete      boolean not null,
+    full_refresh  boolean not null,
+    fingerprint   varchar
+);
+create table if not exists build_state.request (fingerprint varchar)
+{%- endmacro %}
+
+{#- The change numbers this build covers: after the last complete build, through the newest. -#}
+{% macro start_build() -%}
+create or replace table build_state.current as
+select
+    (
+        select through_seq from build_state.builds
+        where complete order by recorded_at desc limit 1
+    ) as after_seq,
+    (select coalesce(max(_change_seq), 0) from {{ source('close', 'calls') }}) as through_seq
+{%- endmacro %}
+
+{#- Records the build as started (not complete) when it builds any model. -#}
+{% macro record_build_start() -%}
+{%- set state = namespace(models=0) -%}
+{%- for unique_id in (selected_resources if execute else []) if unique_id.startswith('model.') -%}
+    {%- set state.models = state.models + 1 -%}
+{%- endfor -%}
+{%- if state.models -%}
+insert into build_state.builds
+select now(), after_seq, through_seq, false, {{ 'true' if flags.FULL_REFRESH else 'false' }},
+    (select max(fingerprint) from build_state.request)
+from build_state.current
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
+
+{#- Records the build: complete when every model of the project was built. A run that built no
+    model (`dbt test`) records nothing. -#}
+{% macro finish_build(results) -%}
+{%- set state = namespace(ran=0, succeeded=0) -%}
+{%- for result in results if result.node.resource_type == 'model' -%}
+    {%- set state.ran = state.ran + 1 -%}
+    {%- if result.status == 'success' -%}{%- set state.succeeded = state.succeeded + 1 -%}{%- endif -%}
+{%- endfor -%}
+{%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list
+    if execute else [] -%}
+{%- if state.ran == 0 -%}
+select 1
+{%- else -%}
+insert into build_state.builds
+select
+    now(),
+    after_seq,
+    through_seq,
+    {{ 'true' if state.succeeded == models | length else 'false' }},
+    {{ 'true' if flags.FULL_REFRESH else 'false' }},
+    (select max(fingerprint) from build_state.request)
+from build_state.current
+{%- endif -%}
+{%- endmacro %}
+
+{#- pre_hook of a model with one row per call: on an incremental build, remove the rows of the
+    changed calls (a deleted call is not inserted back). -#}
+{% macro delete_changed_calls() -%}
+{%- if is_incremental() -%}
+delete from {{ this }} where call_id in (select call_id from {{ ref('int_changed_calls') }})
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
+
+{#- pre_hook of a model with rows per call_date: on an incremental build, remove the rows of the
+    days the changed calls left or entered (they are computed again from fct_calls). -#}
+{% macro delete_changed_days() -%}
+{%- if is_incremental() -%}
+delete from {{ this }} where {{ in_changed_days('call_date') }}
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
+
+{#- `column` is one of int_changed_call_dates's days; a null day (a call with neither activity_at
+    nor date_created) is a day of its own. -#}
+{% macro in_changed_days(column) -%}
+(
+    {{ column }} in (
+        select call_date from {{ ref('int_changed_call_dates') }} where call_date is not null
+    )
+    or ({{ column }} is null and exists (
+        select 1 from {{ ref('int_changed_call_dates') }} where call_date is null
+    ))
+)
+{%- endmacro %}
+
+{#- Tests on the incremental models check the rows this build wrote: the changed calls (models
+    that delete_changed_calls) or days (delete_changed_days), as their pre_hook says. A full
+    refresh, or a build with no complete build before it, tests every row. Overrides dbt's macro
+    of that name, which every generic test reads its model through; a test's own `where` config
+    still applies. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}{%- do conditions.append(where) -%}{%- endif -%}
+    {%- set changed = changed_rows_condition(relation) -%}
+    {%- if changed -%}{%- do conditions.append(changed) -%}{%- endif -%}
+    {%- if conditions -%}
+        {%- do return('(select * from ' ~ relation ~ ' where (' ~ conditions | join(') and (') ~ ')) dbt_subquery') -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro changed_rows_condition(relation) -%}
+    {%- if flags.FULL_REFRESH or not execute or relation is string
+        or relation.identifier is none -%}
+        {{- return('') -}}
+    {%- endif -%}
+    {%- set hooks = [] -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model'
+        and node.alias == relation.identifier and node.schema == relation.schema -%}
+        {%- for hook in node.config.get('pre-hook', []) -%}{%- do hooks.append(hook.sql) -%}{%- endfor -%}
+    {%- endfor -%}
+    {%- set hooks = hooks | join(' ') -%}
+    {%- set changed_calls = relation.database ~ '.intermediate.int_changed_calls' -%}
+    {%- set changed_days = relation.database ~ '.intermediate.int_changed_call_dates' -%}
+    {%- set no_build_before = 'not exists (select 1 from build_state.builds where complete)' -%}
+    {%- if 'delete_changed_calls' in hooks -%}
+        {{- return(no_build_before ~ ' or call_id in (select call_id from ' ~ changed_calls ~ ')') -}}
+    {%- elif 'delete_changed_days' in hooks -%}
+        {{- return(no_build_before ~ ' or call_date in (select call_date from ' ~ changed_days
+            ~ ') or (call_date is null and exists (select 1 from ' ~ changed_days
+            ~ ' where call_date is null))') -}}
+    {%- endif -%}
+    {{- return('') -}}
+{%- endmacro %}
