@@ -35,9 +35,9 @@ def dbt_docs(project_dir: Path, port: int, serve: bool) -> int:
     target = docs_target_path(project_dir)
     common = [
         "--project-dir",
-        str(settings.dbt_project_dir),
+        str(config.DBT_PROJECT_DIR),
         "--profiles-dir",
-        str(settings.dbt_project_dir),
+        str(config.DBT_PROJECT_DIR),
         "--target-path",
         str(target),
         "--log-path",
