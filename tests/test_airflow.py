@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -39,6 +41,7 @@ from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_cou
 from close_calls_pipeline.airflow.settings import check_overrides, task_settings
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataError
 from close_calls_pipeline.core.sync import refresh_reference_tables, sync_calls
 from close_calls_pipeline.sandbox import SandboxStore
 
@@ -415,6 +418,33 @@ def test_without_a_key_the_tasks_start_the_embedded_sandbox(airflow_home, tmp_pa
 
 
 # --- settings and schedule, without Airflow --------------------------------------------------------
+
+
+def test_the_sync_task_applies_the_personal_data_policy_and_the_file_mode(tmp_path, monkeypatch):
+    from close_calls_pipeline.airflow import tasks  # croniter: the airflow extra
+
+    monkeypatch.setenv(HASH_KEY_ENV, "a-test-hash-key")
+    policy = {"phone_numbers": "hash", "notes": "drop"}
+    check_overrides({"personal_data": policy, "file_mode": "group"})  # what build_dag checks
+    settings = task_settings(
+        {"AIRFLOW_HOME": str(tmp_path)}, personal_data=policy, file_mode="group", sandbox_calls=60
+    )
+    with tasks.run_lock(settings, "test"):
+        tasks.sync(settings, reconcile=False, backfill_start=None)
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        phones, notes = con.execute(
+            "SELECT list(remote_phone) FILTER (WHERE remote_phone IS NOT NULL), count(note) "
+            "FROM close.calls"
+        ).fetchone()
+    finally:
+        con.close()
+    assert phones and all(re.fullmatch("[0-9a-f]{64}", phone) for phone in phones)
+    assert notes == 0
+    assert stat.S_IMODE(settings.duckdb_path.stat().st_mode) == 0o640
+    monkeypatch.delenv(HASH_KEY_ENV)
+    with pytest.raises(PersonalDataError, match=HASH_KEY_ENV):
+        tasks.sync(settings, reconcile=False, backfill_start=None)
 
 
 def test_task_settings_are_the_models_resolved_against_airflow_home(tmp_path):

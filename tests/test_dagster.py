@@ -362,7 +362,8 @@ CORRUPTIONS = {  # check -> what breaks it (built when the test runs)
         lambda: [
             (
                 "INSERT INTO close.call_transcript_utterances VALUES "
-                "('acti_missing', 'recording', 0, 'Speaker 1', 'contact', 0, 1, 'hello?', now())"
+                "('acti_missing', 'recording', 0, 'Speaker 1', 'contact', 0, 1, 'hello?', now(), "
+                "true)"
             )
         ],
     ),

@@ -271,7 +271,7 @@ def test_publish_is_atomic_read_only_and_readers_keep_their_copy(db_path):
 
     first = publish_readonly_copy(db_path)
     assert first.path == str(copy) and first.size_bytes == copy.stat().st_size
-    assert stat.S_IMODE(copy.stat().st_mode) == 0o444
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o400  # read-only, owner-only (docs/privacy.md)
     reader = duckdb.connect(str(copy), read_only=True)
     assert reader.execute("SELECT count(*) FROM close.sync_state").fetchone() == (1,)
 

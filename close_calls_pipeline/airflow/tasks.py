@@ -22,8 +22,9 @@ from pathlib import Path
 
 from croniter import croniter
 
-from close_calls_pipeline.core import config, dbt_launcher, identity, locks, warehouse
+from close_calls_pipeline.core import config, dbt_launcher, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice
 from close_calls_pipeline.core.publish import publish_readonly_copy
 from close_calls_pipeline.core.settings import PipelineSettings
 from close_calls_pipeline.core.sync import SyncOptions, refresh_reference_tables, sync_calls
@@ -118,6 +119,7 @@ def check_organization(settings: PipelineSettings, client: CloseClient) -> ident
         api_base_url=_base_url(settings) if settings.api_key else None,
         lock_wait_seconds=settings.lock_wait_seconds,
         logger=log,
+        file_mode=settings.file_mode,
     )
     log.info("Syncing %s into %s", organization.describe(), settings.duckdb_path)
     return organization
@@ -126,8 +128,12 @@ def check_organization(settings: PipelineSettings, client: CloseClient) -> ident
 @contextmanager
 def run_lock(settings: PipelineSettings, owner: str) -> Iterator[None]:
     """The warehouse's run lock for one task (`locks.RunInProgressError` at once when another
-    run, Dagster's or Airflow's, holds it)."""
-    with locks.acquire_run_lock(settings.duckdb_path, owner=owner):
+    run, Dagster's or Airflow's, holds it). Meanwhile, whatever the task creates (DuckDB's WAL,
+    dbt's files) is born with the `file_mode`'s modes."""
+    with (
+        files.restrictive_umask(settings.file_mode),
+        locks.acquire_run_lock(settings.duckdb_path, owner=owner),
+    ):
         yield
 
 
@@ -137,6 +143,7 @@ def _warehouse(settings: PipelineSettings):
         str(settings.duckdb_path),
         memory_limit=settings.duckdb_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
+        file_mode=settings.file_mode,
     )
     try:
         yield con
@@ -177,7 +184,11 @@ def sync(
         event_overlap_minutes=settings.event_overlap_minutes,
         max_delete_share=settings.max_reconcile_delete_share,
         allow_mass_delete=allow_mass_delete,
+        personal_data=settings.personal_data,
+        # Read when the task runs, from the worker's environment: never a DAG argument.
+        hash_key=os.environ.get(HASH_KEY_ENV, "").encode() or None,
     )
+    CallPolice(options.personal_data, options.hash_key)  # `hash` without a key: before any request
     with close_client(settings) as client:
         check_organization(settings, client)
         with _warehouse(settings) as con:
@@ -279,7 +290,7 @@ def write_call_report(settings: PipelineSettings) -> dict:
     """The offline HTML call report beside the warehouse; its path, period and headline."""
     from close_calls_pipeline.report import write_report
 
-    report = write_report(str(settings.duckdb_path))
+    report = write_report(str(settings.duckdb_path), file_mode=settings.file_mode)
     log.info("wrote the call report %s\n%s", report.path, report.markdown_summary)
     return {
         "path": str(report.path),
@@ -291,7 +302,9 @@ def write_call_report(settings: PipelineSettings) -> dict:
 def publish(settings: PipelineSettings) -> dict:
     """Publish the read-only copy readers open (see `core/publish.py`)."""
     published = publish_readonly_copy(
-        settings.duckdb_path, lock_wait_seconds=settings.lock_wait_seconds
+        settings.duckdb_path,
+        lock_wait_seconds=settings.lock_wait_seconds,
+        file_mode=settings.file_mode,
     )
     mark = published.high_water_mark
     return {

@@ -1,8 +1,9 @@
 """The `close-calls` command: `run` the whole pipeline (sync, dbt build, report) in a project
 folder, open the Dagster `ui` on it, build the dbt `docs` site, write the call `report`, serve the
-`sandbox` Close API, `bench` the sync, and `start-over` (move a warehouse aside).
+`sandbox` Close API, `bench` the sync, `start-over` (move a warehouse aside) and `erase` the
+personal data of named calls.
 
-`run`, `start-over`, `ui`, `docs` and `report` work in a project folder: the current directory, or
+`run`, `erase`, `start-over`, `ui`, `docs` and `report` work in a project folder: the current directory, or
 `--project-dir`. They write there (`data/`, `.dagster_home/`, `.close_calls/`) and nowhere else.
 """
 
@@ -13,7 +14,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.personal_data import CHOICES, HASH_KEY_ENV
 from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
 
@@ -29,6 +31,20 @@ def _run_command(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         allow_mass_delete=args.allow_mass_delete,
         max_reconcile_delete_share=args.max_reconcile_delete_share,
+        personal_data={name: getattr(args, name) for name in CHOICES if getattr(args, name)},
+        file_mode=args.file_mode,
+    )
+
+
+def _erase_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.erase import erase
+
+    return erase(
+        args.project_dir,
+        call_ids=args.call_id,
+        lead_ids=args.lead_id,
+        phones=args.phone,
+        out=sys.stdout,
     )
 
 
@@ -84,6 +100,7 @@ def _report_command(args: argparse.Namespace) -> int:
             start=args.start,
             end=args.end,
             timezone=settings.reporting_timezone,
+            file_mode=settings.file_mode,
         )
     except (PeriodError, ReportError) as error:
         print(f"close-calls report: error: {error}", file=sys.stderr)
@@ -272,7 +289,41 @@ def _add_run(command) -> None:
         action="store_true",
         help="also print Dagster's DEBUG log lines (default: progress lines only)",
     )
+    for name, choices in CHOICES.items():
+        run.add_argument(
+            "--" + name.replace("_", "-"),
+            choices=choices,
+            default=None,
+            help=f"personal_data.{name} for this run (default: defs.yaml's, else keep)"
+            + (f"; hash is keyed by {HASH_KEY_ENV}" if "hash" in choices else ""),
+        )
+    run.add_argument(
+        "--file-mode",
+        choices=tuple(files.MODES),
+        default=None,
+        help="private: files owner-only; group: shared with your group "
+        "(default: defs.yaml's, else private)",
+    )
     run.set_defaults(func=_run_command)
+
+
+def _add_erase(command) -> None:
+    erase = command(
+        "erase",
+        "remove the personal data of named calls from the warehouse (a data-subject request)",
+        "Remove the phone numbers, notes, recording URLs, summaries and transcript text (also "
+        "inside _raw and quarantined payloads) of the calls named by id, lead id or phone "
+        "number, keeping ids, dates, disposition, duration and cost. Holds the warehouse's run "
+        "lock, then publishes the read-only copy again. Prints counts, never values. "
+        f"Hashed numbers are found with {HASH_KEY_ENV}.",
+    )
+    _add_project_dir(erase)
+    erase.add_argument("--call-id", action="append", default=[], help="a call id (repeatable)")
+    erase.add_argument("--lead-id", action="append", default=[], help="a lead id (repeatable)")
+    erase.add_argument(
+        "--phone", action="append", default=[], help="a phone number, E.164 (repeatable)"
+    )
+    erase.set_defaults(func=_erase_command)
 
 
 def _add_start_over(command) -> None:
@@ -441,7 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help_text, description=description, formatter_class=_HelpFormatter
         )
 
-    for add in (_add_run, _add_start_over, _add_ui, _add_docs, _add_report, _add_sandbox):
+    for add in (
+        _add_run,
+        _add_erase,
+        _add_start_over,
+        _add_ui,
+        _add_docs,
+        _add_report,
+        _add_sandbox,
+    ):
         add(command)
     # `bench` has its own options (close_calls_pipeline.bench.sync); listed here for --help only.
     sub.add_parser(

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
 
 # The instance `close-calls run`, `close-calls ui` and its schedules share, unless DAGSTER_HOME
 # names another. No pool limit: a run killed outright would keep its slot and stall every later
@@ -30,14 +30,16 @@ def settings_of(project_dir: Path):
     return load_component(project_dir).settings(project_dir)
 
 
-def dagster_home(project_dir: Path) -> Path:
+def dagster_home(project_dir: Path, file_mode: str = files.PRIVATE) -> Path:
     """DAGSTER_HOME if set, else the project's `.dagster_home/` (created with its dagster.yaml):
-    the instance `dg dev`, `dg launch` and `close-calls` all record into when given it."""
+    the instance `dg dev`, `dg launch` and `close-calls` all record into when given it. A folder
+    it creates is owner-only unless `file_mode` is group: its run logs hold what the runs logged."""
     home = Path(os.environ.get("DAGSTER_HOME") or project_dir / config.DAGSTER_HOME_FOLDER)
-    home.mkdir(parents=True, exist_ok=True)
+    files.private_dir(home, file_mode)
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():
         instance_yaml.write_text(INSTANCE_YAML)
+        files.restrict(instance_yaml, file_mode)
     return home.resolve()
 
 

@@ -24,7 +24,12 @@ from typing import TextIO
 import duckdb
 
 from close_calls_pipeline.cli.project import dagster_home, settings_of, venv_tool
-from close_calls_pipeline.core import build_plan, config, locks, warehouse
+from close_calls_pipeline.core import build_plan, config, files, locks, warehouse
+from close_calls_pipeline.core.personal_data import (
+    HASH_KEY_ENV,
+    CallPolice,
+    PersonalDataError,
+)
 from close_calls_pipeline.report import default_report_path
 from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
 
@@ -179,12 +184,12 @@ def _progress_logger(progress: _Progress, asset_steps: set[str]):
     return progress_logger
 
 
-def _instance(project_dir: Path):
+def _instance(project_dir: Path, file_mode: str = files.PRIVATE):
     """The project's persistent Dagster instance, so `close-calls ui` shows this run."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(project_dir))))
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(project_dir, file_mode))))
 
 
 def _hours(seconds: float | None) -> str:
@@ -328,6 +333,8 @@ def run_pipeline(
     lock_wait_seconds: float | None = None,
     allow_mass_delete: bool = False,
     max_reconcile_delete_share: float | None = None,
+    personal_data: dict[str, str] | None = None,
+    file_mode: str | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job of the project in `project_dir` (default: the working
     directory) in this process; 0 on success, 1 on failure (also at once, starting nothing,
@@ -358,7 +365,17 @@ def run_pipeline(
                 settings.lock_wait_seconds = lock_wait_seconds
             if max_reconcile_delete_share is not None:
                 settings.max_reconcile_delete_share = max_reconcile_delete_share
+            if personal_data:
+                settings.personal_data = {**settings.personal_data.as_dict(), **personal_data}
+            if file_mode is not None:
+                settings.file_mode = file_mode
+            try:  # `hash` without a key: refused before anything starts
+                CallPolice(settings.personal_data, os.environ.get(HASH_KEY_ENV, "").encode())
+            except PersonalDataError as error:
+                out.write(f"error: {error}\n")
+                return 2
             path = str(settings.duckdb_path)
+            files.private_dir(settings.duckdb_path.parent, settings.file_mode)
             try:  # one run at a time per warehouse, refused before anything starts
                 stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
             except locks.RunInProgressError as error:
@@ -406,7 +423,9 @@ def run_pipeline(
             )
             with contextlib.redirect_stdout(dbt_output):
                 result = job.execute_in_process(
-                    run_config=run_config, instance=_instance(project_dir), raise_on_error=False
+                    run_config=run_config,
+                    instance=_instance(project_dir, settings.file_mode),
+                    raise_on_error=False,
                 )
     except Exception as error:  # noqa: BLE001 - before or around the run: say what, not a traceback
         out.write(f"\nerror: the pipeline could not run: {error}\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from close_calls_pipeline.core import locks, warehouse
+from close_calls_pipeline.core import files, locks, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def check_organization(
     api_base_url: str | None,
     lock_wait_seconds: float | None = None,
     logger: logging.Logger | None = None,
+    file_mode: str = files.PRIVATE,
 ) -> Organization:
     """Check that the warehouse at `path` belongs to `api`'s organization, before anything is
     written; raise `WrongOrganizationError` (one line: both organizations and the fix) if not.
@@ -120,7 +121,7 @@ def check_organization(
             )
         log.warning("the warehouse %s (written by an earlier release) holds calls of %s only: "
                     "recording it as that organization's", path, api.describe())  # fmt: skip
-    _claim(str(path), api, api_base_url, lock_wait_seconds, logger)
+    _claim(str(path), api, api_base_url, lock_wait_seconds, logger, file_mode)
     return api
 
 
@@ -186,8 +187,11 @@ def _claim(
     api_base_url: str | None,
     lock_wait_seconds: float | None,
     logger: logging.Logger | None,
+    file_mode: str,
 ) -> None:
-    con = warehouse.connect(path, lock_wait_seconds=lock_wait_seconds, logger=logger)
+    con = warehouse.connect(
+        path, lock_wait_seconds=lock_wait_seconds, logger=logger, file_mode=file_mode
+    )
     try:
         with warehouse.transaction(con):
             con.execute("DELETE FROM close.warehouse_identity")

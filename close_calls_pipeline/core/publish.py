@@ -8,7 +8,7 @@ open the warehouse the runs write: they open a copy, `close_calls_readonly.duckd
 1. under the run lock, open the warehouse (waiting, bounded, for another process to let go of
    it), `CHECKPOINT` so that the file alone holds every committed change (no WAL), and copy the
    file while this connection keeps every other writer out;
-2. fsync the copy, make it read-only (mode 0444), and check that DuckDB opens it and reads the
+2. fsync the copy, make it read-only (mode 0400, or 0440 with `file_mode: group`), and check that DuckDB opens it and reads the
    sync state;
 3. `os.replace` it onto the published name: atomic, so a reader opening the name gets either the
    previous copy or the new one, whole. A reader that has the previous copy open keeps reading
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from close_calls_pipeline.core import config, locks, warehouse
+from close_calls_pipeline.core import config, files, locks, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def publish_readonly_copy(
     *,
     lock_wait_seconds: float | None = None,
     logger: logging.Logger | None = None,
+    file_mode: str = files.PRIVATE,
 ) -> PublishedCopy:
     """Publish `config.readonly_copy_path(warehouse_path)` from the warehouse as it is now.
 
@@ -65,7 +66,9 @@ def publish_readonly_copy(
     started = time.monotonic()
     with locks.acquire_run_lock(source, owner="publish of the read-only copy"):
         _remove_stale_temp_files(target)
-        con = warehouse.connect(str(source), lock_wait_seconds=lock_wait_seconds, logger=logger)
+        con = warehouse.connect(
+            str(source), lock_wait_seconds=lock_wait_seconds, logger=logger, file_mode=file_mode
+        )
         try:
             checkpoint_started = time.monotonic()
             con.execute("CHECKPOINT")
@@ -77,7 +80,7 @@ def publish_readonly_copy(
                     "that would miss its changes"
                 )
             copy_started = time.monotonic()
-            size = _copy_and_sync(source, temp)
+            size = _copy_and_sync(source, temp, file_mode)
             copy_seconds = time.monotonic() - copy_started
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -122,7 +125,7 @@ def _remove_stale_temp_files(target: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _copy_and_sync(source: Path, destination: Path) -> int:
+def _copy_and_sync(source: Path, destination: Path, file_mode: str) -> int:
     """Copy `source` to a new `destination` (in the kernel where it can), fsync it, make it
     read-only; returns its size."""
     with open(source, "rb") as src, open(destination, "xb") as dst:
@@ -145,7 +148,7 @@ def _copy_and_sync(source: Path, destination: Path) -> int:
             raise OSError(f"copied {copied} of {size} bytes of {source}")
         dst.flush()
         os.fsync(dst.fileno())
-    os.chmod(destination, 0o444)
+    files.restrict(destination, file_mode, read_only=True)  # 0400, or 0440 shared with the group
     return size
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Mapping
+from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -29,7 +30,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
 
 def setting(
@@ -165,6 +167,21 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=1,
     )
+    personal_data: PersonalDataPolicy = setting(
+        PersonalDataPolicy(),
+        "What the warehouse keeps of calls' personal data (docs/privacy.md), per category: "
+        "`phone_numbers: keep | hash | drop`; `notes`, `transcript_text`, `summaries`, "
+        "`recording_urls: keep | drop`; unnamed ones keep. `hash` is a keyed HMAC-SHA256 of the "
+        f"E.164 number, its key read from `{HASH_KEY_ENV}` when a run starts (never stored). "
+        "A stricter policy rewrites the stored rows on the next run.",
+        example="{phone_numbers: hash, notes: drop, transcript_text: drop}",
+    )
+    file_mode: Literal["private", "group"] = setting(
+        files.PRIVATE,
+        "Modes of the files and folders the pipeline creates (warehouse, read-only copy, report, "
+        "dbt's files, the Dagster home): `private` owner-only (0600 / 0700), `group` shared with "
+        "the owner's group (0640 / 0750).",
+    )
     sandbox_calls: int = setting(
         config.SANDBOX_CALLS,
         "Calls in the sandbox's sliding window (only without an api_key).",
@@ -180,6 +197,16 @@ class PipelineSettings(BaseModel):
         text = str(value).strip() if value is not None else ""
         config.parse_backfill_start(text)  # refused before anything runs
         return text or None
+
+    @field_validator("personal_data", mode="before")
+    @classmethod
+    def _personal_data(cls, value: Any) -> PersonalDataPolicy:
+        """A mapping of categories (unknown names and choices refused), or a policy."""
+        if isinstance(value, PersonalDataPolicy):
+            return value
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"expected a mapping of categories, got {type(value).__name__}")
+        return PersonalDataPolicy.of(value)
 
     @field_validator("reporting_timezone")
     @classmethod
@@ -282,11 +309,15 @@ def _yaml(value: Any) -> str:
         return "[" + ", ".join(value) + "]"
     if isinstance(value, float):
         return f"{value:g}"
+    if is_dataclass(value):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in vars(value).items()) + "}"
     text = str(value)
     return f'"{text}"' if any(c in text for c in "*:#{}") or not text else text
 
 
 def _type_name(info: FieldInfo) -> str:
+    if is_dataclass(info.annotation):
+        return "mapping"
     return (
         str(info.annotation)
         .replace("typing.", "")
@@ -329,6 +360,13 @@ ENV_EXAMPLE_DAGSTER_HOME = """
 # DAGSTER_HOME=/absolute/path/to/elsewhere
 """
 
+ENV_EXAMPLE_HASH_KEY = f"""
+# The key of `personal_data: {{phone_numbers: hash}}` (docs/privacy.md): a long random secret, kept
+# as safely as the API key (without it the hashes cannot be recomputed; with another one they no
+# longer join). Read when a run starts, never stored in the settings, the warehouse or run config.
+# {HASH_KEY_ENV}=a-long-random-secret
+"""
+
 _ENV_EXAMPLE_VALUES = {  # what each commented line shows
     config.CLOSE_API_KEY_ENV: "api_xxxxxxxxxxxxxxxxxxxxxxxx",
     config.CLOSE_CALLS_DUCKDB_ENV: "/absolute/path/to/close_calls.duckdb",
@@ -348,7 +386,7 @@ def env_example() -> str:
         text = f"{info.description} Attribute `{name}`; default: {unquoted}."
         comment = textwrap.wrap(text, 96, initial_indent="# ", subsequent_indent="# ")
         blocks.append("\n" + "\n".join(comment) + f"\n# {variable}={shown}\n")
-    blocks.append(ENV_EXAMPLE_DAGSTER_HOME)
+    blocks += [ENV_EXAMPLE_HASH_KEY, ENV_EXAMPLE_DAGSTER_HOME]
     return "".join(blocks)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
 from close_calls_pipeline.core.records import TIMESTAMP, Rejection
 
 
@@ -56,6 +56,7 @@ def connect(
     checkpoint_threshold: str = "256MB",
     lock_wait_seconds: float | None = None,
     logger=None,
+    file_mode: str = files.PRIVATE,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating file, folder and schema as needed) with a UTC session.
 
@@ -67,20 +68,26 @@ def connect(
     While another process holds the file (a notebook, the DuckDB CLI), the open is retried for
     up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged (also to `logger`,
     a `logging.Logger`, when given), then fails with a `locks.WarehouseLockedError` naming that
-    process (see `core/locks.py`)."""
+    process (see `core/locks.py`).
+
+    The folder, the file and its WAL are created owner-only (`file_mode`, see `core/files.py`)."""
     from close_calls_pipeline.core import locks
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    files.private_dir(Path(path).parent, file_mode)
     con = duckdb.connect()
     literal = "'" + str(path).replace("'", "''") + "'"
     name = '"' + Path(path).stem.replace('"', '""') + '"'
     try:
-        locks.wait_for_warehouse(
-            lambda: con.execute(f"ATTACH {literal} AS {name} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"),
-            path,
-            lock_wait_seconds,
-            logger=logger,
-        )
+        with files.restrictive_umask(file_mode):  # a new file is born private
+            locks.wait_for_warehouse(
+                lambda: con.execute(
+                    f"ATTACH {literal} AS {name} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+                ),
+                path,
+                lock_wait_seconds,
+                logger=logger,
+            )
+        files.restrict(path, file_mode)  # and one an earlier version made is made so
         con.execute(f"USE {name}")
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -228,7 +235,23 @@ def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -
         con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls AS SELECT * FROM deleted_batch")
     run_script(con, "mark_deleted.sql")
     (count,) = con.execute("SELECT count(*) FROM newly_deleted").fetchall()[0]
+    # What Close deleted keeps no personal data here either (docs/privacy.md).
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE erased_calls AS SELECT DISTINCT id FROM deleted_calls"
+    )
+    erase_listed_calls(con)
     return count
+
+
+# Stands in for a quarantined payload that could not be policed or was erased.
+WITHHELD_PAYLOAD = "[withheld: personal data]"
+
+
+def erase_listed_calls(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """Remove the personal fields of the calls in the temp table `erased_calls` (id), inside
+    the caller's transaction; returns (calls, utterance texts, quarantined payloads) changed."""
+    results = run_script(con, "erase_calls.sql", {"withheld": WITHHELD_PAYLOAD})
+    return results[0][0][0], results[2][0][0], results[3][0][0]
 
 
 def unseen_live_calls(

@@ -200,6 +200,8 @@ def build_ingestion_assets(
             event_overlap_minutes=settings.event_overlap_minutes,
             max_delete_share=settings.max_reconcile_delete_share,
             allow_mass_delete=config.allow_mass_delete,
+            personal_data=duckdb_warehouse.personal_data_policy(),
+            hash_key=duckdb_warehouse.hash_key(),
         )
         with close_api.get_client() as client, duckdb_warehouse.connect() as con:
             summary = sync_calls(client, con, options)
@@ -217,7 +219,8 @@ def build_ingestion_assets(
             )
             utterances_preview = _preview(
                 con,
-                "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, u.text "
+                "SELECT u.call_id, u.transcript_type, u.utterance_index, u.speaker_side, "
+                "u.start_seconds, u.end_seconds, u.is_question "  # never the text: personal data
                 "FROM close.call_transcript_utterances u JOIN close.calls c ON c.id = u.call_id "
                 "ORDER BY c.date_updated DESC, u.call_id, u.transcript_type, u.utterance_index "
                 "LIMIT 5",
@@ -229,6 +232,10 @@ def build_ingestion_assets(
             metadata={
                 "source": close_api.source,
                 "sync_run_id": s.run_id,
+                # the policy's choices, e.g. "phone_numbers=hash notes=drop ..." (docs/privacy.md)
+                "personal_data": " ".join(
+                    f"{k}={v}" for k, v in options.personal_data.as_dict().items()
+                ),
                 "mode": s.mode,
                 "calls_inserted": s.calls_inserted,
                 "calls_updated": s.calls_updated,

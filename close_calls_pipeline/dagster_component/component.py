@@ -13,7 +13,7 @@ ingestion assets.
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,11 +89,13 @@ def _attribute(name: str) -> tuple[Any, Any]:
     templates) and its default, both from the settings model."""
     info = PipelineSettings.model_fields[name]
     resolve = _api_key if name == "api_key" else _value_or_default(name)
+    # A structured setting (personal_data) is a YAML mapping here, its names checked by the model.
+    model_type = dict[str, str] if is_dataclass(info.annotation) else info.annotation
     annotation = Annotated[
         Any,
         Resolver(
             resolve,
-            model_field_type=info.annotation,
+            model_field_type=model_type,
             inject_before_resolve=False,
             description=info.description,
         ),
@@ -175,6 +177,8 @@ def build_definitions(
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
+        personal_data=settings.personal_data.as_dict(),
+        file_mode=settings.file_mode,
     )
     resources: dict[str, Any] = {"close_api": close_api, "duckdb_warehouse": warehouse}
     assets: list[Any] = []
@@ -182,7 +186,7 @@ def build_definitions(
     columns: dict[str, dict[str, str]] = {}
     if settings.dbt_marts:
         project = dbt_project(config.DBT_PROJECT_DIR, settings.dbt_target_path)
-        manifest = load_manifest(prepare_manifest(project))
+        manifest = load_manifest(prepare_manifest(project, settings.file_mode))
         columns = {
             table: described for table, (_, described) in source_descriptions(manifest).items()
         }

@@ -32,7 +32,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from close_calls_pipeline.core import build_plan, dbt_launcher
+from close_calls_pipeline.core import build_plan, dbt_launcher, files
 from close_calls_pipeline.dagster_component.keys import ANALYTICS_GROUP, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
@@ -78,10 +78,11 @@ def dbt_resource(project: DbtProject) -> DbtCliResource:
     )
 
 
-def prepare_manifest(project: DbtProject) -> Path:
+def prepare_manifest(project: DbtProject, file_mode: str = files.PRIVATE) -> Path:
     """`target/manifest.json`, made by `dbt parse` only when it is missing or older than the
     project's files: loading the definitions runs no subprocess when the manifest is current.
-    A file lock keeps concurrent loaders (code server, run workers) from parsing twice."""
+    A file lock keeps concurrent loaders (code server, run workers) from parsing twice. The
+    folders it creates (the project's `.close_calls/`) have the `file_mode`'s modes."""
     manifest = project.manifest_path
 
     def stale() -> bool:
@@ -90,8 +91,11 @@ def prepare_manifest(project: DbtProject) -> Path:
         )
 
     if stale():
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        with open(manifest.parent / ".prepare.lock", "w") as lock:
+        files.private_dir(manifest.parent, file_mode)
+        with (
+            files.restrictive_umask(file_mode),
+            open(manifest.parent / ".prepare.lock", "w") as lock,
+        ):
             fcntl.flock(lock, fcntl.LOCK_EX)
             if stale():
                 log.info("preparing the dbt manifest (dbt parse) at %s", manifest)
@@ -269,6 +273,7 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
         # another process (a notebook) holds it.
         duckdb_warehouse.wait_until_writable()
+        files.private_dir(project.target_path / RUN_TARGET, duckdb_warehouse.file_mode)
         invocation = dbt.cli(
             ["build", "--vars", dbt_vars, *plan.dbt_args],
             context=context,

@@ -65,6 +65,7 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
             duckdb_warehouse.path,
             lock_wait_seconds=duckdb_warehouse.lock_wait_seconds,
             logger=context.log,
+            file_mode=duckdb_warehouse.file_mode,
         )
         mark = published.high_water_mark
         finished = published.last_sync_finished_at

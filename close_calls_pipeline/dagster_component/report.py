@@ -59,7 +59,11 @@ def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
                 }  # fmt: skip
             )
         try:
-            report = write_report(duckdb_warehouse.path, timezone=reporting_timezone)
+            report = write_report(
+                duckdb_warehouse.path,
+                timezone=reporting_timezone,
+                file_mode=duckdb_warehouse.file_mode,
+            )
         except EmptyPeriodError as error:
             # A warehouse without calls yet is not a failure of the run: say why there is no file.
             return MaterializeResult(metadata={"written": False, "reason": str(error)})

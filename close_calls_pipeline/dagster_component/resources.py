@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ import duckdb
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, get_dagster_logger
 from pydantic import Field, PrivateAttr
 
-from close_calls_pipeline.core import config, identity, locks, warehouse
+from close_calls_pipeline.core import config, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
 from close_calls_pipeline.core.settings import PipelineSettings, default_of
 
 
@@ -202,17 +204,31 @@ class WarehouseResource(ConfigurableResource):
     memory_limit: str = _setting("duckdb_memory_limit")
     dbt_memory_limit: str = _setting("dbt_memory_limit")
     lock_wait_seconds: float = _setting("lock_wait_seconds")
+    personal_data: dict[str, str] = Field(
+        default_factory=dict,
+        description=PipelineSettings.model_fields["personal_data"].description,
+    )
+    file_mode: str = _setting("file_mode")
     _run_lock: locks.RunLock | None = PrivateAttr(default=None)
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
+    _umask_before: int | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Whatever the run creates (the lock file and its folder, DuckDB's WAL, dbt's target
+        # files) is born private.
+        self._umask_before = files.set_umask(self.file_mode)
         owner = f"Dagster run {context.run.run_id}" if context.run else None
-        self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
         try:
+            # `hash` without a key fails here, before any request (the organization check's).
+            CallPolice(self.personal_data_policy(), self.hash_key())
+            self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
             self._check_organization()
         except BaseException:
-            self._run_lock.release()
-            self._run_lock = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
+            os.umask(self._umask_before)
+            self._umask_before = None
             raise
 
     def _check_organization(self) -> None:
@@ -226,14 +242,28 @@ class WarehouseResource(ConfigurableResource):
                 api_base_url=self.close_api.recorded_base_url,
                 lock_wait_seconds=wait,
                 logger=get_dagster_logger(),
+                file_mode=self.file_mode,
             )
         for logger in (log, get_dagster_logger()):
             logger.info("Syncing %s into %s", organization.describe(), self.path)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._umask_before is not None:
+            os.umask(self._umask_before)
+            self._umask_before = None
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+
+    def personal_data_policy(self) -> PersonalDataPolicy:
+        return PersonalDataPolicy.of(self.personal_data)
+
+    @staticmethod
+    def hash_key() -> bytes | None:
+        """The key of `phone_numbers: hash`, read from CLOSE_CALLS_HASH_KEY when a run starts
+        (like the API key, never part of the definitions or run config)."""
+        key = os.environ.get(HASH_KEY_ENV, "")
+        return key.encode() if key else None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -243,6 +273,7 @@ class WarehouseResource(ConfigurableResource):
                 memory_limit=self.memory_limit,
                 lock_wait_seconds=wait,
                 logger=get_dagster_logger(),
+                file_mode=self.file_mode,
             )
         try:
             yield con

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, files
 from close_calls_pipeline.report.data import REPORT_MARTS, ReportError, Totals, load
 from close_calls_pipeline.report.figures import HEADLINE_FIGURES, figure_values
 from close_calls_pipeline.report.period import (
@@ -75,6 +75,7 @@ def write_report(
     end: date | None = None,
     today: date | None = None,
     timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+    file_mode: str = files.PRIVATE,
 ) -> Report:
     """Write the call report for a period and return what it shows.
 
@@ -88,13 +89,13 @@ def write_report(
     out = Path(out) if out is not None else default_report_path(duckdb_path)
     data = load(duckdb_path, days=days, start=start, end=end, timezone=timezone, today=today)
     html = render_html(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    files.private_dir(out.parent, file_mode)
     # Written next to the target, then renamed: a browser or a copy never sees half a file.
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(html)
-        os.chmod(temporary, 0o644)
+        files.restrict(temporary, file_mode)  # 0600, or 0640 shared with the group
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

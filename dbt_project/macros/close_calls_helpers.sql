@@ -66,3 +66,11 @@
         '{{ value | string | replace("'", "''") }}'{{ ", " if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}
+
+
+{% macro question_flag(flag, text) -%}
+    {#- An utterance asks a question when its text contains '?'. The sync records the same flag
+        (close.call_transcript_utterances.is_question) before a personal_data policy drops the
+        text, so the flag decides when it is there and the text otherwise. -#}
+    coalesce({{ flag }}, contains({{ text }}, '?'), false)
+{%- endmacro %}

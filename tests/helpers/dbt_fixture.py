@@ -94,7 +94,9 @@ def build_warehouse(db_path: Path) -> None:
             )
         for call_id, ttype, idx, side, start, end, text in UTTERANCES:
             con.execute(
-                "insert into close.call_transcript_utterances values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into close.call_transcript_utterances (call_id, transcript_type, "
+                "utterance_index, speaker_label, speaker_side, start_seconds, end_seconds, text, "
+                "_loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [call_id, ttype, idx, side, side, start, end, text, LOADED_AT],
             )
     finally:

@@ -355,7 +355,7 @@ def _type_calls_one_by_one(raw_calls: list[bytes], loaded_at: datetime) -> Typed
             continue
         typed[values[0]] = (
             values + [custom_fields_json(raw), text, loaded_at, None],
-            [row + (loaded_at,) for row in utterance_rows],
+            [row[:-1] + (loaded_at, row[-1]) for row in utterance_rows],
         )
     rows = [values for values, _ in typed.values()]
     utterances = [row for _, rows_of_call in typed.values() for row in rows_of_call]

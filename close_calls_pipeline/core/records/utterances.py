@@ -23,6 +23,9 @@ UTTERANCES_SCHEMA = pa.schema(
         ("end_seconds", pa.float64()),
         ("text", pa.string()),
         ("_loaded_at", TIMESTAMP),
+        # The text contains "?" (as the dbt models count questions); when a personal_data
+        # policy dropped the text, the flag it recorded before (core/personal_data.py).
+        ("is_question", pa.bool_()),
     ]
 )
 
@@ -33,6 +36,7 @@ UTTERANCE_STRUCT = pa.struct(
         ("start", pa.float64()),
         ("end", pa.float64()),
         ("text", pa.string()),
+        ("is_question", pa.bool_()),
     ]
 )
 TRANSCRIPT_STRUCT = pa.struct(
@@ -61,6 +65,8 @@ def transcript_rows(
             start, end = to_float(utterance.get("start")), to_float(utterance.get("end"))
         except RecordError as error:
             raise RecordError(f"{kind}_transcript.utterances[{index}]: {error}") from None
+        text = to_str(utterance.get("text"))
+        flagged = utterance.get("is_question")
         rows.append(
             (
                 call_id,
@@ -70,7 +76,8 @@ def transcript_rows(
                 to_str(utterance.get("speaker_side")),
                 start,
                 end,
-                to_str(utterance.get("text")),
+                text,
+                flagged if isinstance(flagged, bool) else (None if text is None else "?" in text),
             )
         )
     return rows, to_str(transcript.get("summary_text")), to_str(transcript.get("summary_html"))
@@ -96,6 +103,9 @@ def utterance_table(ids: pa.Array, kind: str, lists: pa.ListArray, loaded_at: da
             flat.field("end"),
             flat.field("text"),
             constant(loaded_at, count, TIMESTAMP),
+            pa.compute.coalesce(
+                flat.field("is_question"), pa.compute.match_substring(flat.field("text"), "?")
+            ),
         ],
         schema=UTTERANCES_SCHEMA,
     )

@@ -1,4 +1,5 @@
--- Soft-delete the calls listed in `deleted_calls` (id, deleted_at) and drop their utterances.
+-- Soft-delete the calls listed in `deleted_calls` (id, deleted_at) and drop their utterances;
+-- their personal fields are then erased (erase_calls.sql, run by warehouse.mark_deleted).
 -- Returns nothing; the caller counts with `changes` below.
 CREATE OR REPLACE TEMP TABLE newly_deleted AS
 SELECT t.id, d.deleted_at

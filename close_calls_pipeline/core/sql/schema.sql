@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS close.call_transcript_utterances (
     start_seconds    DOUBLE,
     end_seconds      DOUBLE,
     text             VARCHAR,
-    _loaded_at       TIMESTAMPTZ NOT NULL
+    _loaded_at       TIMESTAMPTZ NOT NULL,
+    is_question      BOOLEAN             -- the text contains '?': kept when the text is dropped
 );
 
 CREATE TABLE IF NOT EXISTS close.outcomes (
@@ -178,6 +179,18 @@ CREATE TABLE IF NOT EXISTS close.sync_applied_events (
     updated_at    TIMESTAMPTZ NOT NULL    -- the same, parsed: kept while a re-scan can read it
 );
 
+-- The personal_data policy the stored rows were last written with (one row; see
+-- core/personal_data.py): a run with a stricter one rewrites them first.
+CREATE TABLE IF NOT EXISTS close.personal_data_policy (
+    phone_numbers    VARCHAR NOT NULL,   -- 'keep' | 'hash' | 'drop'
+    notes            VARCHAR NOT NULL,   -- 'keep' | 'drop'
+    transcript_text  VARCHAR NOT NULL,
+    summaries        VARCHAR NOT NULL,
+    recording_urls   VARCHAR NOT NULL,
+    key_fingerprint  VARCHAR,            -- tells hash keys apart, does not reveal them
+    applied_at       TIMESTAMPTZ NOT NULL
+);
+
 -- Whose warehouse this is: the Close organization its first run synced (one row). Every run
 -- checks, before it writes anything, that its API answers for this organization.
 CREATE TABLE IF NOT EXISTS close.warehouse_identity (
@@ -194,4 +207,5 @@ ALTER TABLE close.rejected_records ADD COLUMN IF NOT EXISTS payload_bytes BLOB; 
 ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS records_repaired BIGINT;   -- lone surrogates replaced by U+FFFD
 ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS drift_calls BIGINT;        -- reconcile: changes the incremental missed
 ALTER TABLE close.sync_windows ADD COLUMN IF NOT EXISTS landed_down_to TIMESTAMPTZ;  -- every call newer than this has landed
+ALTER TABLE close.call_transcript_utterances ADD COLUMN IF NOT EXISTS is_question BOOLEAN;  -- kept when the text is dropped
 ALTER TABLE close.calls ADD COLUMN IF NOT EXISTS _change_seq BIGINT DEFAULT nextval('close.call_change_seq');

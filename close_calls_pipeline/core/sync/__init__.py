@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
-from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core import personal_data, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.sync.incremental import incremental, read_changes
 from close_calls_pipeline.core.sync.options import (
@@ -71,15 +71,18 @@ def sync_calls(
     can inject a failure anywhere; it is a no-op in production.
     """
     options = options or SyncOptions()
+    # Before any request: `hash` without a key fails here, saying so.
+    police = personal_data.CallPolice(options.personal_data, options.hash_key)
     counters_at_start = client.counters.snapshot()
     client.me()  # fails fast on a bad key, and reads the server's clock
     server_now = client.server_now() or datetime.now(UTC)
+    personal_data.apply_to_stored(con, police)
     mark = warehouse.high_water_mark(con)
     plan = warehouse.load_walk_plan(con)
     mode = _mode(con, options, plan, mark, server_now)
     run = Run(
         con, client, options, plan.run_id if plan else uuid.uuid4().hex, mode, server_now,
-        datetime.now(UTC), mark, counters_at_start, on_stage or (lambda _: None),
+        datetime.now(UTC), mark, counters_at_start, on_stage or (lambda _: None), police,
     )  # fmt: skip
     log.info("sync %s starting: mode=%s, high-water mark=%s, server time=%s",
              run.run_id, mode, mark or "none yet", server_now)  # fmt: skip

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from close_calls_pipeline.core.personal_data import CallPolice
 from close_calls_pipeline.core.records import TypedCalls, type_calls
 from close_calls_pipeline.core.warehouse import Window
 
@@ -43,8 +44,9 @@ class Batcher:
     left untyped after each page, a step types the oldest calls first, and a batch is only cut
     after a step (or, by `rest`, with everything)."""
 
-    def __init__(self, batch_size: int, batch_bytes: int) -> None:
+    def __init__(self, batch_size: int, batch_bytes: int, police: CallPolice | None = None) -> None:
         self.batch_size, self.batch_bytes = batch_size, batch_bytes
+        self.police = police or CallPolice()
         self.typing_step = min(TYPING_STEP, batch_size)
         self.typing_step_bytes = min(TYPING_STEP_BYTES, batch_bytes)
         self.raw_calls: list[bytes] = []  # fetched, not yet typed
@@ -85,10 +87,20 @@ class Batcher:
         raw = self.raw_calls[: self.typing_step]
         del self.raw_calls[: self.typing_step]
         size = sum(map(len, raw))
-        self.typed.append(type_calls(raw, self.loaded_at))
+        self.typed.append(self._type(raw))
         self.raw_bytes -= size
         self.typed_count += len(raw)
         self.typed_bytes += size
+
+    def _type(self, raw: list[bytes]) -> TypedCalls:
+        """The one place fetched calls become rows: the personal_data policy is applied to each
+        record first, so the typed columns, `_raw` and quarantined payloads all come from the
+        policed record."""
+        policed, repaired = self.police.raw_calls(raw)
+        typed = type_calls(policed, self.loaded_at)
+        typed.rejected = [self.police.rejection(r) for r in typed.rejected]
+        typed.repaired += repaired
+        return typed
 
     def _cut(self) -> Batch:
         typed = TypedCalls.concat(self.typed or [type_calls([], self.loaded_at)])

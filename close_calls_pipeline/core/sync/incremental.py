@@ -95,7 +95,7 @@ def incremental(run: Run, mark: datetime) -> SyncSummary:
     cap = run.server_now - MARK_LAG
     mark_after = max(mark, min(changes.newest, cap) if changes.newest else cap)
     target = Target(run.run_id, own_since=run.started_at)
-    batcher = Batcher(run.options.batch_size, run.options.batch_bytes)
+    batcher = Batcher(run.options.batch_size, run.options.batch_bytes, run.police)
     with LandingThread() as lander:
         answers, totals = fetch_and_land_by_ids(run, changes.changed, batcher, lander, target)
         for landed, _ in lander.wait():
@@ -110,7 +110,7 @@ def incremental(run: Run, mark: datetime) -> SyncSummary:
         final = FinalCommit(
             run.summary(totals, mark_after, False),
             deleted=deleted,
-            rejected=[("event", rejection) for rejection in changes.unreadable],
+            rejected=[("event", run.police.rejection(r)) for r in changes.unreadable],
             applied_events=changes.applied,
             keep_events_from=mark_after - run.options.event_overlap,
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime, timedelta
 
 from close_calls_pipeline.core import config, warehouse
+from close_calls_pipeline.core.personal_data import PersonalDataPolicy
 
 EVENT_RETENTION = timedelta(days=30)
 # The mark never passes the server's clock minus this: Close advises re-reading the last five
@@ -29,6 +30,10 @@ class SyncOptions:
     # deleting anything (`MassDeleteError`), unless `allow_mass_delete`.
     max_delete_share: float = config.DEFAULT_MAX_RECONCILE_DELETE_SHARE
     allow_mass_delete: bool = False
+    # What the warehouse keeps of calls' personal data (docs/privacy.md), and the key of
+    # `phone_numbers: hash` (read from CLOSE_CALLS_HASH_KEY by the Dagster component and the CLI).
+    personal_data: PersonalDataPolicy = field(default_factory=PersonalDataPolicy)
+    hash_key: bytes | None = field(default=None, repr=False)
 
     @property
     def event_overlap(self) -> timedelta:

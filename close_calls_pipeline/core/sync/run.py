@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.personal_data import CallPolice
 from close_calls_pipeline.core.sync.options import SyncOptions, SyncSummary, Totals
 
 StageHook = Callable[[str], None]
@@ -26,6 +27,7 @@ class Run:
     mark_before: datetime | None
     counters_at_start: dict
     on_stage: StageHook
+    police: CallPolice  # the personal_data policy, applied to every call before it is typed
 
     def stage(self, name: str) -> None:
         """A named point ("page", "landed", "state", "committed") where tests inject failures."""

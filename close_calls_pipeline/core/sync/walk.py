@@ -167,7 +167,7 @@ def walk(run: Run, plan: WalkPlan | None) -> SyncSummary:
     )
     mark_after = max(filter(None, [run.mark_before, plan.high_water_mark]))
     totals = Totals.of(plan.totals)
-    batcher = Batcher(run.options.batch_size, run.options.batch_bytes)
+    batcher = Batcher(run.options.batch_size, run.options.batch_bytes, run.police)
     tasks = tasks_left(plan)
     windows = [task.window for task in tasks]
     with LandingThread() as lander:

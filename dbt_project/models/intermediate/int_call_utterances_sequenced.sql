@@ -18,7 +18,7 @@ with_previous as (
         end_seconds,
         duration_seconds as speaking_seconds,
         utterance_text,
-        coalesce(contains(utterance_text, '?'), false) as is_question,
+        {{ question_flag('is_question', 'utterance_text') }} as is_question,
         row_number() over utterance_order = 1 as is_first_utterance,
         lag(speaker_side) over utterance_order as previous_speaker_side,
         lag(end_seconds) over utterance_order as previous_end_seconds

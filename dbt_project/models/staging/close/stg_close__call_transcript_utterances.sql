@@ -29,6 +29,7 @@ renamed as (
             when u.end_seconds < u.start_seconds then 0.0
         end as duration_seconds,
         u.text as utterance_text,
+        u.is_question,
         u._loaded_at as loaded_at
 
     from utterances_source as u
