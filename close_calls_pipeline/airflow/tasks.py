@@ -22,7 +22,15 @@ from pathlib import Path
 
 from croniter import croniter
 
-from close_calls_pipeline.core import config, dbt_launcher, files, identity, locks, warehouse
+from close_calls_pipeline.core import (
+    build_plan,
+    config,
+    dbt_launcher,
+    files,
+    identity,
+    locks,
+    warehouse,
+)
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice
 from close_calls_pipeline.core.publish import publish_readonly_copy
@@ -220,9 +228,21 @@ def dbt_build(settings: PipelineSettings) -> dict:
     with the task). dbt's own log (one line per model and test, with its status) goes to the task
     log, then one line per node from run_results.json; warnings are logged as warnings. Raises
     `DbtBuildFailed` naming the failed models and error-severity tests."""
+    project = config.DBT_PROJECT_DIR
+    dbt_vars = dbt_launcher.dbt_vars(
+        str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone
+    )
+    # The same plan as the Dagster side: incremental, full when needed, nothing when unchanged.
+    with _warehouse(settings) as con:
+        fingerprint = build_plan.fingerprint(con, project, json.loads(dbt_vars))
+        plan = build_plan.plan(con, fingerprint)
+        build_plan.request(con, plan)
+    if plan.mode == build_plan.UNCHANGED:
+        log.info("dbt build: %s: no model built", plan.reason)
+        return {"mode": plan.mode, "reason": plan.reason, "models": 0, "tests": 0, "warnings": []}
+    log.info("dbt build: %s (%s)", plan.mode, plan.reason)
     # dbt opens the file itself and does not wait for it: wait here (bounded, logged).
     locks.wait_until_writable(settings.duckdb_path, settings.lock_wait_seconds)
-    project = config.DBT_PROJECT_DIR
     target = settings.dbt_target_path / DBT_RUN_TARGET
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)  # never report an earlier run's results as this one's
@@ -234,7 +254,8 @@ def dbt_build(settings: PipelineSettings) -> dict:
         "--profiles-dir", str(project),
         "--target-path", str(target),
         "--log-path", str(target),
-        "--vars", dbt_launcher.dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit),
+        "--vars", dbt_vars,
+        *plan.dbt_args,
     ]  # fmt: skip
     # dbt needs no Close key: it does not get one.
     environment = {k: v for k, v in os.environ.items() if k != config.CLOSE_API_KEY_ENV}
@@ -247,6 +268,8 @@ def dbt_build(settings: PipelineSettings) -> dict:
     if returncode != 0 or failed:
         raise DbtBuildFailed(failed, returncode)
     return {
+        "mode": plan.mode,
+        "reason": plan.reason,
         "models": sum(1 for uid, _, _ in results if uid.startswith("model.")),
         "tests": sum(1 for uid, _, _ in results if uid.startswith(("test.", "unit_test."))),
         "warnings": [uid for uid, status, _ in results if status in _DBT_WARNED],
@@ -290,7 +313,11 @@ def write_call_report(settings: PipelineSettings) -> dict:
     """The offline HTML call report beside the warehouse; its path, period and headline."""
     from close_calls_pipeline.report import write_report
 
-    report = write_report(str(settings.duckdb_path), file_mode=settings.file_mode)
+    report = write_report(
+        str(settings.duckdb_path),
+        file_mode=settings.file_mode,
+        timezone=settings.reporting_timezone,
+    )
     log.info("wrote the call report %s\n%s", report.path, report.markdown_summary)
     return {
         "path": str(report.path),
