@@ -5,7 +5,8 @@
     dagster_component/  the Dagster Component and the assets, checks, jobs it yields
     defs/               the packaged `dg` defs folder (one CloseCallsComponent)
     report/             the offline HTML call report
-    cli/                `close-calls run | ui | docs | report | sandbox | bench`
+    airflow/            the same pipeline as an Airflow 3 DAG (the `[airflow]` extra)
+    cli/                `close-calls run | erase | start-over | ui | docs | report | sandbox | bench`
     bench/              benchmarks, outside the product's import graph
 
 `close_calls_pipeline.CloseCallsComponent` is imported lazily, so that importing the core does
