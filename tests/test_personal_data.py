@@ -209,6 +209,7 @@ def runs(tmp_path_factory):
             "keep": (keep_db, *keep)}  # fmt: skip
 
 
+@pytest.mark.slow  # two whole Dagster runs (the `runs` fixture)
 def test_a_strict_run_leaves_no_phone_note_or_utterance_text_anywhere(runs):
     db_path, _, log_text, events = runs["strict"]
     values = personal_values(runs["store"].truth())
@@ -258,6 +259,7 @@ def rounded(rows: list[tuple]) -> list[tuple]:
     return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
 
 
+@pytest.mark.slow  # two whole Dagster runs (the `runs` fixture)
 def test_conversation_metrics_with_the_text_dropped_equal_those_of_a_keep_run(runs):
     strict_db, keep_db = runs["strict"][0], runs["keep"][0]
     for table in ("fct_call_conversations", "call_metrics_by_user_weekly", "fct_calls"):
@@ -270,6 +272,7 @@ def test_conversation_metrics_with_the_text_dropped_equal_those_of_a_keep_run(ru
     assert query(strict_db, questions)[0][0] > 0
 
 
+@pytest.mark.slow  # two whole Dagster runs (the `runs` fixture)
 def test_one_number_written_two_ways_has_one_keyed_hash(runs):
     db_path = runs["strict"][0]
     first, second = runs["same_number"]
@@ -283,6 +286,7 @@ def test_one_number_written_two_ways_has_one_keyed_hash(runs):
                  [expected]) == [(2,)]  # fmt: skip
 
 
+@pytest.mark.slow  # two whole Dagster runs (the `runs` fixture)
 def test_files_are_owner_only_by_default_and_group_readable_on_request(runs):
     for name, (file_bits, dir_bits, copy_bits) in {
         "strict": (0o600, 0o700, 0o400),
