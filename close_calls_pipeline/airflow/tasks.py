@@ -65,12 +65,11 @@ def close_client(settings: PipelineSettings) -> Iterator[CloseClient]:
     duration of the block: the one place on the Airflow side that chooses. A base URL without a
     key is refused: it names an API the run could not use, and quietly syncing the sandbox
     instead would write another organization's data."""
-    if not settings.api_key and settings.base_url:
-        raise ValueError(
-            f"{config.CLOSE_API_BASE_URL_ENV} is set ({settings.base_url}) but CLOSE_API_KEY is "
-            f"not: set CLOSE_API_KEY (or the password of the DAG's close_conn_id connection), or "
-            f"unset {config.CLOSE_API_BASE_URL_ENV} to use the embedded sandbox"
-        )
+    config.refuse_base_url_without_key(
+        settings.api_key,
+        settings.base_url,
+        key_source="CLOSE_API_KEY (or the password of the DAG's close_conn_id connection)",
+    )
     extra_call_fields = tuple(settings.extra_call_fields)
     if settings.api_key:
         with CloseClient(
@@ -250,11 +249,7 @@ def dbt_build(settings: PipelineSettings) -> dict:
         dbt_launcher.launcher_executable(dbt_launcher.real_dbt_executable()),
         "build",
         "--no-use-colors",
-        "--project-dir", str(project),
-        "--profiles-dir", str(project),
-        "--target-path", str(target),
-        "--log-path", str(target),
-        "--vars", dbt_vars,
+        *dbt_launcher.project_args(target, dbt_vars),
         *plan.dbt_args,
     ]  # fmt: skip
     # dbt needs no Close key: it does not get one.

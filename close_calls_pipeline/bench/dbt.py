@@ -15,7 +15,7 @@ from pathlib import Path
 
 from close_calls_pipeline.bench.processes import SandboxProcess, run_sync_in_process
 from close_calls_pipeline.core import config
-from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
+from close_calls_pipeline.core.dbt_launcher import dbt_vars, project_args, real_dbt_executable
 
 _MEASURE = (
     "import resource, subprocess, sys\n"
@@ -32,16 +32,7 @@ def dbt_build_peak(
     command = [
         real_dbt_executable(),
         "build",
-        "--project-dir",
-        str(config.DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(config.DBT_PROJECT_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target),  # not the package's dbt_project/logs
-        "--vars",
-        dbt_vars(db_path, memory_limit),
+        *project_args(target, dbt_vars(db_path, memory_limit)),
         "--quiet",
         *extra_args,
     ]

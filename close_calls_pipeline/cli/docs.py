@@ -13,7 +13,7 @@ from pathlib import Path
 
 from close_calls_pipeline.cli.project import settings_of
 from close_calls_pipeline.core import config
-from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
+from close_calls_pipeline.core.dbt_launcher import dbt_vars, project_args, real_dbt_executable
 
 STATIC_SITE = "static_index.html"  # what `dbt docs generate --static` writes
 
@@ -33,18 +33,10 @@ def dbt_docs(project_dir: Path, port: int, serve: bool) -> int:
         )
         return 1
     target = docs_target_path(project_dir)
-    common = [
-        "--project-dir",
-        str(config.DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(config.DBT_PROJECT_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target),
-        "--vars",
+    common = project_args(
+        target,
         dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone),
-    ]
+    )
     dbt = [real_dbt_executable(), "--no-send-anonymous-usage-stats", "docs"]
     done = subprocess.call([*dbt, "generate", "--static", *common], cwd=project_dir)
     if done:

@@ -136,6 +136,18 @@ def parse_delete_share(value: str | float | None) -> float:
     return share
 
 
+def refuse_base_url_without_key(
+    api_key: object, base_url: str | None, key_source: str = "CLOSE_API_KEY"
+) -> None:
+    """A base URL without a key names an API the run could not use; quietly syncing the sandbox
+    instead would write another organization's data. So: a clear error, never a fallback."""
+    if not api_key and base_url:
+        raise ValueError(
+            f"{CLOSE_API_BASE_URL_ENV} is set ({base_url}) but CLOSE_API_KEY is not: set "
+            f"{key_source}, or unset {CLOSE_API_BASE_URL_ENV} to use the embedded sandbox"
+        )
+
+
 def readonly_copy_path(warehouse_path: str | Path) -> Path:
     """The read-only copy readers open: `close_calls_readonly.duckdb` beside `close_calls.duckdb`
     (`sandbox_readonly.duckdb` beside `sandbox.duckdb`)."""

@@ -68,6 +68,19 @@ def real_dbt_executable() -> str:
     return found
 
 
+def project_args(target: Path, dbt_vars_json: str) -> list[str]:
+    """The arguments every dbt command of the product passes: the bundled project (its own
+    profiles.yml), artefacts and logs in `target` (never the package), and the vars."""
+    project = str(config.DBT_PROJECT_DIR)
+    return [
+        "--project-dir", project,
+        "--profiles-dir", project,
+        "--target-path", str(target),
+        "--log-path", str(target),
+        "--vars", dbt_vars_json,
+    ]  # fmt: skip
+
+
 def dbt_vars(
     duckdb_path: str,
     memory_limit: str,

@@ -169,11 +169,7 @@ def close_api_resource(
     """Close when there is a key, else the embedded sandbox: the one place that chooses. A base
     URL without a key is refused: it names an API the run could not use, and quietly syncing
     the sandbox instead would write another organization's data."""
-    if not api_key and base_url:
-        raise ValueError(
-            f"{config.CLOSE_API_BASE_URL_ENV} is set ({base_url}) but CLOSE_API_KEY is not: set "
-            f"CLOSE_API_KEY, or unset {config.CLOSE_API_BASE_URL_ENV} to use the embedded sandbox"
-        )
+    config.refuse_base_url_without_key(api_key, base_url)
     if api_key:
         return CloseApiResource(
             api_key=api_key,
