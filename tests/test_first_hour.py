@@ -204,6 +204,23 @@ def test_documented_queries_round_their_floats(first_run):
         con.close()
 
 
+def test_every_view_reads_in_the_readonly_copy(first_run):
+    """The copy is opened under its own name: a view that named the warehouse's catalog
+    ("close_calls"."staging"...) would fail to bind there."""
+    _, settings, _ = first_run
+    copy = config.readonly_copy_path(settings["CLOSE_CALLS_DUCKDB"])
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        views = con.execute(
+            "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal ORDER BY ALL"
+        ).fetchall()
+        assert len(views) >= 4, views  # the staging views at least
+        for schema, view in views:
+            con.execute(f'SELECT count(*) FROM "{schema}"."{view}"').fetchone()
+    finally:
+        con.close()
+
+
 @pytest.mark.timeout(900)  # three whole runs
 def test_runs_keep_the_dbt_target_folder_bounded(first_run):
     _, settings, _ = first_run
