@@ -165,3 +165,68 @@ def test_the_s3_secret_comes_from_the_aws_variables(s3_server):  # noqa: F811
     assert s3_server.secret_access_key not in json.dumps(entry)
     assert entry["endpoint"] == s3_server.endpoint_url.removeprefix("http://")
     assert dbt_s3_secret(Lake("sqlite:x", str(Path("data"))), environ) is None
+
+
+def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
+    s3_server,  # noqa: F811
+    tmp_path,
+):
+    """`dbt_s3_secret` in a dbt-duckdb profile: dbt fills in the keys from its environment and
+    writes a model's Parquet file into the S3 server; neither the profile nor dbt's logs hold
+    the secret."""
+    import yaml
+
+    from close_calls_pipeline.core import extensions
+    from close_calls_pipeline.core.dbt_launcher import real_dbt_executable
+
+    prefix = f"dbt_{uuid.uuid4().hex[:8]}"
+    lake = Lake(f"sqlite:{tmp_path / 'catalog.sqlite'}", f"s3://{s3_server.bucket}/{prefix}/")
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(
+        "name: lake_probe\nversion: '1.0'\nprofile: lake_probe\nconfig-version: 2\n"
+    )
+    (project / "models" / "answer.sql").write_text(
+        # more rows than DuckLake inlines into the catalog: a Parquet file
+        "{{ config(materialized='table') }} SELECT range AS answer FROM range(1000)"
+    )
+    output = {
+        "type": "duckdb",
+        "path": ":memory:",
+        # config_options: applied when dbt-duckdb connects, before its secrets and ATTACHes
+        # (its `settings:` come later, per cursor)
+        "config_options": extensions.settings_for_dbt(),
+        "secrets": [dbt_s3_secret(lake, s3_server.environ())],
+        "attach": [
+            {
+                "path": f"ducklake:{lake.catalog}",
+                "alias": "close_calls",
+                "options": {"data_path": lake.data_path},
+            }
+        ],
+        "database": "close_calls",
+        "schema": "analytics",
+        "threads": 1,
+    }
+    profile = {"lake_probe": {"target": "dev", "outputs": {"dev": output}}}
+    (project / "profiles.yml").write_text(yaml.safe_dump(profile))
+    done = subprocess.run(
+        [real_dbt_executable(), "run", "--project-dir", str(project), "--profiles-dir",
+         str(project)],
+        env={**os.environ, **s3_server.environ(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert any(key.endswith(".parquet") for key in s3_server.keys(prefix))
+    reader = connect_lake(lake, read_only=True, environ=s3_server.environ())
+    try:
+        assert reader.execute("SELECT sum(answer) FROM analytics.answer").fetchone() == (499500,)
+    finally:
+        reader.close()
+    written = [done.stdout, done.stderr, (project / "profiles.yml").read_text()]
+    written += [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
+    assert not any(s3_server.secret_access_key in text for text in written)

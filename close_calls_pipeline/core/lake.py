@@ -86,16 +86,23 @@ def _sql_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else _literal(str(value))
 
 
-def s3_secret_statement(data_path: str, environ: Mapping[str, str]) -> str:
-    """`CREATE TEMPORARY SECRET` for the data path's bucket from the AWS variables in `environ`.
-    Temporary: it lives in this connection's memory only, and `duckdb_secrets()` shows it with
-    the secret and token redacted."""
+def _s3_secret_options(data_path: str, environ: Mapping[str, str], credential) -> dict[str, Any]:
+    """The S3 secret's options, scoped to the data path's bucket; `credential(variable)` gives
+    each credential's value as the caller needs it."""
     bucket = "s3://" + data_path[len("s3://") :].split("/", 1)[0]
     options: dict[str, Any] = {"type": "s3", "scope": bucket}
     for option, variable in S3_CREDENTIAL_VARIABLES.items():
         if environ.get(variable):
-            options[option] = environ[variable]
+            options[option] = credential(variable)
     options.update(s3_location(environ))
+    return options
+
+
+def s3_secret_statement(data_path: str, environ: Mapping[str, str]) -> str:
+    """`CREATE TEMPORARY SECRET` for the data path's bucket from the AWS variables in `environ`.
+    Temporary: it lives in this connection's memory only, and `duckdb_secrets()` shows it with
+    the secret and token redacted."""
+    options = _s3_secret_options(data_path, environ, lambda variable: environ[variable])
     body = ", ".join(f"{name.upper()} {_sql_value(value)}" for name, value in options.items())
     return f"CREATE OR REPLACE TEMPORARY SECRET {S3_SECRET_NAME} ({body})"
 
@@ -106,12 +113,9 @@ def dbt_s3_secret(lake: Lake, environ: Mapping[str, str]) -> dict[str, Any] | No
     the values never pass through `--vars`, dbt's logs or a written profiles.yml."""
     if not is_s3(lake.data_path):
         return None
-    entry: dict[str, Any] = {"type": "s3"}
-    for option, variable in S3_CREDENTIAL_VARIABLES.items():
-        if environ.get(variable):
-            entry[option] = f"{{{{ env_var('{variable}') }}}}"
-    entry.update(s3_location(environ))
-    return entry
+    return _s3_secret_options(
+        lake.data_path, environ, lambda variable: f"{{{{ env_var('{variable}') }}}}"
+    )
 
 
 def redact(message: str, environ: Mapping[str, str]) -> str:
