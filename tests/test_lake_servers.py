@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.processes import stop
 
 from close_calls_pipeline.core.lake import Lake, connect_lake, dbt_s3_secret, s3_secret_statement
+from close_calls_pipeline.core.lake_maintenance import lake_files, maintain
 
 # A reader in its own process: attaches the lake read-only with the credentials of its own
 # environment, answers each "read" line with the rows and batches it sees.
@@ -167,6 +169,7 @@ def test_the_s3_secret_comes_from_the_aws_variables(s3_server):  # noqa: F811
     assert dbt_s3_secret(Lake("sqlite:x", str(Path("data"))), environ) is None
 
 
+@pytest.mark.slow
 def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     s3_server,  # noqa: F811
     tmp_path,
@@ -230,3 +233,30 @@ def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     written = [done.stdout, done.stderr, (project / "profiles.yml").read_text()]
     written += [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
     assert not any(s3_server.secret_access_key in text for text in written)
+
+
+def test_maintenance_on_postgres_and_s3_deletes_the_objects_no_snapshot_needs(
+    postgres_server,  # noqa: F811
+    s3_server,  # noqa: F811
+    monkeypatch,
+):
+    lake, prefix = _lake(postgres_server, s3_server)
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    con = connect_lake(lake, environ=s3_server.environ())
+    try:
+        con.execute("CREATE SCHEMA close")
+        con.execute("CREATE TABLE close.calls (id BIGINT, batch INTEGER)")
+        for batch in range(6):
+            _insert_batch(con, batch)
+            # half a batch: more rows than DuckLake inlines, so a delete file
+            con.execute("DELETE FROM close.calls WHERE batch = $b AND id % 2 = 0", {"b": batch})
+        rows = con.execute("SELECT * FROM close.calls ORDER BY id").fetchall()
+        objects_before = len(s3_server.keys(prefix))
+        assert lake_files(con).files == objects_before > 6
+
+        report = maintain(con, retention_days=0, file_grace=timedelta(0))
+        assert con.execute("SELECT * FROM close.calls ORDER BY id").fetchall() == rows
+        assert len(s3_server.keys(prefix)) == report.after.files < objects_before
+        assert report.after.snapshots == 1
+    finally:
+        con.close()
