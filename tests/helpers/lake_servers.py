@@ -192,7 +192,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         if run_as:
             shutil.chown(password_file, user="postgres", group="postgres")
         log = root / "postgres.log"
-        subprocess.run(
+        initialized = subprocess.run(
             [
                 str(initdb),
                 "-D",
@@ -206,11 +206,15 @@ def postgres_server() -> Iterator[PostgresServer]:
                 "-E",
                 "UTF8",
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
             timeout=120,
+            cwd=root,  # a folder the postgres user may enter
             **run_as,
         )
+        if initialized.returncode != 0:
+            raise RuntimeError(f"initdb failed: {initialized.stdout}{initialized.stderr}")
         password_file.unlink()
         port = free_port()
         with open(log, "wb") as out:
@@ -233,6 +237,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                cwd=root,
                 **run_as,
             )
         _wait_for_port(port, process, "postgres", log)
