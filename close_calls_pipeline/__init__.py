@@ -6,7 +6,8 @@
     defs/               the packaged `dg` defs folder (one CloseCallsComponent)
     report/             the offline HTML call report
     airflow/            the same pipeline as an Airflow 3 DAG (the `[airflow]` extra)
-    cli/                `close-calls run | erase | start-over | ui | docs | report | sandbox | bench`
+    cli/                `close-calls run | erase | start-over | maintain | ui | docs | report |
+                        sandbox | bench`
     bench/              benchmarks, outside the product's import graph
 
 `close_calls_pipeline.CloseCallsComponent` is imported lazily, so that importing the core does

@@ -37,7 +37,7 @@ from close_calls_pipeline.core import config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-COMMANDS = ("run", "erase", "start-over", "ui", "docs", "report", "sandbox", "bench")
+COMMANDS = ("run", "erase", "start-over", "maintain", "ui", "docs", "report", "sandbox", "bench")
 
 
 def free_port() -> int:

@@ -1,2 +1,2 @@
-"""The `close-calls` command line: run, erase, start-over, ui, docs, report, sandbox, bench
-(see main.py)."""
+"""The `close-calls` command line: run, erase, start-over, maintain, ui, docs, report, sandbox,
+bench (see main.py)."""

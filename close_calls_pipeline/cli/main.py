@@ -1,7 +1,7 @@
 """The `close-calls` command: `run` the whole pipeline (sync, dbt build, report) in a project
 folder, open the Dagster `ui` on it, build the dbt `docs` site, write the call `report`, serve the
-`sandbox` Close API, `bench` the sync, `start-over` (move a warehouse aside) and `erase` the
-personal data of named calls.
+`sandbox` Close API, `bench` the sync, `start-over` (move a warehouse aside), `erase` the
+personal data of named calls and `maintain` a lake (compact its files, expire old snapshots).
 
 `run`, `erase`, `start-over`, `ui`, `docs` and `report` work in a project folder: the current directory, or
 `--project-dir`. They write there (`data/`, `.dagster_home/`, `.close_calls/`) and nowhere else.
@@ -73,6 +73,19 @@ def _start_over_command(args: argparse.Namespace) -> int:
     )
     print(f"To restore it (no run in progress, and after moving any new warehouse away): {restore}")
     return 0
+
+
+def _maintain_command(args: argparse.Namespace) -> int:
+    from close_calls_pipeline.cli.maintain import maintain_lake
+
+    return maintain_lake(
+        args.project_dir,
+        lake_catalog=args.lake_catalog,
+        lake_data_path=args.lake_data_path,
+        retention_days=args.retention_days,
+        file_grace_hours=args.file_grace_hours,
+        out=sys.stdout,
+    )
 
 
 def _ui_command(args: argparse.Namespace) -> int:
@@ -343,6 +356,51 @@ def _add_start_over(command) -> None:
     start_over.set_defaults(func=_start_over_command)
 
 
+def _add_maintain(command) -> None:
+    maintain = command(
+        "maintain",
+        "maintain the lake: flush inlined rows, compact small files, expire old snapshots",
+        "For a warehouse kept as a DuckLake (lake_catalog and lake_data_path): write the rows "
+        "DuckLake inlined into its catalog to Parquet, rewrite files with deleted rows and merge "
+        "small ones, expire the snapshots older than the retention (time travel reaches that "
+        "far back), and delete the files no snapshot needs once they are older than the grace "
+        "period. Prints the files, bytes and snapshots before and after. The Dagster job "
+        "close_calls_lake_maintenance does the same daily. Credentials come from the "
+        "environment (PGPASSWORD, AWS_*: docs/lake.md).",
+    )
+    _add_project_dir(maintain)
+    maintain.add_argument(
+        "--lake-catalog",
+        default=None,
+        metavar="CATALOG",
+        help="the lake's catalog as DuckLake's ATTACH takes it after `ducklake:` "
+        "(default: the project's lake_catalog)",
+    )
+    maintain.add_argument(
+        "--lake-data-path",
+        default=None,
+        metavar="PATH",
+        help="the lake's data folder or s3:// prefix (default: the project's lake_data_path)",
+    )
+    maintain.add_argument(
+        "--retention-days",
+        type=non_negative_float,
+        default=None,
+        metavar="DAYS",
+        help="keep this many days of snapshots (default: the project's "
+        "lake_snapshot_retention_days)",
+    )
+    maintain.add_argument(
+        "--file-grace-hours",
+        type=non_negative_float,
+        default=config.DEFAULT_LAKE_FILE_GRACE_HOURS,
+        metavar="HOURS",
+        help="delete a file no snapshot needs only once it has waited this long (a reader "
+        "mid-query, or a run's uncommitted batch, may still use it)",
+    )
+    maintain.set_defaults(func=_maintain_command)
+
+
 def _add_ui(command) -> None:
     ui = command(
         "ui",
@@ -496,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run,
         _add_erase,
         _add_start_over,
+        _add_maintain,
         _add_ui,
         _add_docs,
         _add_report,

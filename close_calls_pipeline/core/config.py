@@ -74,6 +74,16 @@ CLOSE_MAX_SKIP = 250_000
 # wrong key or organization, or an API fault, than calls really deleted in Close.
 DEFAULT_MAX_RECONCILE_DELETE_SHARE = 0.2
 
+# Lake maintenance (core/lake_maintenance.py), a daily job: a file no snapshot needs is deleted
+# once it has waited this long, since a reader mid-query or a run's not yet committed batch may
+# still use it;
+DEFAULT_LAKE_FILE_GRACE_HOURS = 24.0
+# a data file with at least this share of its rows deleted is rewritten, together with its
+# neighbours (0: any deleted row). Every run's updates leave small delete files on older data
+# files, which the merge of small files cannot touch until they are rewritten.
+DEFAULT_LAKE_REWRITE_DELETE_THRESHOLD = 0.0
+DEFAULT_LAKE_MAINTENANCE_CRON_SCHEDULE = "30 4 * * *"  # UTC, away from the weekly reconcile
+
 # The embedded sandbox Close API used when no API key is configured. Its key is a fixed dummy,
 # not a secret: the sandbox listens on loopback only, for the duration of a run.
 SANDBOX_API_KEY = "sandbox-key"

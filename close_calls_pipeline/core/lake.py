@@ -8,7 +8,12 @@ and `analytics`, the same tables and columns.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -45,16 +50,111 @@ def attach_statement(lake: Lake, *, read_only: bool = False, name: str = ATTACH_
     return f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
 
 
-def connect_lake(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+# The name of the S3 secret our connections create (temporary: in memory, never on disk).
+S3_SECRET_NAME = "close_calls_lake_s3"
+# The standard AWS variables the S3 secret is made from (the AWS CLI's and SDKs' names).
+S3_CREDENTIAL_VARIABLES = {
+    "key_id": "AWS_ACCESS_KEY_ID",
+    "secret": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+}
+_PASSWORD = re.compile(r"""(password\s*=\s*)('[^']*'|[^\s"']+)""", re.IGNORECASE)
+
+
+def is_s3(data_path: str) -> bool:
+    return data_path.lower().startswith("s3://")
+
+
+def s3_location(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The non-secret half of the S3 secret: region, and for a custom endpoint (MinIO, moto,
+    R2: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL) its host, path-style URLs and whether it
+    speaks TLS. Without an endpoint: AWS itself, DuckDB's defaults."""
+    settings: dict[str, Any] = {}
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region:
+        settings["region"] = region
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        settings["endpoint"] = (parts.netloc + parts.path).rstrip("/")
+        settings["url_style"] = "path"
+        settings["use_ssl"] = parts.scheme != "http"
+    return settings
+
+
+def _sql_value(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else _literal(str(value))
+
+
+def _s3_secret_options(data_path: str, environ: Mapping[str, str], credential) -> dict[str, Any]:
+    """The S3 secret's options, scoped to the data path's bucket; `credential(variable)` gives
+    each credential's value as the caller needs it."""
+    bucket = "s3://" + data_path[len("s3://") :].split("/", 1)[0]
+    options: dict[str, Any] = {"type": "s3", "scope": bucket}
+    for option, variable in S3_CREDENTIAL_VARIABLES.items():
+        if environ.get(variable):
+            options[option] = credential(variable)
+    options.update(s3_location(environ))
+    return options
+
+
+def s3_secret_statement(data_path: str, environ: Mapping[str, str]) -> str:
+    """`CREATE TEMPORARY SECRET` for the data path's bucket from the AWS variables in `environ`.
+    Temporary: it lives in this connection's memory only, and `duckdb_secrets()` shows it with
+    the secret and token redacted."""
+    options = _s3_secret_options(data_path, environ, lambda variable: environ[variable])
+    body = ", ".join(f"{name.upper()} {_sql_value(value)}" for name, value in options.items())
+    return f"CREATE OR REPLACE TEMPORARY SECRET {S3_SECRET_NAME} ({body})"
+
+
+def dbt_s3_secret(lake: Lake, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The same secret as a dbt-duckdb profile `secrets:` entry (None: the data path is not S3).
+    Key, secret and token are `env_var()` templates, rendered by dbt from its own environment:
+    the values never pass through `--vars`, dbt's logs or a written profiles.yml."""
+    if not is_s3(lake.data_path):
+        return None
+    return _s3_secret_options(
+        lake.data_path, environ, lambda variable: f"{{{{ env_var('{variable}') }}}}"
+    )
+
+
+def redact(message: str, environ: Mapping[str, str]) -> str:
+    """An error message without a catalog `password=...` or any credential value from
+    `environ` (DuckDB's attach errors repeat the connection string)."""
+    message = _PASSWORD.sub(r"\1***", message)
+    for variable in (*S3_CREDENTIAL_VARIABLES.values(), "PGPASSWORD"):
+        value = environ.get(variable)
+        if value and len(value) >= 4:
+            message = message.replace(value, "***")
+    return message
+
+
+def connect_lake(
+    lake: Lake, *, read_only: bool = False, environ: Mapping[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A UTC session with the lake attached and in use (`USE close_calls`), extensions loaded
-    from installed packages."""
+    from installed packages.
+
+    Credentials come from `environ` (default: this process's environment): for an `s3://` data
+    path, a temporary S3 secret from the AWS variables (`s3_secret_statement`); for a
+    PostgreSQL catalog, libpq reads PGPASSWORD or ~/.pgpass itself. An error says what failed
+    without a password or key in it."""
+    environ = os.environ if environ is None else environ
     con = duckdb.connect()
     try:
         extensions.use_packaged_extensions(con)
         con.execute("SET TimeZone = 'UTC'")
+        if is_s3(lake.data_path):
+            con.execute(s3_secret_statement(lake.data_path, environ))
         con.execute(attach_statement(lake, read_only=read_only))
         con.execute(f"USE {ATTACH_NAME}")
+    except duckdb.Error as error:
+        con.close()
+        failure = error
     except BaseException:
         con.close()
         raise
-    return con
+    else:
+        return con
+    # Raised outside the handler, so the original (unredacted) error is not its context.
+    raise type(failure)(redact(str(failure), environ))

@@ -34,7 +34,7 @@ from typing import Self, TypeVar
 
 import duckdb
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, storage_version
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ def wait_for_warehouse(
     `wait_seconds` (default: `config.DEFAULT_LOCK_WAIT_SECONDS`); then `WarehouseLockedError`.
 
     Logs (to this module's logger and to `logger`) when it starts waiting, every 15 s while it
-    waits, and when it gets the file. Errors other than a lock conflict are raised at once."""
+    waits, and when it gets the file. Errors other than a lock conflict are raised at once (a
+    file from a newer DuckDB as `storage_version.WarehouseFromNewerDuckDBError`)."""
     limit = config.DEFAULT_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
     loggers = [log] if logger is None or logger is log else [log, logger]
     started = time.monotonic()
@@ -136,6 +137,7 @@ def wait_for_warehouse(
         except duckdb.IOException as error:
             holder = duckdb_lock_holder(error)
             if holder is None:
+                storage_version.raise_if_written_by_newer_duckdb(path, error)
                 raise
             now = time.monotonic()
             waited = now - started
