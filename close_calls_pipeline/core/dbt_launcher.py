@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, extensions
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,25 @@ def dbt_vars(
     duckdb_path: str,
     memory_limit: str,
     reporting_timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+    lake: Lake | None = None,
 ) -> str:
     """The warehouse file, its memory limit (read by profiles.yml) and the reporting time zone
-    (read by the models), as dbt `--vars`."""
-    return json.dumps(
-        {
-            "close_calls_duckdb": duckdb_path,
-            "duckdb_memory_limit": memory_limit,
-            "reporting_timezone": reporting_timezone,
+    (read by the models), as dbt `--vars`. With a `lake`, dbt builds in the lake instead of the
+    file (profiles.yml's `lake` output): its catalog and data path, the name it is attached
+    under, and DuckDB's extension settings (DuckLake from the installed packages)."""
+    dbt_vars: dict[str, str] = {
+        "close_calls_duckdb": duckdb_path,
+        "duckdb_memory_limit": memory_limit,
+        "reporting_timezone": reporting_timezone,
+    }
+    if lake is not None:
+        dbt_vars |= {
+            "lake_catalog": lake.catalog,
+            "lake_data_path": lake.data_path,
+            "lake_attach_name": ATTACH_NAME,
+            **{f"duckdb_{key}": value for key, value in extensions.settings_for_dbt().items()},
         }
-    )
+    return json.dumps(dbt_vars)
 
 
 def launcher_executable(fallback: str) -> str:

@@ -1,0 +1,153 @@
+"""dbt builds the marts in a DuckLake exactly as in the warehouse file.
+
+A warehouse file is synced from the sandbox over loopback; its `close` tables are copied into a
+fresh lake (a SQLite catalog and a local data folder). The real dbt builds both, planned as the
+pipeline plans (core/build_plan.py): a full build with every unit and data test, then, after
+a round of changes synced into the file and copied into the lake (new `_change_seq` numbers),
+an incremental build (the build_state hooks, int_changed_calls, the delete+insert marts). Every
+analytics table of the lake equals the file's, row for row, after each.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import duckdb
+import pytest
+from helpers.dbt_fixture import DBT_PROJECT_DIR, run_dbt
+from helpers.sandbox_warehouse import sync
+from test_incremental_marts import mart_differences, move_some_calls
+
+from close_calls_pipeline.core import build_plan, config, dbt_launcher, warehouse
+from close_calls_pipeline.core.lake import Lake, connect_lake
+
+pytestmark = pytest.mark.slow
+
+TIMEZONE = "America/Los_Angeles"
+
+
+def new_lake(folder: Path) -> Lake:
+    folder.mkdir()
+    return Lake(f"sqlite:{folder / 'catalog.sqlite'}", str(folder / "data"))
+
+
+def copy_close_schema(source: Path, lake: Lake) -> None:
+    """The lake's `close` tables become the file's, in one snapshot (created the first time)."""
+    con = connect_lake(lake)
+    try:
+        con.execute(f"ATTACH '{source}' AS source (READ_ONLY)")
+        tables = [
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE database_name = 'source' AND schema_name = 'close'"
+            ).fetchall()
+        ]
+        con.execute("BEGIN")
+        con.execute("CREATE SCHEMA IF NOT EXISTS close")
+        for table in tables:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS close.{table} AS FROM source.close.{table} LIMIT 0"
+            )
+            con.execute(f"DELETE FROM close.{table}")
+            con.execute(f"INSERT INTO close.{table} FROM source.close.{table}")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def plan_and_request(con: duckdb.DuckDBPyConnection, dbt_vars: str) -> build_plan.BuildPlan:
+    fingerprint = build_plan.fingerprint(con, DBT_PROJECT_DIR, json.loads(dbt_vars))
+    plan = build_plan.plan(con, fingerprint)
+    build_plan.request(con, plan)
+    return plan
+
+
+def build_file(db: Path, work_dir: Path) -> str:
+    dbt_vars = dbt_launcher.dbt_vars(str(db), config.DEFAULT_DBT_MEMORY_LIMIT, TIMEZONE)
+    con = warehouse.connect(str(db))
+    try:
+        plan = plan_and_request(con, dbt_vars)
+    finally:
+        con.close()
+    result = run_dbt(["build", "--vars", dbt_vars, *plan.dbt_args], db, work_dir)
+    assert result.success, result.log
+    return plan.mode
+
+
+def build_lake(lake: Lake, work_dir: Path) -> str:
+    # the file path is not read in lake mode: a missing file shows that nothing opens it
+    missing = str(work_dir / "not-a-warehouse.duckdb")
+    dbt_vars = dbt_launcher.dbt_vars(missing, config.DEFAULT_DBT_MEMORY_LIMIT, TIMEZONE, lake)
+    con = connect_lake(lake)
+    try:
+        plan = plan_and_request(con, dbt_vars)
+    finally:
+        con.close()
+    result = run_dbt(["build", "--vars", dbt_vars, *plan.dbt_args], Path(missing), work_dir)
+    assert result.success, result.log
+    assert not Path(missing).exists()
+    return plan.mode
+
+
+def lake_marts_as_file(lake: Lake, out: Path) -> Path:
+    """The lake's analytics tables, read through a read-only attach, copied into a DuckDB file
+    (for mart_differences)."""
+    con = connect_lake(lake, read_only=True)
+    try:
+        con.execute(f"ATTACH '{out}' AS copy")
+        con.execute("CREATE SCHEMA copy.analytics")
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = 'close_calls' AND schema_name = 'analytics'"
+        ).fetchall()
+        for (table,) in tables:
+            con.execute(f"CREATE TABLE copy.analytics.{table} AS FROM analytics.{table}")
+    finally:
+        con.close()
+    return out
+
+
+def assert_lake_marts_equal_the_file(lake: Lake, db: Path, out: Path) -> None:
+    differences = mart_differences(lake_marts_as_file(lake, out), db)
+    assert len(differences) >= 10, differences
+    assert not any(differences.values()), differences
+
+
+def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path):
+    server = make_sandbox(calls=300, seed=7)
+    rng = random.Random(11)
+    db = tmp_path / "warehouse.duckdb"
+    lake = new_lake(tmp_path / "lake")
+    sync(server, db)
+    copy_close_schema(db, lake)
+
+    assert build_file(db, tmp_path / "file_dbt") == build_plan.FULL
+    assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.FULL
+    assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_full.duckdb")
+
+    server.store.mutate_random(rng, new=8, updated=20, deleted=4, old_share=0.5)
+    move_some_calls(server.store, rng, 10)
+    server.store.advance(1200)
+    sync(server, db)
+    copy_close_schema(db, lake)
+
+    assert build_file(db, tmp_path / "file_dbt") == build_plan.INCREMENTAL
+    assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.INCREMENTAL
+    assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_incremental.duckdb")
+
+    # the lake's build_state says what the pipeline's next plan reads: two complete builds,
+    # the second incremental from where the first ended
+    con = connect_lake(lake, read_only=True)
+    try:
+        builds = con.execute(
+            "SELECT after_seq, through_seq, full_refresh FROM build_state.builds "
+            "WHERE complete ORDER BY recorded_at"
+        ).fetchall()
+        (newest,) = con.execute("SELECT max(_change_seq) FROM close.calls").fetchone()
+    finally:
+        con.close()
+    assert [(b[0], b[2]) for b in builds] == [(None, True), (builds[0][1], False)]
+    assert builds[1][1] == newest > builds[0][1]
