@@ -20,10 +20,10 @@ from helpers.dbt_fixture import DBT_PROJECT_DIR, run_dbt
 from helpers.sandbox_warehouse import sync
 from test_incremental_marts import mart_differences, move_some_calls
 
+from close_calls_pipeline.cli.main import main as cli_main
 from close_calls_pipeline.core import build_plan, config, dbt_launcher, warehouse
-from close_calls_pipeline.core.lake import Lake, connect_lake
-
-pytestmark = pytest.mark.slow
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, connect_lake
+from close_calls_pipeline.report import write_report
 
 TIMEZONE = "America/Los_Angeles"
 
@@ -116,7 +116,59 @@ def assert_lake_marts_equal_the_file(lake: Lake, db: Path, out: Path) -> None:
     assert not any(differences.values()), differences
 
 
-def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path):
+def assert_reports_agree(lake: Lake, db: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The report read from the lake shows the file's figures; `close-calls report` reads the
+    lake when the settings name one (the warehouse file is never opened)."""
+    from_file = write_report(str(db), tmp_path / "file.html", timezone=TIMEZONE)
+    missing = tmp_path / "no-file" / "warehouse.duckdb"
+    from_lake = write_report(str(missing), tmp_path / "lake.html", timezone=TIMEZONE, lake=lake)
+    assert from_file.figures["calls"] > 0
+    assert from_lake.period == from_file.period
+    assert from_lake.figures == from_file.figures
+    assert from_lake.previous_figures == from_file.previous_figures
+    assert lake.data_path in from_lake.path.read_text()  # the page names where it read from
+
+    monkeypatch.setenv("CLOSE_CALLS_DUCKDB", str(missing))
+    monkeypatch.setenv("CLOSE_CALLS_LAKE_CATALOG", lake.catalog)
+    monkeypatch.setenv("CLOSE_CALLS_LAKE_DATA_PATH", lake.data_path)
+    out = tmp_path / "cli.html"
+    period = ["--from", str(from_file.period.start), "--to", str(from_file.period.end)]
+    assert cli_main(["report", *period, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == str(out)
+    assert lake.data_path in out.read_text()
+    assert not missing.exists()
+
+
+def test_dbt_vars_name_the_lake_only_when_there_is_one(tmp_path):
+    file_only = json.loads(dbt_launcher.dbt_vars("/w.duckdb", "2GB", TIMEZONE))
+    assert file_only == {
+        "close_calls_duckdb": "/w.duckdb",
+        "duckdb_memory_limit": "2GB",
+        "reporting_timezone": TIMEZONE,
+    }
+    lake = Lake("sqlite:/srv/catalog.sqlite", "s3://bucket/calls")
+    in_lake = json.loads(dbt_launcher.dbt_vars("/w.duckdb", "2GB", TIMEZONE, lake))
+    assert in_lake.items() >= file_only.items()
+    assert in_lake["lake_catalog"] == lake.catalog
+    assert in_lake["lake_data_path"] == lake.data_path
+    assert in_lake["lake_attach_name"] == ATTACH_NAME
+    assert in_lake["duckdb_autoinstall_known_extensions"] == "false"  # never a download
+    assert (Path(in_lake["duckdb_extension_directory"])).is_dir()
+
+    # where dbt builds is not what it computes: the lake's vars leave the fingerprint alone
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute(warehouse.read_sql("schema.sql"))
+        fingerprints = {
+            build_plan.fingerprint(con, DBT_PROJECT_DIR, vars_) for vars_ in (file_only, in_lake)
+        }
+    finally:
+        con.close()
+    assert len(fingerprints) == 1
+
+
+@pytest.mark.slow
+def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path, monkeypatch, capsys):
     server = make_sandbox(calls=300, seed=7)
     rng = random.Random(11)
     db = tmp_path / "warehouse.duckdb"
@@ -127,6 +179,7 @@ def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path):
     assert build_file(db, tmp_path / "file_dbt") == build_plan.FULL
     assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.FULL
     assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_full.duckdb")
+    assert_reports_agree(lake, db, tmp_path, monkeypatch, capsys)
 
     server.store.mutate_random(rng, new=8, updated=20, deleted=4, old_share=0.5)
     move_some_calls(server.store, rng, 10)

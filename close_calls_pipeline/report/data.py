@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from close_calls_pipeline.core.lake import Lake, connect_lake
 from close_calls_pipeline.report.period import EmptyPeriodError, Period, resolve_period
 
 # The marts the report reads (in schema analytics): the Dagster asset depends on exactly these.
@@ -62,7 +63,7 @@ class Totals:
 
 @dataclass
 class ReportData:
-    warehouse: str
+    warehouse: str  # its name on the page: the DuckDB file's, or the lake's description
     period: Period
     timezone: str
     last_call_date: date
@@ -90,6 +91,24 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {name for (name,) in rows}
 
 
+def connect_read_only(duckdb_path: str, lake: Lake | None) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """The warehouse opened read-only, and its name for messages and the page: the lake when
+    there is one (attached read-only: a run may be writing it), else the DuckDB file."""
+    if lake is not None:
+        try:
+            return connect_lake(lake, read_only=True), lake.describe()
+        except duckdb.Error as error:
+            raise ReportError(f"cannot attach the lake read-only: {error}") from error
+    path = Path(duckdb_path)
+    if not path.is_file():
+        raise ReportError(f"no warehouse at {path}: run `close-calls run` first")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        raise ReportError(f"cannot open the warehouse {path} read-only: {error}") from error
+    return con, path.name
+
+
 def load(
     duckdb_path: str,
     *,
@@ -98,26 +117,22 @@ def load(
     end: date | None = None,
     timezone: str = "UTC",
     today: date | None = None,
+    lake: Lake | None = None,
 ) -> ReportData:
-    """Resolve the period and read every figure of the report (DuckDB opened read-only).
+    """Resolve the period and read every figure of the report (opened read-only: the lake when
+    `lake` is given, else the DuckDB file).
 
     `timezone` is the marts' reporting_timezone: the zone of their days, in which `today` (by
     default the date there now) is taken. Raises `EmptyPeriodError` when the period has no calls.
     """
-    path = Path(duckdb_path)
-    if not path.is_file():
-        raise ReportError(f"no warehouse at {path}: run `close-calls run` first")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as error:
-        raise ReportError(f"cannot open the warehouse {path} read-only: {error}") from error
+    con, warehouse = connect_read_only(duckdb_path, lake)
     try:
         con.execute("SET TimeZone = 'UTC'")
         tables = _tables(con)
         missing = [name for name in REPORT_MARTS if name not in tables]
         if missing:
             raise ReportError(
-                f"the warehouse {path} has no analytics.{missing[0]}: run `close-calls run` "
+                f"the warehouse {warehouse} has no analytics.{missing[0]}: run `close-calls run` "
                 "(or `dbt build`) first"
             )
         first_call_date, last_call_date = con.execute(
@@ -125,7 +140,7 @@ def load(
         ).fetchone()
         today = today or datetime.now(ZoneInfo(timezone)).date()
         period = resolve_period(last_call_date, days=days, start=start, end=end, today=today)
-        data = _load_period(con, str(path), period, timezone, last_call_date)
+        data = _load_period(con, warehouse, period, timezone, last_call_date)
     finally:
         con.close()
     if not data.current.calls:
@@ -148,7 +163,7 @@ def _in_reps_order(reps: list[dict[str, Any]], by_rep: list[dict[str, Any]]) -> 
 
 def _load_period(
     con: duckdb.DuckDBPyConnection,
-    path: str,
+    warehouse: str,
     period: Period,
     timezone: str,
     last_call_date: date | None,
@@ -179,7 +194,7 @@ def _load_period(
 
     reps = _rows(con, read_sql("reps.sql"), params)
     return ReportData(
-        warehouse=path,
+        warehouse=warehouse,
         period=period,
         timezone=timezone,
         last_call_date=last_call_date,
