@@ -9,6 +9,7 @@ and `analytics`, the same tables and columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 
@@ -38,10 +39,19 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def attach_statement(lake: Lake, *, read_only: bool = False, name: str = ATTACH_NAME) -> str:
+def attach_statement(
+    lake: Lake,
+    *,
+    read_only: bool = False,
+    name: str = ATTACH_NAME,
+    snapshot_time: datetime | None = None,
+) -> str:
+    """`snapshot_time`: the lake as it was then (time travel; read-only)."""
     options = [f"DATA_PATH {_literal(lake.data_path)}"]
     if read_only:
         options.append("READ_ONLY")
+    if snapshot_time is not None:
+        options.append(f"SNAPSHOT_TIME {_literal(snapshot_time.isoformat())}")
     return f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
 
 

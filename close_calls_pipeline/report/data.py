@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from close_calls_pipeline.core.lake import Lake, connect_lake
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, attach_statement, connect_lake
 from close_calls_pipeline.report.period import EmptyPeriodError, Period, resolve_period
 
 # The marts the report reads (in schema analytics): the Dagster asset depends on exactly these.
@@ -29,6 +29,10 @@ REPORT_MARTS = (
     "call_metrics_by_hour_daily",
     "fct_call_conversations",
 )
+
+
+# The database of a connection to no file, where a lake's session stands while it re-attaches it.
+MEMORY_DATABASE = "memory"
 
 
 class ReportError(RuntimeError):
@@ -84,19 +88,20 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> list[dict[s
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _tables(con: duckdb.DuckDBPyConnection, schema: str = "analytics") -> set[str]:
     rows = con.execute(
-        "select table_name from information_schema.tables where table_schema = 'analytics'"
+        "select table_name from information_schema.tables where table_schema = ?", [schema]
     ).fetchall()
     return {name for (name,) in rows}
 
 
 def connect_read_only(duckdb_path: str, lake: Lake | None) -> tuple[duckdb.DuckDBPyConnection, str]:
     """The warehouse opened read-only, and its name for messages and the page: the lake when
-    there is one (attached read-only: a run may be writing it), else the DuckDB file."""
+    there is one (attached read-only, as the last complete dbt build left it), else the DuckDB
+    file."""
     if lake is not None:
         try:
-            return connect_lake(lake, read_only=True), lake.describe()
+            return _lake_as_last_built(lake), lake.describe()
         except duckdb.Error as error:
             raise ReportError(f"cannot attach the lake read-only: {error}") from error
     path = Path(duckdb_path)
@@ -107,6 +112,38 @@ def connect_read_only(duckdb_path: str, lake: Lake | None) -> tuple[duckdb.DuckD
     except duckdb.Error as error:
         raise ReportError(f"cannot open the warehouse {path} read-only: {error}") from error
     return con, path.name
+
+
+def _last_complete_build(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the last dbt build that built every model ended: its on-run-end hook records it
+    (dbt_project/macros/incremental_build.sql) after every model's commit."""
+    if "builds" not in _tables(con, "build_state"):
+        return None
+    return con.execute("select max(recorded_at) from build_state.builds where complete").fetchone()[
+        0
+    ]
+
+
+def _lake_as_last_built(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """The lake at the snapshot where the last complete dbt build ended. dbt commits model by
+    model, so while a build runs the lake's newest snapshot holds marts of two builds; the
+    report's figures come from one. The newest snapshot when no complete build is recorded, or
+    when maintenance expired that build's snapshot."""
+    con = connect_lake(lake, read_only=True)
+    try:
+        built_at = _last_complete_build(con)
+        if built_at is not None:
+            con.execute(f"USE {MEMORY_DATABASE}")
+            con.execute(f"DETACH {ATTACH_NAME}")
+            try:
+                con.execute(attach_statement(lake, read_only=True, snapshot_time=built_at))
+            except duckdb.InvalidInputException:  # no snapshot that old any more
+                con.execute(attach_statement(lake, read_only=True))
+            con.execute(f"USE {ATTACH_NAME}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def load(
