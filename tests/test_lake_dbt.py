@@ -226,3 +226,41 @@ def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path, m
         con.close()
     assert [(b[0], b[2]) for b in builds] == [(None, True), (builds[0][1], False)]
     assert builds[1][1] == newest > builds[0][1]
+
+
+@pytest.mark.slow
+def test_an_s3_data_path_gives_dbt_a_secret_with_keys_from_its_environment(tmp_path, monkeypatch):
+    """profiles.yml's hook: the var lake_s3 (bucket, region, endpoint) and the AWS variables of
+    dbt's own environment make one S3 secret; the key never lands in dbt's files."""
+    lake = new_lake(tmp_path / "lake")
+    connect_lake(lake).close()  # an empty lake: the catalog exists
+    secret_value = "s3cr'et\"value-never-written"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAKEYFORTHETEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    dbt_vars = json.loads(dbt_launcher.dbt_vars("", "1GB", TIMEZONE, lake))
+    dbt_vars["lake_s3"] = {
+        "type": "s3",
+        "scope": "s3://calls-bucket",
+        "endpoint": "127.0.0.1:9",
+        "url_style": "path",
+        "use_ssl": False,
+    }
+    show = "select unnest(string_split(secret_string, ';')) as part from duckdb_secrets()"
+    work = tmp_path / "dbt"
+    result = run_dbt(
+        ["show", "--inline", show, "--limit", "30", "--vars", json.dumps(dbt_vars)],
+        tmp_path / "unused.duckdb",
+        work,
+    )
+    assert result.success, result.log
+    for part in ["type=s3", "scope=s3://calls-", "endpoint=127.0.0.1:9", "key_id=AKIA"]:
+        assert f"| {part}" in result.log, part
+    assert "| secret=redacted" in result.log
+    assert result.log.count("| type=") == 1  # one secret
+    written = [
+        p
+        for p in work.rglob("*")
+        if p.is_file() and secret_value in p.read_text("utf-8", "replace")
+    ]
+    assert not written
