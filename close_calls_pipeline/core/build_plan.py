@@ -38,6 +38,7 @@ _PLACE_VARS = (
     "lake_attach_name",
     "duckdb_extension_directory",
     "duckdb_autoinstall_known_extensions",
+    "duckdb_temp_directory",
 )
 
 

@@ -25,6 +25,8 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -91,7 +93,8 @@ def dbt_vars(
     """The warehouse file, its memory limit (read by profiles.yml) and the reporting time zone
     (read by the models), as dbt `--vars`. With a `lake`, dbt builds in the lake instead of the
     file (profiles.yml's `lake` output): its catalog and data path, the name it is attached
-    under, and DuckDB's extension settings (DuckLake from the installed packages)."""
+    under, DuckDB's extension settings (DuckLake from the installed packages) and a folder to
+    spill to."""
     dbt_vars: dict[str, str] = {
         "close_calls_duckdb": duckdb_path,
         "duckdb_memory_limit": memory_limit,
@@ -103,6 +106,11 @@ def dbt_vars(
             "lake_data_path": lake.data_path,
             "lake_attach_name": ATTACH_NAME,
             **{f"duckdb_{key}": value for key, value in extensions.settings_for_dbt().items()},
+            # where it spills beyond its memory limit (a file warehouse spills beside the file):
+            # a folder of its own, which DuckDB creates and removes
+            "duckdb_temp_directory": str(
+                Path(tempfile.gettempdir()) / f"close-calls-dbt-{uuid.uuid4().hex}.tmp"
+            ),
         }
     return json.dumps(dbt_vars)
 
