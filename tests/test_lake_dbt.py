@@ -22,6 +22,7 @@ from helpers.dbt_fixture import DBT_PROJECT_DIR, run_dbt
 from helpers.sandbox_warehouse import sync
 from test_incremental_marts import mart_differences, move_some_calls
 
+from close_calls_pipeline.cli.docs import dbt_docs, docs_target_path
 from close_calls_pipeline.cli.main import main as cli_main
 from close_calls_pipeline.core import build_plan, config, dbt_launcher, warehouse
 from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, connect_lake
@@ -161,6 +162,17 @@ def assert_reports_agree(lake: Lake, db: Path, tmp_path: Path, monkeypatch, caps
     assert not missing.exists()
 
 
+def assert_docs_describe_the_lake(project_dir: Path) -> None:
+    """`close-calls docs` (the lake's settings in the environment, as assert_reports_agree left
+    them) builds the site from the lake's catalog: the marts, with their columns."""
+    project_dir.mkdir()
+    assert dbt_docs(project_dir, port=0, serve=False) == 0
+    catalog = json.loads((docs_target_path(project_dir) / "catalog.json").read_text())
+    fct_calls = catalog["nodes"]["model.close_calls.fct_calls"]
+    assert fct_calls["metadata"]["database"] == ATTACH_NAME
+    assert "call_id" in fct_calls["columns"]
+
+
 def test_dbt_vars_name_the_lake_only_when_there_is_one(tmp_path):
     file_only = json.loads(dbt_launcher.dbt_vars("/w.duckdb", "2GB", TIMEZONE))
     assert file_only == {
@@ -202,6 +214,7 @@ def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path, m
     assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.FULL
     assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_full.duckdb")
     assert_reports_agree(lake, db, tmp_path, monkeypatch, capsys)
+    assert_docs_describe_the_lake(tmp_path / "project")
 
     server.store.mutate_random(rng, new=8, updated=20, deleted=4, old_share=0.5)
     move_some_calls(server.store, rng, 10)
