@@ -5,8 +5,8 @@
     report.path, report.period, report.figures, report.markdown_summary
 
 The warehouse (the DuckDB file, or the lake when one is given) is opened read-only, for as
-long as the queries take; the page is rendered after it is closed. Nothing here imports Dagster: the CLI and the Dagster asset both call
-`write_report`.
+long as the queries take; the page is rendered after it is closed. Nothing here imports
+Dagster: the CLI and the Dagster asset both call `write_report`.
 """
 
 from __future__ import annotations

@@ -119,9 +119,10 @@ def _last_complete_build(con: duckdb.DuckDBPyConnection) -> datetime | None:
     (dbt_project/macros/incremental_build.sql) after every model's commit."""
     if "builds" not in _tables(con, "build_state"):
         return None
-    return con.execute("select max(recorded_at) from build_state.builds where complete").fetchone()[
-        0
-    ]
+    (built_at,) = con.execute(
+        "select max(recorded_at) from build_state.builds where complete"
+    ).fetchone()
+    return built_at
 
 
 def _lake_as_last_built(lake: Lake) -> duckdb.DuckDBPyConnection:
