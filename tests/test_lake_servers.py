@@ -18,7 +18,7 @@ import pytest
 from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.processes import stop
 
-from close_calls_pipeline.core.lake import Lake, connect_lake, dbt_s3_secret, s3_secret_statement
+from close_calls_pipeline.core.lake import Lake, connect_lake, dbt_s3_location, s3_secret_statement
 from close_calls_pipeline.core.lake_maintenance import lake_files, maintain
 
 # A reader in its own process: attaches the lake read-only with the credentials of its own
@@ -161,12 +161,12 @@ def test_the_s3_secret_comes_from_the_aws_variables(s3_server):  # noqa: F811
     # AWS itself: no endpoint, so DuckDB's defaults (TLS, virtual-host URLs).
     on_aws = s3_secret_statement("s3://b/p", {"AWS_DEFAULT_REGION": "eu-west-1"})
     assert "REGION 'eu-west-1'" in on_aws and "ENDPOINT" not in on_aws
-    # dbt gets templates, never the values.
-    entry = dbt_s3_secret(Lake("sqlite:x", "s3://bucket/p"), environ)
-    assert entry["secret"] == "{{ env_var('AWS_SECRET_ACCESS_KEY') }}"
+    # dbt gets the location, never the keys (profiles.yml reads them from dbt's environment).
+    entry = dbt_s3_location(Lake("sqlite:x", "s3://bucket/p"), environ)
+    assert entry["scope"] == "s3://bucket" and "secret" not in entry and "key_id" not in entry
     assert s3_server.secret_access_key not in json.dumps(entry)
     assert entry["endpoint"] == s3_server.endpoint_url.removeprefix("http://")
-    assert dbt_s3_secret(Lake("sqlite:x", str(Path("data"))), environ) is None
+    assert dbt_s3_location(Lake("sqlite:x", str(Path("data"))), environ) is None
 
 
 @pytest.mark.slow
@@ -174,48 +174,29 @@ def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     s3_server,  # noqa: F811
     tmp_path,
 ):
-    """`dbt_s3_secret` in a dbt-duckdb profile: dbt fills in the keys from its environment and
-    writes a model's Parquet file into the S3 server; neither the profile nor dbt's logs hold
-    the secret."""
-    import yaml
-
-    from close_calls_pipeline.core import extensions
-    from close_calls_pipeline.core.dbt_launcher import real_dbt_executable
+    """The project's own profile (its `lake` output) with `dbt_vars(lake=)`: dbt takes the keys
+    from its environment and writes a model's Parquet file into the S3 server; neither the vars,
+    the profile nor dbt's logs hold the secret."""
+    from close_calls_pipeline.core import config
+    from close_calls_pipeline.core.dbt_launcher import dbt_vars, real_dbt_executable
 
     prefix = f"dbt_{uuid.uuid4().hex[:8]}"
     lake = Lake(f"sqlite:{tmp_path / 'catalog.sqlite'}", f"s3://{s3_server.bucket}/{prefix}/")
     project = tmp_path / "project"
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text(
-        "name: lake_probe\nversion: '1.0'\nprofile: lake_probe\nconfig-version: 2\n"
+        "name: lake_probe\nversion: '1.0'\nprofile: close_calls\nconfig-version: 2\n"
     )
     (project / "models" / "answer.sql").write_text(
         # more rows than DuckLake inlines into the catalog: a Parquet file
         "{{ config(materialized='table') }} SELECT range AS answer FROM range(1000)"
     )
-    output = {
-        "type": "duckdb",
-        "path": ":memory:",
-        # config_options: applied when dbt-duckdb connects, before its secrets and ATTACHes
-        # (its `settings:` come later, per cursor)
-        "config_options": extensions.settings_for_dbt(),
-        "secrets": [dbt_s3_secret(lake, s3_server.environ())],
-        "attach": [
-            {
-                "path": f"ducklake:{lake.catalog}",
-                "alias": "close_calls",
-                "options": {"data_path": lake.data_path},
-            }
-        ],
-        "database": "close_calls",
-        "schema": "analytics",
-        "threads": 1,
-    }
-    profile = {"lake_probe": {"target": "dev", "outputs": {"dev": output}}}
-    (project / "profiles.yml").write_text(yaml.safe_dump(profile))
+    variables = dbt_vars("", "1GB", lake=lake, environ=s3_server.environ())
+    assert s3_server.secret_access_key not in variables
     done = subprocess.run(
         [real_dbt_executable(), "run", "--project-dir", str(project), "--profiles-dir",
-         str(project)],
+         str(config.DBT_PROJECT_DIR), "--target-path", str(project / "target"),
+         "--log-path", str(project / "target"), "--vars", variables],
         env={**os.environ, **s3_server.environ(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
         cwd=project,
         capture_output=True,
@@ -227,10 +208,10 @@ def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     assert any(key.endswith(".parquet") for key in s3_server.keys(prefix))
     reader = connect_lake(lake, read_only=True, environ=s3_server.environ())
     try:
-        assert reader.execute("SELECT sum(answer) FROM analytics.answer").fetchone() == (499500,)
+        assert reader.execute("SELECT sum(answer) FROM main.answer").fetchone() == (499500,)
     finally:
         reader.close()
-    written = [done.stdout, done.stderr, (project / "profiles.yml").read_text()]
+    written = [done.stdout, done.stderr]
     written += [p.read_text(errors="replace") for p in project.rglob("*") if p.is_file()]
     assert not any(s3_server.secret_access_key in text for text in written)
 

@@ -114,6 +114,7 @@ def _report_command(args: argparse.Namespace) -> int:
             end=args.end,
             timezone=settings.reporting_timezone,
             file_mode=settings.file_mode,
+            lake=settings.lake,
         )
     except (PeriodError, ReportError) as error:
         print(f"close-calls report: error: {error}", file=sys.stderr)

@@ -30,7 +30,17 @@ UNCHANGED = "unchanged"
 # The dbt project's parts whose content decides what the models compute.
 _PROJECT_PARTS = ("dbt_project.yml", "models", "macros")
 # Vars that say where and with how much memory dbt runs, not what it computes.
-_PLACE_VARS = ("close_calls_duckdb", "duckdb_memory_limit")
+_PLACE_VARS = (
+    "close_calls_duckdb",
+    "duckdb_memory_limit",
+    "lake_catalog",
+    "lake_data_path",
+    "lake_attach_name",
+    "duckdb_extension_directory",
+    "duckdb_autoinstall_known_extensions",
+    "duckdb_temp_directory",
+    "lake_s3",
+)
 
 
 @dataclass(frozen=True)

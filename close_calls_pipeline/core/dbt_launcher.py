@@ -19,17 +19,20 @@ launcher just runs dbt.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from close_calls_pipeline.core import config
+from close_calls_pipeline.core import config, extensions
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, dbt_s3_location
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +88,38 @@ def dbt_vars(
     duckdb_path: str,
     memory_limit: str,
     reporting_timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+    lake: Lake | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """The warehouse file, its memory limit (read by profiles.yml) and the reporting time zone
-    (read by the models), as dbt `--vars`."""
-    return json.dumps(
-        {
-            "close_calls_duckdb": duckdb_path,
-            "duckdb_memory_limit": memory_limit,
-            "reporting_timezone": reporting_timezone,
+    (read by the models), as dbt `--vars`. With a `lake`, dbt builds in the lake instead of the
+    file (profiles.yml's `lake` output): its catalog and data path, the name it is attached
+    under, DuckDB's extension settings (DuckLake from the installed packages) and a folder to
+    spill to. An S3 data path adds its bucket, region and endpoint (`lake.dbt_s3_location`, from
+    `environ`, default this process's); the keys dbt reads from its own environment."""
+    dbt_vars: dict[str, object] = {
+        "close_calls_duckdb": duckdb_path,
+        "duckdb_memory_limit": memory_limit,
+        "reporting_timezone": reporting_timezone,
+    }
+    if lake is not None:
+        key = hashlib.sha256(lake.catalog.encode()).hexdigest()[:12]
+        dbt_vars |= {
+            "lake_catalog": lake.catalog,
+            "lake_data_path": lake.data_path,
+            "lake_attach_name": ATTACH_NAME,
+            **{f"duckdb_{key}": value for key, value in extensions.settings_for_dbt().items()},
+            # where it spills beyond its memory limit (a file warehouse spills beside the file):
+            # a folder of the lake's own, which DuckDB creates and removes. The same each run:
+            # dbt re-parses the whole project when a var changes.
+            "duckdb_temp_directory": str(
+                Path(tempfile.gettempdir()) / f"close-calls-dbt-{key}.tmp"
+            ),
         }
-    )
+        s3 = dbt_s3_location(lake, os.environ if environ is None else environ)
+        if s3 is not None:
+            dbt_vars["lake_s3"] = s3
+    return json.dumps(dbt_vars)
 
 
 def launcher_executable(fallback: str) -> str:

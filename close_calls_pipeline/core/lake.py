@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,10 +44,19 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def attach_statement(lake: Lake, *, read_only: bool = False, name: str = ATTACH_NAME) -> str:
+def attach_statement(
+    lake: Lake,
+    *,
+    read_only: bool = False,
+    name: str = ATTACH_NAME,
+    snapshot_time: datetime | None = None,
+) -> str:
+    """`snapshot_time`: the lake as it was then (time travel; read-only)."""
     options = [f"DATA_PATH {_literal(lake.data_path)}"]
     if read_only:
         options.append("READ_ONLY")
+    if snapshot_time is not None:
+        options.append(f"SNAPSHOT_TIME {_literal(snapshot_time.isoformat())}")
     return f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
 
 
@@ -86,36 +96,30 @@ def _sql_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else _literal(str(value))
 
 
-def _s3_secret_options(data_path: str, environ: Mapping[str, str], credential) -> dict[str, Any]:
-    """The S3 secret's options, scoped to the data path's bucket; `credential(variable)` gives
-    each credential's value as the caller needs it."""
-    bucket = "s3://" + data_path[len("s3://") :].split("/", 1)[0]
-    options: dict[str, Any] = {"type": "s3", "scope": bucket}
-    for option, variable in S3_CREDENTIAL_VARIABLES.items():
-        if environ.get(variable):
-            options[option] = credential(variable)
-    options.update(s3_location(environ))
-    return options
+def _s3_bucket(data_path: str) -> str:
+    return "s3://" + data_path[len("s3://") :].split("/", 1)[0]
 
 
 def s3_secret_statement(data_path: str, environ: Mapping[str, str]) -> str:
     """`CREATE TEMPORARY SECRET` for the data path's bucket from the AWS variables in `environ`.
     Temporary: it lives in this connection's memory only, and `duckdb_secrets()` shows it with
     the secret and token redacted."""
-    options = _s3_secret_options(data_path, environ, lambda variable: environ[variable])
+    options: dict[str, Any] = {"type": "s3", "scope": _s3_bucket(data_path)}
+    for option, variable in S3_CREDENTIAL_VARIABLES.items():
+        if environ.get(variable):
+            options[option] = environ[variable]
+    options.update(s3_location(environ))
     body = ", ".join(f"{name.upper()} {_sql_value(value)}" for name, value in options.items())
     return f"CREATE OR REPLACE TEMPORARY SECRET {S3_SECRET_NAME} ({body})"
 
 
-def dbt_s3_secret(lake: Lake, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The same secret as a dbt-duckdb profile `secrets:` entry (None: the data path is not S3).
-    Key, secret and token are `env_var()` templates, rendered by dbt from its own environment:
-    the values never pass through `--vars`, dbt's logs or a written profiles.yml."""
+def dbt_s3_location(lake: Lake, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The non-secret half of the same secret for dbt (the var `lake_s3`; None: the data path
+    is not S3). profiles.yml adds the keys from dbt's own environment, so they never pass
+    through `--vars`, dbt's logs or a written file."""
     if not is_s3(lake.data_path):
         return None
-    return _s3_secret_options(
-        lake.data_path, environ, lambda variable: f"{{{{ env_var('{variable}') }}}}"
-    )
+    return {"type": "s3", "scope": _s3_bucket(lake.data_path), **s3_location(environ)}
 
 
 def redact(message: str, environ: Mapping[str, str]) -> str:

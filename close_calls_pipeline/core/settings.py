@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
 
@@ -78,6 +79,18 @@ class PipelineSettings(BaseModel):
         f"`{config.DEFAULT_SANDBOX_DUCKDB_RELATIVE_PATH}` without (the sandbox never writes into "
         "a live warehouse). Notebooks open the read-only copy beside it, `<name>_readonly.duckdb`.",
         env=config.CLOSE_CALLS_DUCKDB_ENV,
+    )
+    lake_catalog: str | None = setting(
+        None,
+        "A DuckLake catalog (docs/lake.md), as DuckLake's ATTACH takes it after `ducklake:`, "
+        "e.g. `sqlite:/srv/calls/catalog.sqlite`; with lake_data_path, the warehouse and marts "
+        "live in the lake instead of the DuckDB file.",
+        env="CLOSE_CALLS_LAKE_CATALOG",
+    )
+    lake_data_path: str | None = setting(
+        None,
+        "The DuckLake's data files: a folder or `s3://bucket/prefix`.",
+        env="CLOSE_CALLS_LAKE_DATA_PATH",
     )
     api_key: Secret = setting(
         None,
@@ -236,6 +249,12 @@ class PipelineSettings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _lake_whole(self) -> PipelineSettings:
+        if bool(self.lake_catalog) != bool(self.lake_data_path):
+            raise ValueError("lake_catalog and lake_data_path are set together, or neither")
+        return self
+
     def resolved(self, project_root: Path) -> PipelineSettings:
         """A copy whose warehouse path is absolute (relative ones against `project_root`; unset:
         the live or the sandbox default): Dagster and dbt are always handed the same path."""
@@ -244,6 +263,13 @@ class PipelineSettings(BaseModel):
         copy = self.model_copy(update={"duckdb_path": path})
         copy._project_root = Path(project_root).resolve()
         return copy
+
+    @property
+    def lake(self) -> Lake | None:
+        """The DuckLake the warehouse lives in, None for the DuckDB file."""
+        if self.lake_catalog and self.lake_data_path:
+            return Lake(self.lake_catalog, self.lake_data_path)
+        return None
 
     @property
     def dbt_target_path(self) -> Path:

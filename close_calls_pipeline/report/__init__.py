@@ -4,9 +4,9 @@
     report = write_report(duckdb_path)          # data/call_report.html beside the warehouse
     report.path, report.period, report.figures, report.markdown_summary
 
-The warehouse is opened read-only, for as long as the queries take; the page is rendered after
-the file is closed. Nothing here imports Dagster: the CLI and the Dagster asset both call
-`write_report`.
+The warehouse (the DuckDB file, or the lake when one is given) is opened read-only, for as
+long as the queries take; the page is rendered after it is closed. Nothing here imports
+Dagster: the CLI and the Dagster asset both call `write_report`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.report.data import REPORT_MARTS, ReportError, Totals, load
 from close_calls_pipeline.report.figures import HEADLINE_FIGURES, figure_values
 from close_calls_pipeline.report.period import (
@@ -76,6 +77,7 @@ def write_report(
     today: date | None = None,
     timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
     file_mode: str = files.PRIVATE,
+    lake: Lake | None = None,
 ) -> Report:
     """Write the call report for a period and return what it shows.
 
@@ -84,10 +86,13 @@ def write_report(
     see `resolve_period`. `timezone` is the `reporting_timezone` setting, the zone dbt computed
     `call_date` in. Raises `PeriodError` for an invalid period, `EmptyPeriodError` (a
     `PeriodError`) for a period without calls, and `ReportError` when the warehouse or its marts
-    are missing.
+    are missing. With a `lake`, the marts are read from it (attached read-only) and
+    `duckdb_path` only places the default `out`.
     """
     out = Path(out) if out is not None else default_report_path(duckdb_path)
-    data = load(duckdb_path, days=days, start=start, end=end, timezone=timezone, today=today)
+    data = load(
+        duckdb_path, days=days, start=start, end=end, timezone=timezone, today=today, lake=lake
+    )
     html = render_html(data)
     files.private_dir(out.parent, file_mode)
     # Written next to the target, then renamed: a browser or a copy never sees half a file.

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, attach_statement, connect_lake
 from close_calls_pipeline.report.period import EmptyPeriodError, Period, resolve_period
 
 # The marts the report reads (in schema analytics): the Dagster asset depends on exactly these.
@@ -28,6 +29,10 @@ REPORT_MARTS = (
     "call_metrics_by_hour_daily",
     "fct_call_conversations",
 )
+
+
+# The database of a connection to no file, where a lake's session stands while it re-attaches it.
+MEMORY_DATABASE = "memory"
 
 
 class ReportError(RuntimeError):
@@ -62,7 +67,7 @@ class Totals:
 
 @dataclass
 class ReportData:
-    warehouse: str
+    warehouse: str  # its name on the page: the DuckDB file's, or the lake's description
     period: Period
     timezone: str
     last_call_date: date
@@ -83,11 +88,63 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> list[dict[s
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _tables(con: duckdb.DuckDBPyConnection, schema: str = "analytics") -> set[str]:
     rows = con.execute(
-        "select table_name from information_schema.tables where table_schema = 'analytics'"
+        "select table_name from information_schema.tables where table_schema = ?", [schema]
     ).fetchall()
     return {name for (name,) in rows}
+
+
+def connect_read_only(duckdb_path: str, lake: Lake | None) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """The warehouse opened read-only, and its name for messages and the page: the lake when
+    there is one (attached read-only, as the last complete dbt build left it), else the DuckDB
+    file."""
+    if lake is not None:
+        try:
+            return _lake_as_last_built(lake), lake.describe()
+        except duckdb.Error as error:
+            raise ReportError(f"cannot attach the lake read-only: {error}") from error
+    path = Path(duckdb_path)
+    if not path.is_file():
+        raise ReportError(f"no warehouse at {path}: run `close-calls run` first")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        raise ReportError(f"cannot open the warehouse {path} read-only: {error}") from error
+    return con, path.name
+
+
+def _last_complete_build(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the last dbt build that built every model ended: its on-run-end hook records it
+    (dbt_project/macros/incremental_build.sql) after every model's commit."""
+    if "builds" not in _tables(con, "build_state"):
+        return None
+    (built_at,) = con.execute(
+        "select max(recorded_at) from build_state.builds where complete"
+    ).fetchone()
+    return built_at
+
+
+def _lake_as_last_built(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """The lake at the snapshot where the last complete dbt build ended. dbt commits model by
+    model, so while a build runs the lake's newest snapshot holds marts of two builds; the
+    report's figures come from one. The newest snapshot when no complete build is recorded, or
+    when maintenance expired that build's snapshot."""
+    con = connect_lake(lake, read_only=True)
+    try:
+        built_at = _last_complete_build(con)
+        if built_at is not None:
+            con.execute(f"USE {MEMORY_DATABASE}")
+            con.execute(f"DETACH {ATTACH_NAME}")
+            try:
+                con.execute(attach_statement(lake, read_only=True, snapshot_time=built_at))
+            except duckdb.InvalidInputException:  # no snapshot that old any more
+                con.execute(attach_statement(lake, read_only=True))
+            con.execute(f"USE {ATTACH_NAME}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def load(
@@ -98,26 +155,22 @@ def load(
     end: date | None = None,
     timezone: str = "UTC",
     today: date | None = None,
+    lake: Lake | None = None,
 ) -> ReportData:
-    """Resolve the period and read every figure of the report (DuckDB opened read-only).
+    """Resolve the period and read every figure of the report (opened read-only: the lake when
+    `lake` is given, else the DuckDB file).
 
     `timezone` is the marts' reporting_timezone: the zone of their days, in which `today` (by
     default the date there now) is taken. Raises `EmptyPeriodError` when the period has no calls.
     """
-    path = Path(duckdb_path)
-    if not path.is_file():
-        raise ReportError(f"no warehouse at {path}: run `close-calls run` first")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as error:
-        raise ReportError(f"cannot open the warehouse {path} read-only: {error}") from error
+    con, warehouse = connect_read_only(duckdb_path, lake)
     try:
         con.execute("SET TimeZone = 'UTC'")
         tables = _tables(con)
         missing = [name for name in REPORT_MARTS if name not in tables]
         if missing:
             raise ReportError(
-                f"the warehouse {path} has no analytics.{missing[0]}: run `close-calls run` "
+                f"the warehouse {warehouse} has no analytics.{missing[0]}: run `close-calls run` "
                 "(or `dbt build`) first"
             )
         first_call_date, last_call_date = con.execute(
@@ -125,7 +178,7 @@ def load(
         ).fetchone()
         today = today or datetime.now(ZoneInfo(timezone)).date()
         period = resolve_period(last_call_date, days=days, start=start, end=end, today=today)
-        data = _load_period(con, str(path), period, timezone, last_call_date)
+        data = _load_period(con, warehouse, period, timezone, last_call_date)
     finally:
         con.close()
     if not data.current.calls:
@@ -148,7 +201,7 @@ def _in_reps_order(reps: list[dict[str, Any]], by_rep: list[dict[str, Any]]) -> 
 
 def _load_period(
     con: duckdb.DuckDBPyConnection,
-    path: str,
+    warehouse: str,
     period: Period,
     timezone: str,
     last_call_date: date | None,
@@ -179,7 +232,7 @@ def _load_period(
 
     reps = _rows(con, read_sql("reps.sql"), params)
     return ReportData(
-        warehouse=path,
+        warehouse=warehouse,
         period=period,
         timezone=timezone,
         last_call_date=last_call_date,

@@ -10,7 +10,6 @@ import json
 import math
 from datetime import UTC, date, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -290,7 +289,7 @@ def render_html(data: ReportData, *, generated_at: datetime | None = None) -> st
         "previous_text": f"{fmt_day(previous.start)} – {fmt_day(previous.end)}",
         "days": period.days,
         "generated": generated_at.strftime("%Y-%m-%d %H:%M UTC"),
-        "warehouse": Path(data.warehouse).name,
+        "warehouse": data.warehouse,
         "last_call_date": fmt_day(data.last_call_date),
         "timezone": data.timezone,
         "cards": headline_cards(data.current, data.previous),
