@@ -10,6 +10,7 @@ a test fails when they differ from the model). To add a setting, add one field h
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
 
@@ -78,6 +80,27 @@ class PipelineSettings(BaseModel):
         f"`{config.DEFAULT_SANDBOX_DUCKDB_RELATIVE_PATH}` without (the sandbox never writes into "
         "a live warehouse). Notebooks open the read-only copy beside it, `<name>_readonly.duckdb`.",
         env=config.CLOSE_CALLS_DUCKDB_ENV,
+    )
+    lake_catalog: str | None = setting(
+        None,
+        "Store the warehouse in a DuckLake instead of the DuckDB file (docs/lake.md): its catalog "
+        "as DuckLake's ATTACH takes it after `ducklake:`, e.g. `sqlite:/srv/calls/catalog.sqlite` "
+        "or `postgres:dbname=calls host=db.internal` (no password here: PGPASSWORD or a DuckDB "
+        "secret). Needs `lake_data_path`. Unset: the DuckDB file.",
+        env=config.CLOSE_CALLS_LAKE_CATALOG_ENV,
+    )
+    lake_data_path: str | None = setting(
+        None,
+        "Where the DuckLake keeps its Parquet files: a folder (a relative one is resolved against "
+        "the project's root) or `s3://bucket/prefix`. Needs `lake_catalog`.",
+        env=config.CLOSE_CALLS_LAKE_DATA_PATH_ENV,
+    )
+    lake_snapshot_retention_days: int = setting(
+        config.DEFAULT_LAKE_SNAPSHOT_RETENTION_DAYS,
+        "DuckLake only: days a snapshot stays readable (time travel) before maintenance expires "
+        "it and removes the files no remaining snapshot needs.",
+        env=config.CLOSE_CALLS_LAKE_SNAPSHOT_RETENTION_ENV,
+        ge=1,
     )
     api_key: Secret = setting(
         None,
@@ -227,6 +250,37 @@ class PipelineSettings(BaseModel):
             )
         return value
 
+    @field_validator("lake_catalog", "lake_data_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> str | None:
+        text = str(value).strip() if value is not None else ""
+        return text or None
+
+    @field_validator("lake_catalog")
+    @classmethod
+    def _no_password_in_catalog(cls, value: str | None) -> str | None:
+        """Settings are shown (Dagster's UI, run config, logs): a password never goes in one."""
+        if value and any(w.lower().startswith("password=") for w in value.split()):
+            raise ValueError(
+                "holds a password: leave it out and set PGPASSWORD (or a DuckDB secret) in the "
+                "environment of every process that opens the lake"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _lake_needs_both(self) -> PipelineSettings:
+        if bool(self.lake_catalog) != bool(self.lake_data_path):
+            missing, given = (
+                ("lake_data_path", "lake_catalog")
+                if self.lake_catalog
+                else ("lake_catalog", "lake_data_path")
+            )
+            raise ValueError(
+                f"{missing} is not set: a DuckLake needs both lake_catalog and lake_data_path "
+                f"({given} is set); set {missing}, or unset {given} to use the DuckDB file"
+            )
+        return self
+
     @model_validator(mode="after")
     def _warn_before_fail(self) -> PipelineSettings:
         fail, warn = self.freshness_fail_after_hours, self.freshness_warn_after_hours
@@ -241,9 +295,20 @@ class PipelineSettings(BaseModel):
         the live or the sandbox default): Dagster and dbt are always handed the same path."""
         default = config.default_duckdb_relative_path(has_api_key=bool(self.api_key))
         path = config.resolve_path(self.duckdb_path, project_root, default)
-        copy = self.model_copy(update={"duckdb_path": path})
+        update: dict[str, Any] = {"duckdb_path": path}
+        if self.lake_catalog and self.lake_data_path:
+            update["lake_catalog"] = _catalog_resolved(self.lake_catalog, project_root)
+            update["lake_data_path"] = _data_path_resolved(self.lake_data_path, project_root)
+        copy = self.model_copy(update=update)
         copy._project_root = Path(project_root).resolve()
         return copy
+
+    @property
+    def lake(self) -> Lake | None:
+        """The DuckLake the warehouse lives in; None: the DuckDB file `duckdb_path`."""
+        if self.lake_catalog and self.lake_data_path:
+            return Lake(self.lake_catalog, self.lake_data_path)
+        return None
 
     @property
     def dbt_target_path(self) -> Path:
@@ -251,6 +316,24 @@ class PipelineSettings(BaseModel):
         if self._project_root is None:
             raise ValueError("settings not resolved against a project folder: call resolved()")
         return config.dbt_target_path(self._project_root)
+
+
+# DuckLake catalogs that name a local file: `sqlite:<path>`, `duckdb:<path>`, or a bare path.
+_FILE_CATALOG = re.compile(r"^(?P<kind>sqlite:|duckdb:)?(?P<path>[^:]*)$")
+
+
+def _catalog_resolved(catalog: str, root: Path) -> str:
+    """A catalog file given relative to the project made absolute (dbt runs elsewhere)."""
+    match = _FILE_CATALOG.match(catalog)
+    if match is None or Path(match["path"]).expanduser().is_absolute():
+        return catalog
+    return f"{match['kind'] or ''}{config.resolve_path(match['path'], root, Path())}"
+
+
+def _data_path_resolved(data_path: str, root: Path) -> str:
+    if "://" in data_path:
+        return data_path
+    return str(config.resolve_path(data_path, root, Path()))
 
 
 def settings_from_environment(environ: Mapping[str, str], **overrides: Any) -> PipelineSettings:
