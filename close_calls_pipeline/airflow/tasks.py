@@ -229,7 +229,10 @@ def dbt_build(settings: PipelineSettings) -> dict:
     `DbtBuildFailed` naming the failed models and error-severity tests."""
     project = config.DBT_PROJECT_DIR
     dbt_vars = dbt_launcher.dbt_vars(
-        str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone
+        str(settings.duckdb_path),
+        settings.dbt_memory_limit,
+        settings.reporting_timezone,
+        lake=settings.lake,
     )
     # The same plan as the Dagster side: incremental, full when needed, nothing when unchanged.
     with _warehouse(settings) as con:

@@ -25,7 +25,7 @@ def docs_target_path(project_dir: Path) -> Path:
 def dbt_docs(project_dir: Path, port: int, serve: bool) -> int:
     """`dbt docs generate --static` against the project's warehouse (then `dbt docs serve`)."""
     settings = settings_of(project_dir)
-    if not settings.duckdb_path.exists():
+    if settings.lake is None and not settings.duckdb_path.exists():
         print(
             f"close-calls docs: error: no warehouse at {settings.duckdb_path} yet: "
             "run `close-calls run` first",
@@ -35,7 +35,12 @@ def dbt_docs(project_dir: Path, port: int, serve: bool) -> int:
     target = docs_target_path(project_dir)
     common = project_args(
         target,
-        dbt_vars(str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone),
+        dbt_vars(
+            str(settings.duckdb_path),
+            settings.dbt_memory_limit,
+            settings.reporting_timezone,
+            lake=settings.lake,
+        ),
     )
     dbt = [real_dbt_executable(), "--no-send-anonymous-usage-stats", "docs"]
     done = subprocess.call([*dbt, "generate", "--static", *common], cwd=project_dir)

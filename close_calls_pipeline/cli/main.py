@@ -33,6 +33,8 @@ def _run_command(args: argparse.Namespace) -> int:
         max_reconcile_delete_share=args.max_reconcile_delete_share,
         personal_data={name: getattr(args, name) for name in CHOICES if getattr(args, name)},
         file_mode=args.file_mode,
+        lake_catalog=args.lake_catalog,
+        lake_data_path=args.lake_data_path,
     )
 
 
@@ -303,6 +305,21 @@ def _add_run(command) -> None:
         default=None,
         help="private: files owner-only; group: shared with your group "
         "(default: defs.yaml's, else private)",
+    )
+    run.add_argument(
+        "--lake-catalog",
+        default=None,
+        metavar="CATALOG",
+        help="write the warehouse into this DuckLake catalog, as ATTACH 'ducklake:...' takes it "
+        "(e.g. sqlite:/srv/calls/catalog.sqlite; with --lake-data-path; docs/lake.md) "
+        f"(default: the component's lake_catalog, {config.CLOSE_CALLS_LAKE_CATALOG_ENV})",
+    )
+    run.add_argument(
+        "--lake-data-path",
+        default=None,
+        metavar="PATH",
+        help="the DuckLake's data files: a folder or s3://bucket/prefix "
+        f"(default: the component's lake_data_path, {config.CLOSE_CALLS_LAKE_DATA_PATH_ENV})",
     )
     run.set_defaults(func=_run_command)
 

@@ -30,7 +30,12 @@ UNCHANGED = "unchanged"
 # The dbt project's parts whose content decides what the models compute.
 _PROJECT_PARTS = ("dbt_project.yml", "models", "macros")
 # Vars that say where and with how much memory dbt runs, not what it computes.
-_PLACE_VARS = ("close_calls_duckdb", "duckdb_memory_limit")
+_PLACE_VARS = (
+    "close_calls_duckdb",
+    "duckdb_memory_limit",
+    "close_calls_lake_catalog",
+    "close_calls_lake_data_path",
+)
 
 
 @dataclass(frozen=True)

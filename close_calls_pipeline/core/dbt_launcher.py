@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from close_calls_pipeline.core import config
+from close_calls_pipeline.core.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,20 @@ def dbt_vars(
     duckdb_path: str,
     memory_limit: str,
     reporting_timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+    *,
+    lake: Lake | None = None,
 ) -> str:
     """The warehouse file, its memory limit (read by profiles.yml) and the reporting time zone
-    (read by the models), as dbt `--vars`."""
-    return json.dumps(
-        {
-            "close_calls_duckdb": duckdb_path,
-            "duckdb_memory_limit": memory_limit,
-            "reporting_timezone": reporting_timezone,
-        }
-    )
+    (read by the models), as dbt `--vars`; with a `lake`, its catalog and data path too."""
+    values = {
+        "close_calls_duckdb": duckdb_path,
+        "duckdb_memory_limit": memory_limit,
+        "reporting_timezone": reporting_timezone,
+    }
+    if lake is not None:
+        values["close_calls_lake_catalog"] = lake.catalog
+        values["close_calls_lake_data_path"] = lake.data_path
+    return json.dumps(values)
 
 
 def launcher_executable(fallback: str) -> str:

@@ -8,7 +8,10 @@ and `analytics`, the same tables and columns.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -34,27 +37,75 @@ class Lake:
         return f"DuckLake ducklake:{' '.join(words)} (data {self.data_path})"
 
 
+# Catalogs in a local file: `sqlite:<path>`, `duckdb:<path>`, or a bare path (a DuckDB catalog).
+_FILE_CATALOG = re.compile(r"^(?P<kind>sqlite:|duckdb:)?(?P<path>[^:]+)$")
+
+
+def catalog_file(catalog: str) -> tuple[str, str] | None:
+    """(`sqlite:` / `duckdb:` / "", path) of a catalog kept in a local file; None for a server."""
+    match = _FILE_CATALOG.match(catalog)
+    return (match["kind"] or "", match["path"]) if match else None
+
+
+def is_local(data_path: str) -> bool:
+    """A data path on this machine's file system (not `s3://` and the like)."""
+    return "://" not in data_path
+
+
+def local_folders(lake: Lake) -> list[Path]:
+    """The folders of the lake on this machine (its catalog file's, its data folder): DuckLake
+    creates neither."""
+    folders = []
+    found = catalog_file(lake.catalog)
+    if found is not None:
+        folders.append(Path(found[1]).expanduser().parent)
+    if is_local(lake.data_path):
+        folders.append(Path(lake.data_path).expanduser())
+    return folders
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# A SQLite catalog is one file that every reader and the writer open. In WAL mode readers never
+# wait for the writer; the busy timeout makes a writer (or a reader meeting a WAL checkpoint)
+# wait for the file rather than fail with "database is locked".
+SQLITE_CATALOG_OPTIONS = ("META_JOURNAL_MODE 'WAL'", "META_BUSY_TIMEOUT 60000")
+
+
 def attach_statement(lake: Lake, *, read_only: bool = False, name: str = ATTACH_NAME) -> str:
+    """The ATTACH of `lake` every connection of ours uses (readers', the writer's, dbt's)."""
     options = [f"DATA_PATH {_literal(lake.data_path)}"]
+    if lake.catalog.startswith("sqlite:"):
+        options += SQLITE_CATALOG_OPTIONS
     if read_only:
         options.append("READ_ONLY")
     return f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
 
 
-def connect_lake(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect_lake(
+    lake: Lake, *, read_only: bool = False, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """A UTC session with the lake attached and in use (`USE close_calls`), extensions loaded
-    from installed packages."""
+    from installed packages; `memory_limit` bounds DuckDB's memory (it spills beyond it)."""
     con = duckdb.connect()
     try:
         extensions.use_packaged_extensions(con)
         con.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
         con.execute(attach_statement(lake, read_only=read_only))
         con.execute(f"USE {ATTACH_NAME}")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def run_lock_anchor(lake: Lake, folder: Path) -> Path:
+    """What the run lock of `lake` is keyed by on this machine (`core/locks.py` adds
+    `.run.lock`): a name in `folder` from a hash of the catalog, so every run of this project
+    that writes the same lake takes the same lock, whatever else differs in its settings."""
+    digest = hashlib.sha256(lake.catalog.encode()).hexdigest()[:16]
+    return Path(folder) / f"lake-{digest}"

@@ -10,7 +10,6 @@ a test fails when they differ from the model). To add a setting, add one field h
 
 from __future__ import annotations
 
-import re
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core import lake as lake_mode
 from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
@@ -303,6 +303,13 @@ class PipelineSettings(BaseModel):
         copy._project_root = Path(project_root).resolve()
         return copy
 
+    def updated(self, **changes: Any) -> PipelineSettings:
+        """A copy with `changes`, validated as a whole (the lake settings go in pairs) and
+        resolved against the same project folder."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        settings = PipelineSettings(**{**values, **changes})
+        return settings if self._project_root is None else settings.resolved(self._project_root)
+
     @property
     def lake(self) -> Lake | None:
         """The DuckLake the warehouse lives in; None: the DuckDB file `duckdb_path`."""
@@ -318,20 +325,17 @@ class PipelineSettings(BaseModel):
         return config.dbt_target_path(self._project_root)
 
 
-# DuckLake catalogs that name a local file: `sqlite:<path>`, `duckdb:<path>`, or a bare path.
-_FILE_CATALOG = re.compile(r"^(?P<kind>sqlite:|duckdb:)?(?P<path>[^:]*)$")
-
-
 def _catalog_resolved(catalog: str, root: Path) -> str:
     """A catalog file given relative to the project made absolute (dbt runs elsewhere)."""
-    match = _FILE_CATALOG.match(catalog)
-    if match is None or Path(match["path"]).expanduser().is_absolute():
+    found = lake_mode.catalog_file(catalog)
+    if found is None:
         return catalog
-    return f"{match['kind'] or ''}{config.resolve_path(match['path'], root, Path())}"
+    kind, path = found
+    return f"{kind}{config.resolve_path(path, root, Path())}"
 
 
 def _data_path_resolved(data_path: str, root: Path) -> str:
-    if "://" in data_path:
+    if not lake_mode.is_local(data_path):
         return data_path
     return str(config.resolve_path(data_path, root, Path()))
 

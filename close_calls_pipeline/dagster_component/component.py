@@ -173,6 +173,8 @@ def build_definitions(
     )
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path),
+        lake_catalog=settings.lake_catalog,
+        lake_data_path=settings.lake_data_path,
         close_api=close_api,
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,

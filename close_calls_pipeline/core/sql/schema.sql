@@ -2,10 +2,6 @@
 -- Names and types are stable; new columns are only ever added.
 CREATE SCHEMA IF NOT EXISTS close;
 
--- Numbers every insert, update and soft delete of a call (close.calls._change_seq), so the
--- layers above build from the calls changed since their last build.
-CREATE SEQUENCE IF NOT EXISTS close.call_change_seq;
-
 -- One row per call id ever seen. Every documented Call field under its API name, typed.
 CREATE TABLE IF NOT EXISTS close.calls (
     id                        VARCHAR NOT NULL,
@@ -61,7 +57,10 @@ CREATE TABLE IF NOT EXISTS close.calls (
     _loaded_at                TIMESTAMPTZ NOT NULL,
     _deleted_at               TIMESTAMPTZ,
     _raw_hash                 UBIGINT,            -- internal: hash(_raw), to find changed calls cheaply
-    _change_seq               BIGINT DEFAULT nextval('close.call_change_seq')  -- see the sequence
+    -- Numbers every insert, update and soft delete of a call, so the layers above build from
+    -- the calls changed since their last build: each landing gives its rows one more than the
+    -- largest stored (warehouse.next_change_seq), in its own transaction.
+    _change_seq               BIGINT
 );
 
 -- One row per transcript utterance of a call that exists in Close.
@@ -208,4 +207,4 @@ ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS records_repaired BIGINT;  
 ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS drift_calls BIGINT;        -- reconcile: changes the incremental missed
 ALTER TABLE close.sync_windows ADD COLUMN IF NOT EXISTS landed_down_to TIMESTAMPTZ;  -- every call newer than this has landed
 ALTER TABLE close.call_transcript_utterances ADD COLUMN IF NOT EXISTS is_question BOOLEAN;  -- kept when the text is dropped
-ALTER TABLE close.calls ADD COLUMN IF NOT EXISTS _change_seq BIGINT DEFAULT nextval('close.call_change_seq');
+ALTER TABLE close.calls ADD COLUMN IF NOT EXISTS _change_seq BIGINT;
