@@ -279,11 +279,15 @@ def land_calls(
 
 def next_change_seq(con: duckdb.DuckDBPyConnection) -> int:
     """The number of the changes the caller's transaction is about to make to close.calls
-    (`_change_seq`, which the dbt build reads): one more than the largest stored. Taken before
-    the transaction removes any row, so it is above every number a build has recorded (the
-    largest at that time). One writer at a time (the run lock) keeps the numbers in commit
-    order; a DuckDB file and a DuckLake number alike, where a sequence is not available."""
-    (number,) = con.execute("SELECT coalesce(max(_change_seq), 0) + 1 FROM close.calls").fetchone()
+    (`_change_seq`, which the dbt build reads), from the counter row it updates: above every
+    number stored, so above every number a build has recorded. One writer at a time (the run
+    lock) keeps the numbers in commit order; a DuckDB file and a DuckLake number alike (a
+    DuckLake has no sequences), and two writers in one lake conflict on the row."""
+    con.execute(
+        "UPDATE close.call_change_counter SET last_change_seq = "
+        "greatest(last_change_seq, (SELECT coalesce(max(_change_seq), 0) FROM close.calls)) + 1"
+    )
+    (number,) = con.execute("SELECT last_change_seq FROM close.call_change_counter").fetchone()
     return int(number)
 
 
