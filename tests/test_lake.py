@@ -2,7 +2,8 @@
 
 * settings: both lake settings or neither, a password never in the catalog, relative paths
   made absolute against the project; `close-calls start-over` leaves a lake alone;
-* the lake holds the file's contract: the same schemas, tables and columns;
+* the lake holds the file's contract: the same schemas, tables and columns; it belongs to one
+  organization; `close-calls erase` erases in it;
 * change numbers (`_change_seq`) grow with every landing, in a file (one made by an earlier
   release with a sequence too) and in a lake alike;
 * a sync into the lake equals the sandbox's truth, and a second writer's concurrent landing
@@ -32,6 +33,11 @@ from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_cou
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.identity import (
+    Organization,
+    WrongOrganizationError,
+    check_organization,
+)
 from close_calls_pipeline.core.lake import Lake, connect_lake
 from close_calls_pipeline.core.settings import PipelineSettings
 from close_calls_pipeline.core.sync import sync_calls
@@ -222,6 +228,50 @@ def test_a_second_writer_landing_the_same_calls_at_once_fails_and_shows_nothing_
     finally:
         first.close()
     assert calls == ids == before + 5
+
+
+def test_a_lake_belongs_to_one_organization(tmp_path):
+    lake = a_lake(tmp_path / "lake")
+    alpha = Organization("orga_alpha", "Alpha", is_sandbox=False)
+    beta = Organization("orga_beta", "Beta", is_sandbox=False)
+    assert check_organization(lake, alpha, api_base_url="https://api.close.com/api/v1") == alpha
+    con = warehouse.connect(lake)
+    con.execute(
+        "INSERT INTO close.outcomes (id, organization_id, _loaded_at) "
+        "VALUES ('outcome_1', 'orga_alpha', now())"
+    )
+    con.close()
+    with pytest.raises(WrongOrganizationError, match="CLOSE_CALLS_LAKE_CATALOG"):
+        check_organization(lake, beta, api_base_url="https://api.close.com/api/v1")
+    assert check_organization(lake, alpha, api_base_url=None) == alpha
+
+
+def test_erase_removes_personal_data_from_the_lake(tmp_path, sandbox, monkeypatch):
+    from close_calls_pipeline.cli.main import main
+
+    lake = a_lake(tmp_path / "lake")
+    con = warehouse.connect(lake)
+    with CloseClient(KEY, sandbox.base_url) as client:
+        sync_calls(client, con)
+    (call_id,) = con.execute(
+        "SELECT id FROM close.calls WHERE remote_phone IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    con.close()
+    monkeypatch.setenv("CLOSE_CALLS_LAKE_CATALOG", lake.catalog)
+    monkeypatch.setenv("CLOSE_CALLS_LAKE_DATA_PATH", lake.data_path)
+    assert main(["erase", "--call-id", call_id, "--project-dir", str(tmp_path)]) == 0
+    reader = connect_lake(lake, read_only=True)
+    try:
+        phone, note = reader.execute(
+            "SELECT remote_phone, note FROM close.calls WHERE id = ?", [call_id]
+        ).fetchone()
+        (others,) = reader.execute(
+            "SELECT count(*) FROM close.calls WHERE remote_phone IS NOT NULL"
+        ).fetchone()
+    finally:
+        reader.close()
+    assert (phone, note) == (None, None) and others > 0
+    assert not list((tmp_path / "data").glob("*.duckdb")), "no file, no read-only copy"
 
 
 # --- through `close-calls run` (slow) ----------------------------------------------------------
