@@ -34,7 +34,7 @@ def erase(
 
     settings = settings_of(project_dir)
     path = str(settings.duckdb_path)
-    target = settings.lake or path
+    target = settings.warehouse_location
     # Numbers stored as hashes are found by their hash: the key is the runs' key.
     key = os.environ.get(HASH_KEY_ENV, "").encode() or None
     files.private_dir(settings.duckdb_path.parent, settings.file_mode)

@@ -313,7 +313,7 @@ def _high_water_mark(target: warehouse.Target):
         if isinstance(target, Lake):
             con = connect_lake(target, read_only=True)
         else:
-            con = duckdb.connect(target, read_only=True)
+            con = duckdb.connect(str(target), read_only=True)
     except duckdb.Error:
         return None  # held by a writer (or a lake not made yet): the run itself will say so
     try:
@@ -330,7 +330,7 @@ def _unchanged_reason(target: warehouse.Target) -> str | None:
     if isinstance(target, Lake):
         con = connect_lake(target, read_only=True)
     else:
-        con = duckdb.connect(target, read_only=True)
+        con = duckdb.connect(str(target), read_only=True)
     try:
         return build_plan.unchanged_reason(con)
     finally:
@@ -410,7 +410,7 @@ def run_pipeline(
                 out.write(f"error: {error}\n")
                 return 2
             path = str(settings.duckdb_path)
-            target = settings.lake or path
+            target = settings.warehouse_location
             files.private_dir(settings.duckdb_path.parent, settings.file_mode)
             try:  # one run at a time per warehouse, refused before anything starts
                 anchor = warehouse.run_lock_anchor(path, settings.lake)

@@ -318,6 +318,11 @@ class PipelineSettings(BaseModel):
         return None
 
     @property
+    def warehouse_location(self) -> Path | Lake:
+        """What `warehouse.connect` opens: the lake, else the DuckDB file."""
+        return self.lake or self.duckdb_path
+
+    @property
     def dbt_target_path(self) -> Path:
         """Where dbt writes its artefacts: under the project folder, never under the install."""
         if self._project_root is None:
