@@ -37,6 +37,12 @@ class Lake:
         return f"DuckLake ducklake:{' '.join(words)} (data {self.data_path})"
 
 
+def lake_of(catalog: str | None, data_path: str | None) -> Lake | None:
+    """The lake the two settings name; None (the DuckDB file) unless both are set (the
+    settings model refuses one without the other)."""
+    return Lake(catalog, data_path) if catalog and data_path else None
+
+
 # Catalogs in a local file: `sqlite:<path>`, `duckdb:<path>`, or a bare path (a DuckDB catalog).
 _FILE_CATALOG = re.compile(r"^(?P<kind>sqlite:|duckdb:)?(?P<path>[^:]+)$")
 

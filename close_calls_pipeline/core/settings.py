@@ -296,7 +296,7 @@ class PipelineSettings(BaseModel):
         default = config.default_duckdb_relative_path(has_api_key=bool(self.api_key))
         path = config.resolve_path(self.duckdb_path, project_root, default)
         update: dict[str, Any] = {"duckdb_path": path}
-        if self.lake_catalog and self.lake_data_path:
+        if self.lake is not None:
             update["lake_catalog"] = _catalog_resolved(self.lake_catalog, project_root)
             update["lake_data_path"] = _data_path_resolved(self.lake_data_path, project_root)
         copy = self.model_copy(update=update)
@@ -313,9 +313,7 @@ class PipelineSettings(BaseModel):
     @property
     def lake(self) -> Lake | None:
         """The DuckLake the warehouse lives in; None: the DuckDB file `duckdb_path`."""
-        if self.lake_catalog and self.lake_data_path:
-            return Lake(self.lake_catalog, self.lake_data_path)
-        return None
+        return lake_mode.lake_of(self.lake_catalog, self.lake_data_path)
 
     @property
     def warehouse_location(self) -> Path | Lake:

@@ -33,7 +33,7 @@ from pydantic import Field, PrivateAttr
 
 from close_calls_pipeline.core import config, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
-from close_calls_pipeline.core.lake import Lake
+from close_calls_pipeline.core.lake import Lake, lake_of
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
 from close_calls_pipeline.core.settings import PipelineSettings, default_of
 
@@ -266,9 +266,7 @@ class WarehouseResource(ConfigurableResource):
     @property
     def lake(self) -> Lake | None:
         """The DuckLake the warehouse lives in; None: the DuckDB file `path`."""
-        if self.lake_catalog and self.lake_data_path:
-            return Lake(self.lake_catalog, self.lake_data_path)
-        return None
+        return lake_of(self.lake_catalog, self.lake_data_path)
 
     @property
     def target(self) -> warehouse.Target:
