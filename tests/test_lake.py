@@ -31,14 +31,14 @@ import duckdb
 import pytest
 from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
 
-from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core import locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.identity import (
     Organization,
     WrongOrganizationError,
     check_organization,
 )
-from close_calls_pipeline.core.lake import Lake, connect_lake
+from close_calls_pipeline.core.lake import Lake, attach_statement, connect_lake
 from close_calls_pipeline.core.settings import PipelineSettings
 from close_calls_pipeline.core.sync import sync_calls
 
@@ -103,6 +103,33 @@ def test_start_over_leaves_a_lake_alone_and_says_what_to_do(tmp_path, monkeypatc
     assert main(["start-over", "--project-dir", str(tmp_path)]) == 1
     assert "CLOSE_CALLS_LAKE_CATALOG" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "lake").iterdir()) == before
+
+
+def test_every_connection_attaches_a_sqlite_catalog_in_wal_with_a_busy_timeout():
+    sqlite = attach_statement(Lake("sqlite:/srv/c.sqlite", "/srv/data"), read_only=True)
+    assert "META_JOURNAL_MODE 'WAL'" in sqlite and "META_BUSY_TIMEOUT" in sqlite
+    assert sqlite.endswith("READ_ONLY)")
+    postgres = attach_statement(Lake("postgres:dbname=calls host=db", "s3://b/p"))
+    assert "META_" not in postgres and "READ_ONLY" not in postgres
+
+
+def test_one_run_at_a_time_per_lake_on_a_machine(tmp_path):
+    lake = a_lake(tmp_path / "lake")
+    anchor = warehouse.run_lock_anchor(tmp_path / "data" / "close_calls.duckdb", lake)
+    assert anchor == warehouse.run_lock_anchor(tmp_path / "data" / "sandbox.duckdb", lake)
+    other = a_lake(tmp_path / "other")
+    assert anchor != warehouse.run_lock_anchor(tmp_path / "data" / "close_calls.duckdb", other)
+    second_run = (
+        "import sys; from close_calls_pipeline.core import locks\n"
+        "try:\n    locks.acquire_run_lock(sys.argv[1])\n"
+        "except locks.RunInProgressError as error:\n    print('refused:', error)"
+    )
+    with locks.acquire_run_lock(anchor, owner="a run into the lake"):
+        done = subprocess.run(
+            [sys.executable, "-c", second_run, str(anchor)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    assert done.stdout.startswith("refused:") and "a run into the lake" in done.stdout
 
 
 # --- the contract ------------------------------------------------------------------------------
