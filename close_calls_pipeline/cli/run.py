@@ -213,12 +213,18 @@ def _project_env() -> str:
     )
 
 
-def _open_for_reading(target: warehouse.Target) -> duckdb.DuckDBPyConnection:
-    """As a notebook reads the warehouse: the read-only copy the run published, or the lake
-    attached read-only."""
+def _read_only(target: warehouse.Target) -> duckdb.DuckDBPyConnection:
+    """The warehouse itself, opened read-only: the file, or the lake attached read-only."""
     if isinstance(target, Lake):
         return connect_lake(target, read_only=True)
-    return duckdb.connect(str(config.readonly_copy_path(target)), read_only=True)
+    return duckdb.connect(str(target), read_only=True)
+
+
+def _open_for_reading(target: warehouse.Target) -> duckdb.DuckDBPyConnection:
+    """As a notebook reads the warehouse: the read-only copy the run published, or the lake."""
+    if isinstance(target, Lake):
+        return _read_only(target)
+    return _read_only(config.readonly_copy_path(target))
 
 
 def summary_lines(target: warehouse.Target, project_dir: Path, report: Path) -> list[str]:
@@ -310,10 +316,7 @@ def _high_water_mark(target: warehouse.Target):
     if not isinstance(target, Lake) and not Path(target).exists():
         return None
     try:
-        if isinstance(target, Lake):
-            con = connect_lake(target, read_only=True)
-        else:
-            con = duckdb.connect(str(target), read_only=True)
+        con = _read_only(target)
     except duckdb.Error:
         return None  # held by a writer (or a lake not made yet): the run itself will say so
     try:
@@ -327,10 +330,7 @@ def _high_water_mark(target: warehouse.Target):
 def _unchanged_reason(target: warehouse.Target) -> str | None:
     """ "no change since the last run at ..." when this run found nothing to build (read from the
     warehouse itself: the read-only copy is the previous run's then)."""
-    if isinstance(target, Lake):
-        con = connect_lake(target, read_only=True)
-    else:
-        con = duckdb.connect(str(target), read_only=True)
+    con = _read_only(target)
     try:
         return build_plan.unchanged_reason(con)
     finally:

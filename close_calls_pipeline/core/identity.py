@@ -97,8 +97,9 @@ def check_organization(
     logger: logging.Logger | None = None,
     file_mode: str = files.PRIVATE,
 ) -> Organization:
-    """Check that the warehouse at `path` (a file, or a `Lake`) belongs to `api`'s organization, before anything is
-    written; raise `WrongOrganizationError` (one line: both organizations and the fix) if not.
+    """Check that the warehouse at `path` (a file, or a `Lake`) belongs to `api`'s organization,
+    before anything is written; raise `WrongOrganizationError` (one line: both organizations and
+    the fix) if not.
 
     A new or empty warehouse is claimed for `api` (the identity row, in its own transaction,
     before any data: a run killed after it leaves an empty warehouse, which any organization
@@ -121,7 +122,8 @@ def check_organization(
                 _mismatch(path, f"{holds} (written by an earlier release)", api)
             )
         log.warning("the warehouse %s (written by an earlier release) holds calls of %s only: "
-                    "recording it as that organization's", path, api.describe())  # fmt: skip
+                    "recording it as that organization's", warehouse.describe(path),
+                    api.describe())  # fmt: skip
     _claim(path, api, api_base_url, lock_wait_seconds, logger, file_mode)
     return api
 
