@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -90,6 +91,18 @@ def test_a_catalog_with_a_password_is_refused_and_relative_paths_are_made_absolu
     )
     assert remote.resolved(tmp_path).lake == Lake("postgres:dbname=calls host=db", "s3://b/p")
     assert PipelineSettings(lake_catalog=" ", lake_data_path="").lake is None  # unset variables
+
+
+def test_close_calls_run_with_half_a_lake_starts_nothing_and_shows_no_key(tmp_path, monkeypatch):
+    from close_calls_pipeline.cli.run import run_pipeline
+
+    monkeypatch.setenv("CLOSE_API_KEY", "api_secret_never_shown")
+    out = io.StringIO()
+    code = run_pipeline(project_dir=tmp_path, lake_catalog="sqlite:lake/catalog.sqlite", out=out)
+    assert code == 1
+    assert "lake_data_path is not set" in out.getvalue()
+    assert "api_secret_never_shown" not in out.getvalue()
+    assert not (tmp_path / "lake").exists()
 
 
 def test_start_over_leaves_a_lake_alone_and_says_what_to_do(tmp_path, monkeypatch, capsys):

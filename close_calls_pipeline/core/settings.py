@@ -307,7 +307,10 @@ class PipelineSettings(BaseModel):
         """A copy with `changes`, validated as a whole (the lake settings go in pairs) and
         resolved against the same project folder."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
-        settings = PipelineSettings(**{**values, **changes})
+        try:
+            settings = PipelineSettings(**{**values, **changes})
+        except ValidationError as error:  # its own message would repeat every value given
+            raise ValueError("; ".join(_named(e, {}) for e in error.errors())) from None
         return settings if self._project_root is None else settings.resolved(self._project_root)
 
     @property
