@@ -3,7 +3,7 @@
 * settings: both lake settings or neither, a password never in the catalog, relative paths
   made absolute against the project; `close-calls start-over` leaves a lake alone;
 * the lake holds the file's contract: the same schemas, tables and columns; it belongs to one
-  organization; `close-calls erase` erases in it;
+  organization; `close-calls erase` erases in it; a record served broken is quarantined;
 * change numbers (`_change_seq`) grow with every landing, in a file (one made by an earlier
   release with a sequence too) and in a lake alike;
 * a sync into the lake equals the sandbox's truth, and a second writer's concurrent landing
@@ -29,8 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
-from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
+from helpers.truth import (
+    assert_warehouse_matches_truth,
+    expected_payload,
+    mart_counts,
+    truth_counts,
+)
 
 from close_calls_pipeline.core import locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
@@ -215,6 +221,24 @@ def test_every_landing_numbers_its_changes_above_every_earlier_one(tmp_path, san
 
 
 # --- the sync's guarantees in the lake ---------------------------------------------------------
+
+
+def test_a_record_served_broken_is_quarantined_in_the_lake_and_the_rest_lands(tmp_path, sandbox):
+    store = sandbox.store
+    broken = store.call_ids()[0]
+    body = orjson.dumps(expected_payload(store.truth()[broken]))
+    store.put_raw_call_bytes(broken, body[: len(body) // 2])  # cut in the middle
+    con = warehouse.connect(a_lake(tmp_path / "lake"))
+    try:
+        with CloseClient(KEY, sandbox.base_url) as client:
+            summary = sync_calls(client, con)
+        rejected = con.execute("SELECT object_id FROM close.rejected_records").fetchall()
+        live = {r[0] for r in con.execute("SELECT id FROM close.calls").fetchall()}
+        mark = warehouse.high_water_mark(con)
+    finally:
+        con.close()
+    assert summary.records_rejected == 1 and rejected == [(broken,)]
+    assert live == set(store.truth()) - {broken} and mark is not None
 
 
 def _two_writers(lake: Lake, kind: str):
