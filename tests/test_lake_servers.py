@@ -36,7 +36,7 @@ READER = textwrap.dedent(
         print(json.dumps([rows, batches]), flush=True)
     """
 )
-BATCH_ROWS = 50
+BATCH_ROWS = 3_000  # more than the pipeline's inlining limit (1,000 rows): Parquet files
 
 
 def _lake(postgres_server, s3_server) -> tuple[Lake, str]:  # noqa: F811
@@ -48,7 +48,7 @@ def _lake(postgres_server, s3_server) -> tuple[Lake, str]:  # noqa: F811
 
 def _insert_batch(con: duckdb.DuckDBPyConnection, batch: int) -> None:
     con.execute(
-        "INSERT INTO close.calls SELECT $batch * 1000 + i, $batch FROM range($rows) t(i)",
+        "INSERT INTO close.calls SELECT $batch * 100000 + i, $batch FROM range($rows) t(i)",
         {"batch": batch, "rows": BATCH_ROWS},
     )
 
@@ -189,7 +189,7 @@ def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     )
     (project / "models" / "answer.sql").write_text(
         # more rows than DuckLake inlines into the catalog: a Parquet file
-        "{{ config(materialized='table') }} SELECT range AS answer FROM range(1000)"
+        "{{ config(materialized='table') }} SELECT range AS answer FROM range(5000)"
     )
     variables = dbt_vars("", "1GB", lake=lake, environ=s3_server.environ())
     assert s3_server.secret_access_key not in variables
@@ -208,7 +208,7 @@ def test_dbt_writes_to_the_s3_lake_with_the_secret_from_its_environment(
     assert any(key.endswith(".parquet") for key in s3_server.keys(prefix))
     reader = connect_lake(lake, read_only=True, environ=s3_server.environ())
     try:
-        assert reader.execute("SELECT sum(answer) FROM main.answer").fetchone() == (499500,)
+        assert reader.execute("SELECT sum(answer) FROM main.answer").fetchone() == (12497500,)
     finally:
         reader.close()
     written = [done.stdout, done.stderr]

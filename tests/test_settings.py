@@ -70,13 +70,9 @@ def test_the_component_attributes_are_the_settings_fields():
 def test_the_scaffolded_attributes_uncommented_are_valid_settings():
     from_env, commented = scaffold_attributes()
     assert set(from_env) == {
-        "duckdb_path",
-        "lake_catalog",
-        "lake_data_path",
-        "api_key",
-        "base_url",
-        "lock_wait_seconds",
-    }
+        "duckdb_path", "api_key", "base_url", "lock_wait_seconds",
+        "lake_catalog", "lake_data_path", "lake_snapshot_retention_days",
+    }  # fmt: skip
     assert from_env["api_key"] == "{{ env.CLOSE_API_KEY }}"
     settings_lines = [
         line.removeprefix("  # ")

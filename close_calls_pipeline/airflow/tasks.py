@@ -121,14 +121,18 @@ def check_organization(settings: PipelineSettings, client: CloseClient) -> ident
     is new, and becomes that organization's); `identity.WrongOrganizationError` if not."""
     organization = identity.organization_from_me(client.me(), is_sandbox=not settings.api_key)
     identity.check_organization(
-        settings.duckdb_path,
+        settings.warehouse_location,
         organization,
         api_base_url=_base_url(settings) if settings.api_key else None,
         lock_wait_seconds=settings.lock_wait_seconds,
         logger=log,
         file_mode=settings.file_mode,
     )
-    log.info("Syncing %s into %s", organization.describe(), settings.duckdb_path)
+    log.info(
+        "Syncing %s into %s",
+        organization.describe(),
+        warehouse.describe(settings.warehouse_location),
+    )
     return organization
 
 
@@ -139,7 +143,9 @@ def run_lock(settings: PipelineSettings, owner: str) -> Iterator[None]:
     dbt's files) is born with the `file_mode`'s modes."""
     with (
         files.restrictive_umask(settings.file_mode),
-        locks.acquire_run_lock(settings.duckdb_path, owner=owner),
+        locks.acquire_run_lock(
+            warehouse.run_lock_anchor(settings.duckdb_path, settings.lake), owner=owner
+        ),
     ):
         yield
 
@@ -147,7 +153,7 @@ def run_lock(settings: PipelineSettings, owner: str) -> Iterator[None]:
 @contextmanager
 def _warehouse(settings: PipelineSettings):
     con = warehouse.connect(
-        str(settings.duckdb_path),
+        settings.warehouse_location,
         memory_limit=settings.duckdb_memory_limit,
         lock_wait_seconds=settings.lock_wait_seconds,
         file_mode=settings.file_mode,
@@ -229,7 +235,10 @@ def dbt_build(settings: PipelineSettings) -> dict:
     `DbtBuildFailed` naming the failed models and error-severity tests."""
     project = config.DBT_PROJECT_DIR
     dbt_vars = dbt_launcher.dbt_vars(
-        str(settings.duckdb_path), settings.dbt_memory_limit, settings.reporting_timezone
+        str(settings.duckdb_path),
+        settings.dbt_memory_limit,
+        settings.reporting_timezone,
+        lake=settings.lake,
     )
     # The same plan as the Dagster side: incremental, full when needed, nothing when unchanged.
     with _warehouse(settings) as con:
@@ -240,8 +249,10 @@ def dbt_build(settings: PipelineSettings) -> dict:
         log.info("dbt build: %s: no model built", plan.reason)
         return {"mode": plan.mode, "reason": plan.reason, "models": 0, "tests": 0, "warnings": []}
     log.info("dbt build: %s (%s)", plan.mode, plan.reason)
-    # dbt opens the file itself and does not wait for it: wait here (bounded, logged).
-    locks.wait_until_writable(settings.duckdb_path, settings.lock_wait_seconds)
+    # dbt opens the file itself and does not wait for it: wait here (bounded, logged). A lake
+    # has no file to wait for.
+    if settings.lake is None:
+        locks.wait_until_writable(settings.duckdb_path, settings.lock_wait_seconds)
     target = settings.dbt_target_path / DBT_RUN_TARGET
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)  # never report an earlier run's results as this one's
@@ -322,7 +333,10 @@ def write_call_report(settings: PipelineSettings) -> dict:
 
 
 def publish(settings: PipelineSettings) -> dict:
-    """Publish the read-only copy readers open (see `core/publish.py`)."""
+    """Publish the read-only copy readers open (see `core/publish.py`); a lake has none: its
+    readers attach it read-only (docs/lake.md)."""
+    if settings.lake is not None:
+        return {"written": False, "reason": "the warehouse is a DuckLake: readers attach it"}
     published = publish_readonly_copy(
         settings.duckdb_path,
         lock_wait_seconds=settings.lock_wait_seconds,

@@ -26,7 +26,7 @@ from close_calls_pipeline.report import EmptyPeriodError, write_report
 _CHANGE_ONE_PERCENT = """
 UPDATE close.calls
 SET activity_at = activity_at + INTERVAL 1 DAY,
-    _change_seq = nextval('close.call_change_seq')
+    _change_seq = $change_seq
 WHERE _deleted_at IS NULL AND hash(id) % 100 = 0
 """
 
@@ -109,7 +109,9 @@ def hourly(calls: int, workers: int, memory_limit: str = config.DEFAULT_DBT_MEMO
         one_run(db, tmp, "no change", memory_limit)
         con = warehouse.connect(db)
         try:
-            (changed,) = con.execute(_CHANGE_ONE_PERCENT).fetchone()
+            (changed,) = con.execute(
+                _CHANGE_ONE_PERCENT, {"change_seq": warehouse.next_change_seq(con)}
+            ).fetchone()
         finally:
             con.close()
         one_run(db, tmp, f"{changed:,} calls changed", memory_limit)

@@ -40,7 +40,7 @@ def dbt_docs(project_dir: Path, port: int, serve: bool) -> int:
             str(settings.duckdb_path),
             settings.dbt_memory_limit,
             settings.reporting_timezone,
-            settings.lake,
+            lake=settings.lake,
         ),
     )
     dbt = [real_dbt_executable(), "--no-send-anonymous-usage-stats", "docs"]

@@ -34,13 +34,15 @@ def erase(
 
     settings = settings_of(project_dir)
     path = str(settings.duckdb_path)
+    target = settings.warehouse_location
     # Numbers stored as hashes are found by their hash: the key is the runs' key.
     key = os.environ.get(HASH_KEY_ENV, "").encode() or None
     files.private_dir(settings.duckdb_path.parent, settings.file_mode)
     try:
-        with locks.acquire_run_lock(path, owner="close-calls erase"):
+        anchor = warehouse.run_lock_anchor(path, settings.lake)
+        with locks.acquire_run_lock(anchor, owner="close-calls erase"):
             con = warehouse.connect(
-                path, lock_wait_seconds=settings.lock_wait_seconds, file_mode=settings.file_mode
+                target, lock_wait_seconds=settings.lock_wait_seconds, file_mode=settings.file_mode
             )
             try:
                 erased = erase_calls(
@@ -48,7 +50,7 @@ def erase(
                 )
             finally:
                 con.close()
-            if erased.calls:
+            if erased.calls and settings.lake is None:
                 publish_readonly_copy(
                     path, lock_wait_seconds=settings.lock_wait_seconds, file_mode=settings.file_mode
                 )
@@ -56,12 +58,20 @@ def erase(
         out.write(f"error: {error}\n")
         return 1
     out.write(
-        f"erased the personal data of {erased.calls} calls in {path}: their phone numbers, "
+        f"erased the personal data of {erased.calls} calls in {warehouse.describe(target)}: their phone numbers, "
         f"notes, recording URLs, summaries and transcript text ({erased.utterances} utterance "
         f"texts, {erased.rejected_records} quarantined payloads); ids, dates, disposition, "
         "duration and cost stay.\n"
     )
-    if erased.calls:
+    if erased.calls and settings.lake is not None:
+        out.write(
+            "The lake's earlier snapshots still hold it (time travel) until they expire "
+            f"({settings.lake_snapshot_retention_days} days, lake_snapshot_retention_days) and "
+            "maintenance removes their files. A call that still exists in Close comes back when "
+            "it changes there or a reconcile reads it: delete it in Close too, or set a "
+            "personal_data policy.\n"
+        )
+    elif erased.calls:
         out.write(
             f"The read-only copy {config.readonly_copy_path(path)} was published again without "
             "them. A call that still exists in Close comes back when it changes there or a "

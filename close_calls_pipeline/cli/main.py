@@ -33,6 +33,8 @@ def _run_command(args: argparse.Namespace) -> int:
         max_reconcile_delete_share=args.max_reconcile_delete_share,
         personal_data={name: getattr(args, name) for name in CHOICES if getattr(args, name)},
         file_mode=args.file_mode,
+        lake_catalog=args.lake_catalog,
+        lake_data_path=args.lake_data_path,
     )
 
 
@@ -56,7 +58,17 @@ def _start_over_command(args: argparse.Namespace) -> int:
     from close_calls_pipeline.core.start_over import move_warehouse_aside
     from close_calls_pipeline.report import default_report_path
 
-    path = settings_of(args.project_dir).duckdb_path
+    settings = settings_of(args.project_dir)
+    if settings.lake is not None:
+        print(
+            f"close-calls start-over: error: the warehouse is {settings.lake.describe()}, which "
+            f"is not moved aside: to start a new one, set {config.CLOSE_CALLS_LAKE_CATALOG_ENV} "
+            f"and {config.CLOSE_CALLS_LAKE_DATA_PATH_ENV} (lake_catalog, lake_data_path) to a "
+            "new catalog and data path",
+            file=sys.stderr,
+        )
+        return 1
+    path = settings.duckdb_path
     try:
         moves = move_warehouse_aside(path, also=[default_report_path(path)])
     except (locks.RunInProgressError, FileExistsError) as error:
@@ -317,6 +329,21 @@ def _add_run(command) -> None:
         default=None,
         help="private: files owner-only; group: shared with your group "
         "(default: defs.yaml's, else private)",
+    )
+    run.add_argument(
+        "--lake-catalog",
+        default=None,
+        metavar="CATALOG",
+        help="write the warehouse into this DuckLake catalog, as ATTACH 'ducklake:...' takes it "
+        "(e.g. sqlite:/srv/calls/catalog.sqlite), its data path given too (docs/lake.md) "
+        f"(default: the component's lake_catalog, {config.CLOSE_CALLS_LAKE_CATALOG_ENV})",
+    )
+    run.add_argument(
+        "--lake-data-path",
+        default=None,
+        metavar="PATH",
+        help="the DuckLake's data files: a folder or s3://bucket/prefix "
+        f"(default: the component's lake_data_path, {config.CLOSE_CALLS_LAKE_DATA_PATH_ENV})",
     )
     run.set_defaults(func=_run_command)
 

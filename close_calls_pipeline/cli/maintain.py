@@ -20,10 +20,7 @@ def _from_settings(project_dir: Path) -> tuple[Lake | None, float | None]:
     from close_calls_pipeline.cli.project import settings_of
 
     settings = settings_of(project_dir)
-    catalog = getattr(settings, "lake_catalog", None)
-    data_path = getattr(settings, "lake_data_path", None)
-    lake = Lake(catalog, str(data_path)) if catalog and data_path else None
-    return lake, getattr(settings, "lake_snapshot_retention_days", None)
+    return settings.lake, settings.lake_snapshot_retention_days
 
 
 def maintain_lake(

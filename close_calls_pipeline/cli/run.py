@@ -25,6 +25,7 @@ import duckdb
 
 from close_calls_pipeline.cli.project import dagster_home, settings_of, venv_tool
 from close_calls_pipeline.core import build_plan, config, files, locks, warehouse
+from close_calls_pipeline.core.lake import Lake, connect_lake
 from close_calls_pipeline.core.personal_data import (
     HASH_KEY_ENV,
     CallPolice,
@@ -200,17 +201,36 @@ def _hours(seconds: float | None) -> str:
 def _project_env() -> str:
     """`NAME=value ` for the project settings this shell has set (never the key), so that a
     printed command pasted into a fresh shell opens the same warehouse and instance."""
-    names = (config.CLOSE_CALLS_DUCKDB_ENV, config.CLOSE_API_BASE_URL_ENV, "DAGSTER_HOME")
+    names = (
+        config.CLOSE_CALLS_DUCKDB_ENV,
+        config.CLOSE_CALLS_LAKE_CATALOG_ENV,
+        config.CLOSE_CALLS_LAKE_DATA_PATH_ENV,
+        config.CLOSE_API_BASE_URL_ENV,
+        "DAGSTER_HOME",
+    )
     return "".join(
         f"{name}={shlex.quote(os.environ[name])} " for name in names if os.environ.get(name)
     )
 
 
-def summary_lines(path: str, project_dir: Path) -> list[str]:
+def _read_only(target: warehouse.Target) -> duckdb.DuckDBPyConnection:
+    """The warehouse itself, opened read-only: the file, or the lake attached read-only."""
+    if isinstance(target, Lake):
+        return connect_lake(target, read_only=True)
+    return duckdb.connect(str(target), read_only=True)
+
+
+def _open_for_reading(target: warehouse.Target) -> duckdb.DuckDBPyConnection:
+    """As a notebook reads the warehouse: the read-only copy the run published, or the lake."""
+    if isinstance(target, Lake):
+        return _read_only(target)
+    return _read_only(config.readonly_copy_path(target))
+
+
+def summary_lines(target: warehouse.Target, project_dir: Path, report: Path) -> list[str]:
     """Rows landed, headline metrics from the marts, what the warnings mean, where to look next
-    (all read from the read-only copy the run published, as a notebook would)."""
-    copy = str(config.readonly_copy_path(path))
-    con = duckdb.connect(copy, read_only=True)
+    (all read as a notebook would: from the read-only copy the run published, or the lake)."""
+    con = _open_for_reading(target)
     try:
         live, deleted = con.execute(
             "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
@@ -252,7 +272,7 @@ def summary_lines(path: str, project_dir: Path) -> list[str]:
         f"  close.call_transcript_utterances: {utterances} utterances",
         marts,
     ]
-    unchanged = _unchanged_reason(path)
+    unchanged = _unchanged_reason(target)
     if unchanged:
         lines.append(f"  {unchanged}: no dbt model built, report and read-only copy kept")
     if deleted_outcomes:
@@ -264,16 +284,24 @@ def summary_lines(path: str, project_dir: Path) -> list[str]:
     if new_values:
         lines.append("  New enumeration values (the marts still build; values are kept as sent):")
         lines += [f"    {column} = {value!r} on {n} calls" for column, value, n in new_values]
-    lines += [
-        "",
-        f"DuckDB file: {path}   (the runs write it: do not keep it open)",
-        f"Read-only copy for notebooks: {copy}   (replaced by each run that changes something)",
-    ]
-    report = default_report_path(path)
+    daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
+    if isinstance(target, Lake):
+        lines += ["", f"Lake: {target.describe()}   (readers attach it read-only: docs/lake.md)"]
+        python = (
+            "from close_calls_pipeline.core.lake import Lake, connect_lake; "
+            f"connect_lake(Lake({target.catalog!r}, {target.data_path!r}), read_only=True)"
+            f".sql({daily!r}).show()"
+        )
+    else:
+        copy = str(config.readonly_copy_path(target))
+        lines += [
+            "",
+            f"DuckDB file: {target}   (the runs write it: do not keep it open)",
+            f"Read-only copy for notebooks: {copy}   (replaced by each run that changes something)",
+        ]
+        python = f"import duckdb; duckdb.connect({copy!r}, read_only=True).sql({daily!r}).show()"
     if report.exists():
         lines.append(f"Call report: {report}")
-    daily = "select * from analytics.call_metrics_daily order by call_date desc limit 7"
-    python = f"import duckdb; duckdb.connect({copy!r}, read_only=True).sql({daily!r}).show()"
     ui = f"{shlex.quote(venv_tool('close-calls'))} ui --project-dir {shlex.quote(str(project_dir))}"
     lines += [
         f"Open the UI (this run is in it): {_project_env()}{ui}",
@@ -283,14 +311,14 @@ def summary_lines(path: str, project_dir: Path) -> list[str]:
     return lines
 
 
-def _high_water_mark(path: str):
+def _high_water_mark(target: warehouse.Target):
     """The warehouse's high-water mark; None when it has none (or is not there yet)."""
-    if not Path(path).exists():
+    if not isinstance(target, Lake) and not Path(target).exists():
         return None
     try:
-        con = duckdb.connect(path, read_only=True)
+        con = _read_only(target)
     except duckdb.Error:
-        return None  # held by a writer: the run itself will say so
+        return None  # held by a writer (or a lake not made yet): the run itself will say so
     try:
         return warehouse.high_water_mark(con)
     except duckdb.Error:
@@ -299,10 +327,10 @@ def _high_water_mark(path: str):
         con.close()
 
 
-def _unchanged_reason(path: str) -> str | None:
+def _unchanged_reason(target: warehouse.Target) -> str | None:
     """ "no change since the last run at ..." when this run found nothing to build (read from the
     warehouse itself: the read-only copy is the previous run's then)."""
-    con = duckdb.connect(path, read_only=True)
+    con = _read_only(target)
     try:
         return build_plan.unchanged_reason(con)
     finally:
@@ -335,6 +363,8 @@ def run_pipeline(
     max_reconcile_delete_share: float | None = None,
     personal_data: dict[str, str] | None = None,
     file_mode: str | None = None,
+    lake_catalog: str | None = None,
+    lake_data_path: str | None = None,
 ) -> int:
     """Run the `close_calls_pipeline` job of the project in `project_dir` (default: the working
     directory) in this process; 0 on success, 1 on failure (also at once, starting nothing,
@@ -369,19 +399,26 @@ def run_pipeline(
                 settings.personal_data = {**settings.personal_data.as_dict(), **personal_data}
             if file_mode is not None:
                 settings.file_mode = file_mode
+            if lake_catalog or lake_data_path:
+                settings = settings.updated(
+                    lake_catalog=lake_catalog or settings.lake_catalog,
+                    lake_data_path=lake_data_path or settings.lake_data_path,
+                )
             try:  # `hash` without a key: refused before anything starts
                 CallPolice(settings.personal_data, os.environ.get(HASH_KEY_ENV, "").encode())
             except PersonalDataError as error:
                 out.write(f"error: {error}\n")
                 return 2
             path = str(settings.duckdb_path)
+            target = settings.warehouse_location
             files.private_dir(settings.duckdb_path.parent, settings.file_mode)
             try:  # one run at a time per warehouse, refused before anything starts
-                stack.enter_context(locks.acquire_run_lock(path, owner="close-calls run"))
+                anchor = warehouse.run_lock_anchor(path, settings.lake)
+                stack.enter_context(locks.acquire_run_lock(anchor, owner="close-calls run"))
             except locks.RunInProgressError as error:
                 out.write(f"error: {error}\n")
                 return 1
-            mark = _high_water_mark(path) if backfill_start and not reconcile else None
+            mark = _high_water_mark(target) if backfill_start and not reconcile else None
             if mark is not None:
                 progress.line(
                     f"WARNING: --backfill-start {backfill_start} is ignored: this warehouse "
@@ -395,7 +432,7 @@ def run_pipeline(
             from close_calls_pipeline.dagster_component.component import build_definitions
             from close_calls_pipeline.dagster_component.keys import PIPELINE_JOB
 
-            progress.line(f"warehouse: {path}")
+            progress.line(f"warehouse: {warehouse.describe(target)}")
             asset_steps: set[str] = set()  # filled once the definitions exist
             loggers = {"progress": _progress_logger(progress, asset_steps)}
             if verbose:  # Dagster's own event stream too, DEBUG and all
@@ -408,11 +445,11 @@ def run_pipeline(
             sync_config = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
             if backfill_start:
                 sync_config["backfill_start"] = backfill_start
+            ops = {"close_calls": {"config": sync_config}}
+            if settings.dbt_marts:  # without the models there is no dbt step to configure
+                ops["dbt_build"] = {"config": {"full_refresh": full_refresh}}
             run_config = {
-                "ops": {
-                    "close_calls": {"config": sync_config},
-                    "dbt_build": {"config": {"full_refresh": full_refresh}},
-                },
+                "ops": ops,
                 "loggers": {
                     "progress": {},
                     **({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {}),
@@ -455,8 +492,8 @@ def run_pipeline(
 
     progress.line(f"pipeline finished (Dagster run {result.run_id})")
     try:
-        out.write("\n".join(summary_lines(path, project_dir)) + "\n")
+        out.write("\n".join(summary_lines(target, project_dir, default_report_path(path))) + "\n")
     except duckdb.Error as error:
-        out.write(f"(summary unavailable: {error})\nDuckDB file: {path}\n")
+        out.write(f"(summary unavailable: {error})\nwarehouse: {warehouse.describe(target)}\n")
     out.flush()
     return 0

@@ -34,7 +34,7 @@ _PLACE_VARS = (
     "close_calls_duckdb",
     "duckdb_memory_limit",
     "lake_catalog",
-    "lake_data_path",
+    "lake_attach_options",
     "lake_attach_name",
     "duckdb_extension_directory",
     "duckdb_autoinstall_known_extensions",

@@ -19,6 +19,9 @@ CLOSE_API_KEY_ENV = "CLOSE_API_KEY"
 CLOSE_API_BASE_URL_ENV = "CLOSE_API_BASE_URL"
 CLOSE_CALLS_DUCKDB_ENV = "CLOSE_CALLS_DUCKDB"
 CLOSE_CALLS_LOCK_WAIT_ENV = "CLOSE_CALLS_LOCK_WAIT_SECONDS"
+CLOSE_CALLS_LAKE_CATALOG_ENV = "CLOSE_CALLS_LAKE_CATALOG"
+CLOSE_CALLS_LAKE_DATA_PATH_ENV = "CLOSE_CALLS_LAKE_DATA_PATH"
+CLOSE_CALLS_LAKE_SNAPSHOT_RETENTION_ENV = "CLOSE_CALLS_LAKE_SNAPSHOT_RETENTION_DAYS"
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 # The warehouse file, relative to the Dagster project's root (this repository's, or a user's).
@@ -40,6 +43,13 @@ DAGSTER_HOME_FOLDER = ".dagster_home"
 DBT_ARTIFACTS_FOLDER = Path(".close_calls") / "dbt"
 # Concurrent requests: enough that Close's rate limit, not latency, is the ceiling.
 DEFAULT_WORKERS = 8
+# DuckLake (docs/lake.md): how long a snapshot stays readable (time travel) before maintenance
+# expires it and removes the files no remaining snapshot needs.
+DEFAULT_LAKE_SNAPSHOT_RETENTION_DAYS = 30
+# A write of at most this many rows to a lake table is kept in the catalog (DuckLake's data
+# inlining) instead of a Parquet file of its own: an hourly run's few changed calls and their
+# utterances stay out of the data path until maintenance flushes them into larger files.
+LAKE_DATA_INLINING_ROW_LIMIT = 1_000
 # DuckDB memory limits (DuckDB spills to disk beyond them). The sync's and the checks'
 # connections land and read batches: 128 MB bounds them (the sync's peak RSS for a 100k-call
 # backfill: 351 MB; 418 MB with 256 MB; ~320 MB with 64 MB, which very large calls could

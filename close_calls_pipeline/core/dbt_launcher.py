@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from close_calls_pipeline.core import config, extensions
-from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, dbt_s3_location
+from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, attach_options, dbt_s3_location
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def dbt_vars(
     duckdb_path: str,
     memory_limit: str,
     reporting_timezone: str = config.DEFAULT_REPORTING_TIMEZONE,
+    *,
     lake: Lake | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> str:
@@ -106,7 +107,7 @@ def dbt_vars(
         key = hashlib.sha256(lake.catalog.encode()).hexdigest()[:12]
         dbt_vars |= {
             "lake_catalog": lake.catalog,
-            "lake_data_path": lake.data_path,
+            "lake_attach_options": attach_options(lake),
             "lake_attach_name": ATTACH_NAME,
             **{f"duckdb_{key}": value for key, value in extensions.settings_for_dbt().items()},
             # where it spills beyond its memory limit (a file warehouse spills beside the file):

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from close_calls_pipeline.core import files, locks, warehouse
+from close_calls_pipeline.core.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def organization_from_me(me: object, *, is_sandbox: bool) -> Organization:
 
 
 def check_organization(
-    path: str | Path,
+    path: warehouse.Target,
     api: Organization,
     *,
     api_base_url: str | None,
@@ -96,15 +97,16 @@ def check_organization(
     logger: logging.Logger | None = None,
     file_mode: str = files.PRIVATE,
 ) -> Organization:
-    """Check that the warehouse at `path` belongs to `api`'s organization, before anything is
-    written; raise `WrongOrganizationError` (one line: both organizations and the fix) if not.
+    """Check that the warehouse at `path` (a file, or a `Lake`) belongs to `api`'s organization,
+    before anything is written; raise `WrongOrganizationError` (one line: both organizations and
+    the fix) if not.
 
     A new or empty warehouse is claimed for `api` (the identity row, in its own transaction,
     before any data: a run killed after it leaves an empty warehouse, which any organization
     may claim again). A warehouse written by an earlier release, with data but no identity, is
     adopted only when the organization ids of its calls and outcomes are all `api`'s. The caller
     holds the warehouse's run lock, so nothing writes between the check and the claim."""
-    held, data_rows, found_ids = _read_holdings(Path(path), lock_wait_seconds, logger)
+    held, data_rows, found_ids = _read_holdings(path, lock_wait_seconds, logger)
     if held is not None and held.same_as(api):
         return held
     if data_rows:
@@ -120,12 +122,13 @@ def check_organization(
                 _mismatch(path, f"{holds} (written by an earlier release)", api)
             )
         log.warning("the warehouse %s (written by an earlier release) holds calls of %s only: "
-                    "recording it as that organization's", path, api.describe())  # fmt: skip
-    _claim(str(path), api, api_base_url, lock_wait_seconds, logger, file_mode)
+                    "recording it as that organization's", warehouse.describe(path),
+                    api.describe())  # fmt: skip
+    _claim(path, api, api_base_url, lock_wait_seconds, logger, file_mode)
     return api
 
 
-def _mismatch(path: str | Path, holds: str, api: Organization) -> str:
+def _mismatch(path: warehouse.Target, holds: str, api: Organization) -> str:
     if api.is_sandbox:
         answers = (
             f"this run has no CLOSE_API_KEY, so it would sync {api.describe()}. Set "
@@ -135,35 +138,46 @@ def _mismatch(path: str | Path, holds: str, api: Organization) -> str:
         answers = (
             f"the API key answers for {api.describe()}. Use the key of the warehouse's organization"
         )
+    if isinstance(path, Lake):
+        start_anew = "another lake (CLOSE_CALLS_LAKE_CATALOG and CLOSE_CALLS_LAKE_DATA_PATH)"
+    else:
+        start_anew = f"`{START_OVER}` (it moves this one aside) or another CLOSE_CALLS_DUCKDB"
     return (
-        f"the warehouse {path} holds {holds}; {answers}, or start a new warehouse with "
-        f"`{START_OVER}` (it moves this one aside) or another CLOSE_CALLS_DUCKDB. "
-        "Nothing was written."
+        f"the warehouse {warehouse.describe(path)} holds {holds}; {answers}, or start a new "
+        f"warehouse with {start_anew}. Nothing was written."
     )
 
 
 def _read_holdings(
-    path: Path, lock_wait_seconds: float | None, logger: logging.Logger | None
+    path: warehouse.Target, lock_wait_seconds: float | None, logger: logging.Logger | None
 ) -> tuple[Organization | None, int, list[str]]:
     """The recorded organization, how many data rows there are, and the organization ids of
-    the calls and outcomes, read without writing (a file that does not exist holds nothing)."""
-    if not path.exists():
-        return None, 0, []
-    con = duckdb.connect()
-    try:
+    the calls and outcomes, read without writing to a file (a file that does not exist holds
+    nothing). A lake is opened as the run will open it (its schema made if it is new)."""
+    if isinstance(path, Lake):
+        con = warehouse.connect(path)
+    else:
+        if not Path(path).exists():
+            return None, 0, []
+        con = duckdb.connect()
         literal = "'" + str(path).replace("'", "''") + "'"
-        locks.wait_for_warehouse(
-            lambda: con.execute(f"ATTACH {literal} AS held (READ_ONLY)"),
-            path,
-            lock_wait_seconds,
-            logger=logger,
-        )
-        con.execute("USE held")
+        try:
+            locks.wait_for_warehouse(
+                lambda: con.execute(f"ATTACH {literal} AS held (READ_ONLY)"),
+                path,
+                lock_wait_seconds,
+                logger=logger,
+            )
+            con.execute("USE held")
+        except BaseException:
+            con.close()
+            raise
+    try:
         tables = {
             row[0]
             for row in con.execute(
                 "SELECT table_name FROM information_schema.tables "
-                "WHERE table_catalog = 'held' AND table_schema = 'close'"
+                "WHERE table_catalog = current_database() AND table_schema = 'close'"
             ).fetchall()
         }
         if "calls" not in tables:
@@ -182,7 +196,7 @@ def _read_holdings(
 
 
 def _claim(
-    path: str,
+    path: warehouse.Target,
     api: Organization,
     api_base_url: str | None,
     lock_wait_seconds: float | None,
@@ -201,4 +215,4 @@ def _claim(
             )
     finally:
         con.close()
-    log.info("the warehouse %s is now recorded as %s's", path, api.describe())
+    log.info("the warehouse %s is now recorded as %s's", warehouse.describe(path), api.describe())

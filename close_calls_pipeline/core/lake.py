@@ -8,17 +8,19 @@ and `analytics`, the same tables and columns.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
 
-from close_calls_pipeline.core import extensions
+from close_calls_pipeline.core import config, extensions
 
 # The name the lake is attached under in our connections, and in the docs' recipes.
 ATTACH_NAME = "close_calls"
@@ -40,8 +42,65 @@ class Lake:
         return f"DuckLake ducklake:{' '.join(words)} (data {self.data_path})"
 
 
+def lake_of(catalog: str | None, data_path: str | None) -> Lake | None:
+    """The lake the two settings name; None (the DuckDB file) unless both are set (the
+    settings model refuses one without the other)."""
+    return Lake(catalog, data_path) if catalog and data_path else None
+
+
+# Catalogs in a local file: `sqlite:<path>`, `duckdb:<path>`, or a bare path (a DuckDB catalog).
+_FILE_CATALOG = re.compile(r"^(?P<kind>sqlite:|duckdb:)?(?P<path>[^:]+)$")
+
+
+def catalog_file(catalog: str) -> tuple[str, str] | None:
+    """(`sqlite:` / `duckdb:` / "", path) of a catalog kept in a local file; None for a server."""
+    match = _FILE_CATALOG.match(catalog)
+    return (match["kind"] or "", match["path"]) if match else None
+
+
+def is_local(data_path: str) -> bool:
+    """A data path on this machine's file system (not `s3://` and the like)."""
+    return "://" not in data_path
+
+
+def local_folders(lake: Lake) -> list[Path]:
+    """The folders of the lake on this machine (its catalog file's, its data folder): DuckLake
+    creates neither."""
+    folders = []
+    found = catalog_file(lake.catalog)
+    if found is not None:
+        folders.append(Path(found[1]).expanduser().parent)
+    if is_local(lake.data_path):
+        folders.append(Path(lake.data_path).expanduser())
+    return folders
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else _literal(str(value))
+
+
+def attach_options(lake: Lake) -> dict[str, Any]:
+    """The DuckLake ATTACH options of every connection of ours (readers', the writer's, dbt's).
+
+    A SQLite catalog is one file that every reader and the writer open. In WAL mode readers never
+    wait for the writer; the busy timeout makes a writer (or a reader meeting a WAL checkpoint)
+    wait for the file rather than fail with "database is locked"."""
+    # A write of few rows (an hourly run's changed calls) stays in the catalog rather than
+    # becoming a tiny Parquet file, for dbt's writes too. (An ATTACH option: DuckLake 1.5.5's
+    # persisted `set_option` crashes on some existing lakes.)
+    options: dict[str, Any] = {
+        "data_path": lake.data_path,
+        "data_inlining_row_limit": config.LAKE_DATA_INLINING_ROW_LIMIT,
+    }
+    if lake.catalog.startswith("sqlite:"):
+        options |= {"meta_journal_mode": "WAL", "meta_busy_timeout": 60000}
+    return options
 
 
 def attach_statement(
@@ -52,7 +111,7 @@ def attach_statement(
     snapshot_time: datetime | None = None,
 ) -> str:
     """`snapshot_time`: the lake as it was then (time travel; read-only)."""
-    options = [f"DATA_PATH {_literal(lake.data_path)}"]
+    options = [f"{key.upper()} {_sql_value(value)}" for key, value in attach_options(lake).items()]
     if read_only:
         options.append("READ_ONLY")
     if snapshot_time is not None:
@@ -90,10 +149,6 @@ def s3_location(environ: Mapping[str, str]) -> dict[str, Any]:
         settings["url_style"] = "path"
         settings["use_ssl"] = parts.scheme != "http"
     return settings
-
-
-def _sql_value(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else _literal(str(value))
 
 
 def _s3_bucket(data_path: str) -> str:
@@ -134,10 +189,14 @@ def redact(message: str, environ: Mapping[str, str]) -> str:
 
 
 def connect_lake(
-    lake: Lake, *, read_only: bool = False, environ: Mapping[str, str] | None = None
+    lake: Lake,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A UTC session with the lake attached and in use (`USE close_calls`), extensions loaded
-    from installed packages.
+    from installed packages; `memory_limit` bounds DuckDB's memory (it spills beyond it).
 
     Credentials come from `environ` (default: this process's environment): for an `s3://` data
     path, a temporary S3 secret from the AWS variables (`s3_secret_statement`); for a
@@ -148,6 +207,8 @@ def connect_lake(
     try:
         extensions.use_packaged_extensions(con)
         con.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
         if is_s3(lake.data_path):
             con.execute(s3_secret_statement(lake.data_path, environ))
         con.execute(attach_statement(lake, read_only=read_only))
@@ -162,3 +223,11 @@ def connect_lake(
         return con
     # Raised outside the handler, so the original (unredacted) error is not its context.
     raise type(failure)(redact(str(failure), environ))
+
+
+def run_lock_anchor(lake: Lake, folder: Path) -> Path:
+    """What the run lock of `lake` is keyed by on this machine (`core/locks.py` adds
+    `.run.lock`): a name in `folder` from a hash of the catalog, so every run of this project
+    that writes the same lake takes the same lock, whatever else differs in its settings."""
+    digest = hashlib.sha256(lake.catalog.encode()).hexdigest()[:16]
+    return Path(folder) / f"lake-{digest}"

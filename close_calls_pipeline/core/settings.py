@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core import lake as lake_mode
 from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, PersonalDataPolicy
 
@@ -82,15 +83,24 @@ class PipelineSettings(BaseModel):
     )
     lake_catalog: str | None = setting(
         None,
-        "A DuckLake catalog (docs/lake.md), as DuckLake's ATTACH takes it after `ducklake:`, "
-        "e.g. `sqlite:/srv/calls/catalog.sqlite`; with lake_data_path, the warehouse and marts "
-        "live in the lake instead of the DuckDB file.",
-        env="CLOSE_CALLS_LAKE_CATALOG",
+        "Store the warehouse in a DuckLake instead of the DuckDB file (docs/lake.md): its catalog "
+        "as DuckLake's ATTACH takes it after `ducklake:`, e.g. `sqlite:/srv/calls/catalog.sqlite` "
+        "or `postgres:dbname=calls host=db.internal` (no password here: PGPASSWORD or a DuckDB "
+        "secret). Needs `lake_data_path`. Unset: the DuckDB file.",
+        env=config.CLOSE_CALLS_LAKE_CATALOG_ENV,
     )
     lake_data_path: str | None = setting(
         None,
-        "The DuckLake's data files: a folder or `s3://bucket/prefix`.",
-        env="CLOSE_CALLS_LAKE_DATA_PATH",
+        "Where the DuckLake keeps its Parquet files: a folder (a relative one is resolved against "
+        "the project's root) or `s3://bucket/prefix`. Needs `lake_catalog`.",
+        env=config.CLOSE_CALLS_LAKE_DATA_PATH_ENV,
+    )
+    lake_snapshot_retention_days: int = setting(
+        config.DEFAULT_LAKE_SNAPSHOT_RETENTION_DAYS,
+        "DuckLake only: days a snapshot stays readable (time travel) before maintenance expires "
+        "it and removes the files no remaining snapshot needs.",
+        env=config.CLOSE_CALLS_LAKE_SNAPSHOT_RETENTION_ENV,
+        ge=1,
     )
     api_key: Secret = setting(
         None,
@@ -240,6 +250,37 @@ class PipelineSettings(BaseModel):
             )
         return value
 
+    @field_validator("lake_catalog", "lake_data_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> str | None:
+        text = str(value).strip() if value is not None else ""
+        return text or None
+
+    @field_validator("lake_catalog")
+    @classmethod
+    def _no_password_in_catalog(cls, value: str | None) -> str | None:
+        """Settings are shown (Dagster's UI, run config, logs): a password never goes in one."""
+        if value and any(w.lower().startswith("password=") for w in value.split()):
+            raise ValueError(
+                "holds a password: leave it out and set PGPASSWORD (or a DuckDB secret) in the "
+                "environment of every process that opens the lake"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _lake_needs_both(self) -> PipelineSettings:
+        if bool(self.lake_catalog) != bool(self.lake_data_path):
+            missing, given = (
+                ("lake_data_path", "lake_catalog")
+                if self.lake_catalog
+                else ("lake_catalog", "lake_data_path")
+            )
+            raise ValueError(
+                f"{missing} is not set: a DuckLake needs both lake_catalog and lake_data_path "
+                f"({given} is set); set {missing}, or unset {given} to use the DuckDB file"
+            )
+        return self
+
     @model_validator(mode="after")
     def _warn_before_fail(self) -> PipelineSettings:
         fail, warn = self.freshness_fail_after_hours, self.freshness_warn_after_hours
@@ -260,16 +301,33 @@ class PipelineSettings(BaseModel):
         the live or the sandbox default): Dagster and dbt are always handed the same path."""
         default = config.default_duckdb_relative_path(has_api_key=bool(self.api_key))
         path = config.resolve_path(self.duckdb_path, project_root, default)
-        copy = self.model_copy(update={"duckdb_path": path})
+        update: dict[str, Any] = {"duckdb_path": path}
+        if self.lake is not None:
+            update["lake_catalog"] = _catalog_resolved(self.lake_catalog, project_root)
+            update["lake_data_path"] = _data_path_resolved(self.lake_data_path, project_root)
+        copy = self.model_copy(update=update)
         copy._project_root = Path(project_root).resolve()
         return copy
 
+    def updated(self, **changes: Any) -> PipelineSettings:
+        """A copy with `changes`, validated as a whole (the lake settings go in pairs) and
+        resolved against the same project folder."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        try:
+            settings = PipelineSettings(**{**values, **changes})
+        except ValidationError as error:  # its own message would repeat every value given
+            raise ValueError("; ".join(_named(e, {}) for e in error.errors())) from None
+        return settings if self._project_root is None else settings.resolved(self._project_root)
+
     @property
     def lake(self) -> Lake | None:
-        """The DuckLake the warehouse lives in, None for the DuckDB file."""
-        if self.lake_catalog and self.lake_data_path:
-            return Lake(self.lake_catalog, self.lake_data_path)
-        return None
+        """The DuckLake the warehouse lives in; None: the DuckDB file `duckdb_path`."""
+        return lake_mode.lake_of(self.lake_catalog, self.lake_data_path)
+
+    @property
+    def warehouse_location(self) -> Path | Lake:
+        """What `warehouse.connect` opens: the lake, else the DuckDB file."""
+        return self.lake or self.duckdb_path
 
     @property
     def dbt_target_path(self) -> Path:
@@ -277,6 +335,21 @@ class PipelineSettings(BaseModel):
         if self._project_root is None:
             raise ValueError("settings not resolved against a project folder: call resolved()")
         return config.dbt_target_path(self._project_root)
+
+
+def _catalog_resolved(catalog: str, root: Path) -> str:
+    """A catalog file given relative to the project made absolute (dbt runs elsewhere)."""
+    found = lake_mode.catalog_file(catalog)
+    if found is None:
+        return catalog
+    kind, path = found
+    return f"{kind}{config.resolve_path(path, root, Path())}"
+
+
+def _data_path_resolved(data_path: str, root: Path) -> str:
+    if not lake_mode.is_local(data_path):
+        return data_path
+    return str(config.resolve_path(data_path, root, Path()))
 
 
 def settings_from_environment(environ: Mapping[str, str], **overrides: Any) -> PipelineSettings:

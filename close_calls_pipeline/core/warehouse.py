@@ -19,6 +19,8 @@ import duckdb
 import pyarrow as pa
 
 from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core import lake as lake_mode
+from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.records import TIMESTAMP, Rejection
 
 
@@ -28,17 +30,43 @@ def read_sql(name: str) -> str:
 
 
 def run_script(
-    con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: dict | None = None,
+    *,
+    for_lake: bool = False,
 ) -> list[list[tuple]]:
     """Run the statements of one `sql/*.sql` file in order (`$name` parameters from `params`);
-    returns each statement's result rows (a DELETE's is its row count)."""
+    returns each statement's result rows (a DELETE's is its row count). `for_lake`: without
+    the column compression DuckLake does not take (its Parquet files choose their own)."""
     text = "\n".join(line.split("--", 1)[0] for line in read_sql(name).splitlines())
+    if for_lake:
+        text = _COLUMN_COMPRESSION.sub("", text)
     results = []
     for statement in text.split(";"):
         if statement.strip():
             used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
             results.append(con.execute(statement, used or None).fetchall())
     return results
+
+
+_COLUMN_COMPRESSION = re.compile(r"\s+USING\s+COMPRESSION\s+\w+", re.IGNORECASE)
+
+# Where the warehouse is: a DuckDB file, or a DuckLake (`core/lake.py`).
+Target = str | Path | Lake
+
+
+def run_lock_anchor(duckdb_path: str | Path, lake: Lake | None) -> Path:
+    """What the run lock (`locks.acquire_run_lock`) is keyed by: the warehouse file; for a lake,
+    a name from its catalog in the folder the file would be in (the project's `data/`)."""
+    if lake is None:
+        return Path(duckdb_path)
+    return lake_mode.run_lock_anchor(lake, Path(duckdb_path).parent)
+
+
+def describe(target: Target) -> str:
+    """The warehouse for logs and errors (a lake's catalog without any password)."""
+    return target.describe() if isinstance(target, Lake) else str(target)
 
 
 # Rows per DuckDB row group (its default: 122,880), and the calls of a full landing batch (see
@@ -50,7 +78,7 @@ ROW_GROUP_SIZE = 8_192
 
 
 def connect(
-    path: str,
+    target: Target,
     *,
     memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
     checkpoint_threshold: str = "256MB",
@@ -70,9 +98,17 @@ def connect(
     a `logging.Logger`, when given), then fails with a `locks.WarehouseLockedError` naming that
     process (see `core/locks.py`).
 
-    The folder, the file and its WAL are created owner-only (`file_mode`, see `core/files.py`)."""
+    The folder, the file and its WAL are created owner-only (`file_mode`, see `core/files.py`).
+
+    `target` a `Lake`: the lake, attached for writing (see `_connect_lake`); the file's options
+    do not apply there."""
     from close_calls_pipeline.core import locks
 
+    if isinstance(target, Lake):
+        for folder in lake_mode.local_folders(target):
+            files.private_dir(folder, file_mode)
+        return _connect_lake(target, memory_limit)
+    path = target
     files.private_dir(Path(path).parent, file_mode)
     con = duckdb.connect()
     literal = "'" + str(path).replace("'", "''") + "'"
@@ -99,6 +135,20 @@ def connect(
         if _CORRUPT.search(str(error)):
             raise WarehouseCorruptError(path, error) from None
         raise
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _connect_lake(lake: Lake, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """The writer's connection to a lake (small writes inlined in the catalog: `lake.attach_options`),
+    then the schema, created in one snapshot."""
+    con = lake_mode.connect_lake(lake, memory_limit=memory_limit)
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        with transaction(con):
+            run_script(con, "schema.sql", for_lake=True)
     except BaseException:
         con.close()
         raise
@@ -186,6 +236,7 @@ def land_calls(
     of them is new, known without probing the table."""
     if calls.num_rows == 0:
         return LandedCounts()
+    numbered = {"change_seq": next_change_seq(con)}  # before any row is removed
     with registered(con, batch_calls=calls, batch_utterances=utterances):
         found = 1
         if walk_hashes:
@@ -194,7 +245,7 @@ def land_calls(
             run_script(con, "find_existing_calls.sql")
             (found,) = con.execute("SELECT count(*) FROM existing_calls").fetchall()[0]
         if not found:  # all new (a backfill, nearly always): append as is
-            run_script(con, "append_calls.sql")
+            run_script(con, "append_calls.sql", numbered)
             drift = 0
             if drift_before is not None:
                 (drift,) = con.execute(
@@ -214,11 +265,25 @@ def land_calls(
             own_utterances = run_script(con, "remove_replaced_calls.sql")[0]
             taken_back = own_utterances[0][0]
         if inserted or replaced:
-            run_script(con, "insert_changed_calls.sql")
+            run_script(con, "insert_changed_calls.sql", numbered)
         (written,) = con.execute(
             "SELECT count(*) FROM batch_utterances WHERE call_id IN (SELECT id FROM changed_calls)"
         ).fetchall()[0]
     return LandedCounts(inserted, updated, written - taken_back, drift)
+
+
+def next_change_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """The number of the changes the caller's transaction is about to make to close.calls
+    (`_change_seq`, which the dbt build reads), from the counter row it updates: above every
+    number stored, so above every number a build has recorded. One writer at a time (the run
+    lock) keeps the numbers in commit order; a DuckDB file and a DuckLake number alike (a
+    DuckLake has no sequences), and two writers in one lake conflict on the row."""
+    con.execute(
+        "UPDATE close.call_change_counter SET last_change_seq = "
+        "greatest(last_change_seq, (SELECT coalesce(max(_change_seq), 0) FROM close.calls)) + 1"
+    )
+    (number,) = con.execute("SELECT last_change_seq FROM close.call_change_counter").fetchone()
+    return int(number)
 
 
 def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -> int:
@@ -233,7 +298,7 @@ def mark_deleted(con: duckdb.DuckDBPyConnection, deleted: dict[str, datetime]) -
     )
     with registered(con, deleted_batch=table):
         con.execute("CREATE OR REPLACE TEMP TABLE deleted_calls AS SELECT * FROM deleted_batch")
-    run_script(con, "mark_deleted.sql")
+    run_script(con, "mark_deleted.sql", {"change_seq": next_change_seq(con)})
     (count,) = con.execute("SELECT count(*) FROM newly_deleted").fetchall()[0]
     # What Close deleted keeps no personal data here either (docs/privacy.md).
     con.execute(

@@ -46,6 +46,7 @@ from close_calls_pipeline.dagster_component.dbt import (
     source_descriptions,
 )
 from close_calls_pipeline.dagster_component.jobs import jobs_and_schedules
+from close_calls_pipeline.dagster_component.maintenance import build_lake_maintenance
 from close_calls_pipeline.dagster_component.publish import build_readonly_copy_asset
 from close_calls_pipeline.dagster_component.report import build_report_asset
 from close_calls_pipeline.dagster_component.resources import (
@@ -173,6 +174,8 @@ def build_definitions(
     )
     warehouse = WarehouseResource(
         path=str(settings.duckdb_path),
+        lake_catalog=settings.lake_catalog,
+        lake_data_path=settings.lake_data_path,
         close_api=close_api,
         memory_limit=settings.duckdb_memory_limit,
         dbt_memory_limit=settings.dbt_memory_limit,
@@ -200,6 +203,12 @@ def build_definitions(
     # Last: the read-only copy readers open, published once everything above it is written.
     assets.append(build_readonly_copy_asset(deps=[key for a in assets for key in a.keys]))
     jobs, schedules = jobs_and_schedules(settings.cron_schedule, settings.reconcile_cron_schedule)
+    if settings.lake is not None:  # a DuckDB file needs no upkeep; a lake's small files do
+        maintenance_job, maintenance_schedules = build_lake_maintenance(
+            "duckdb_warehouse", retention_days=settings.lake_snapshot_retention_days
+        )
+        jobs = [*jobs, maintenance_job]
+        schedules = [*schedules, *maintenance_schedules]
     return Definitions(
         assets=assets,
         asset_checks=checks,

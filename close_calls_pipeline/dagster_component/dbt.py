@@ -259,7 +259,10 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         incremental (the calls changed since the last build) unless a full refresh is needed,
         and nothing at all when nothing changed (core/build_plan.py)."""
         dbt_vars = dbt_launcher.dbt_vars(
-            duckdb_warehouse.path, duckdb_warehouse.dbt_memory_limit, reporting_timezone
+            duckdb_warehouse.path,
+            duckdb_warehouse.dbt_memory_limit,
+            reporting_timezone,
+            lake=duckdb_warehouse.lake,
         )
         with duckdb_warehouse.connect() as con:
             fingerprint = build_plan.fingerprint(con, project.project_dir, json.loads(dbt_vars))

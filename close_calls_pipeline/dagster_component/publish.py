@@ -4,7 +4,8 @@ It sits below every other asset (the ingestion tables and every dbt model), so i
 pipeline jobs it is the last step, and it is skipped when a step above it fails (a failed sync,
 a failed blocking check, a failed dbt build): readers keep the previous copy, in which the
 sources and the marts agree, rather than a copy with new calls and stale or half-rebuilt marts.
-Materializing it alone publishes the warehouse as it is. See `core/publish.py`.
+Materializing it alone publishes the warehouse as it is. See `core/publish.py`. A warehouse in
+a DuckLake has no copy: its readers attach the lake read-only (docs/lake.md).
 """
 
 from collections.abc import Iterable
@@ -49,6 +50,13 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
     def readonly_copy(
         context: AssetExecutionContext, duckdb_warehouse: WarehouseResource
     ) -> MaterializeResult:
+        if duckdb_warehouse.lake is not None:
+            reason = (
+                "the warehouse is a DuckLake: readers attach it read-only and see its last "
+                "committed snapshot (docs/lake.md), so no copy is made"
+            )
+            context.log.info(f"read-only copy not written: {reason}")
+            return MaterializeResult(metadata={"written": False, "reason": reason})
         copy = config.readonly_copy_path(duckdb_warehouse.path)
         with duckdb_warehouse.connect() as con:
             unchanged = build_plan.unchanged_reason(con)

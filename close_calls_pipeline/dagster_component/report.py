@@ -63,6 +63,7 @@ def build_report_asset(reporting_timezone: str) -> AssetsDefinition:
                 duckdb_warehouse.path,
                 timezone=reporting_timezone,
                 file_mode=duckdb_warehouse.file_mode,
+                lake=duckdb_warehouse.lake,
             )
         except EmptyPeriodError as error:
             # A warehouse without calls yet is not a failure of the run: say why there is no file.

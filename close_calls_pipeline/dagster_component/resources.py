@@ -33,6 +33,7 @@ from pydantic import Field, PrivateAttr
 
 from close_calls_pipeline.core import config, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.lake import Lake, lake_of
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
 from close_calls_pipeline.core.settings import PipelineSettings, default_of
 
@@ -186,13 +187,20 @@ def close_api_resource(
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file (absolute path), opened briefly with `warehouse.connect`.
+    """The warehouse: the DuckDB file (absolute path), or the DuckLake when `lake_catalog` and
+    `lake_data_path` are set (docs/lake.md), opened briefly with `warehouse.connect`.
 
     A run that uses it holds the warehouse's run lock (`core/locks.py`) from start to end: a
     second run fails at once, before any step, naming the first. While another process holds
-    the file, its steps wait for it, `lock_wait_seconds` at most over the whole run."""
+    the file, its steps wait for it, `lock_wait_seconds` at most over the whole run (a lake
+    has no such lock: readers attach it read-only while a run writes)."""
 
-    path: str = Field(description="Absolute path of the DuckDB file.")
+    path: str = Field(
+        description="Absolute path of the DuckDB file (with a lake: where the run lock and the "
+        "report go beside)."
+    )
+    lake_catalog: str | None = _setting("lake_catalog")
+    lake_data_path: str | None = _setting("lake_data_path")
     close_api: CloseApiResource = Field(
         description="The API that feeds the warehouse: a run starts only if it answers for the "
         "organization the warehouse belongs to."
@@ -217,7 +225,9 @@ class WarehouseResource(ConfigurableResource):
         try:
             # `hash` without a key fails here, before any request (the organization check's).
             CallPolice(self.personal_data_policy(), self.hash_key())
-            self._run_lock = locks.acquire_run_lock(self.path, owner=owner)
+            self._run_lock = locks.acquire_run_lock(
+                warehouse.run_lock_anchor(self.path, self.lake), owner=owner
+            )
             self._check_organization()
         except BaseException:
             if self._run_lock is not None:
@@ -233,7 +243,7 @@ class WarehouseResource(ConfigurableResource):
         organization = self.close_api.organization()
         with self._opening() as wait:
             identity.check_organization(
-                self.path,
+                self.target,
                 organization,
                 api_base_url=self.close_api.recorded_base_url,
                 lock_wait_seconds=wait,
@@ -241,7 +251,9 @@ class WarehouseResource(ConfigurableResource):
                 file_mode=self.file_mode,
             )
         for logger in (log, get_dagster_logger()):
-            logger.info("Syncing %s into %s", organization.describe(), self.path)
+            logger.info(
+                "Syncing %s into %s", organization.describe(), warehouse.describe(self.target)
+            )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._umask_before is not None:
@@ -250,6 +262,16 @@ class WarehouseResource(ConfigurableResource):
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+
+    @property
+    def lake(self) -> Lake | None:
+        """The DuckLake the warehouse lives in; None: the DuckDB file `path`."""
+        return lake_of(self.lake_catalog, self.lake_data_path)
+
+    @property
+    def target(self) -> warehouse.Target:
+        """What `warehouse.connect` opens: the lake, else the file."""
+        return self.lake or self.path
 
     def personal_data_policy(self) -> PersonalDataPolicy:
         return PersonalDataPolicy.of(self.personal_data)
@@ -265,7 +287,7 @@ class WarehouseResource(ConfigurableResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._opening() as wait:
             con = warehouse.connect(
-                self.path,
+                self.target,
                 memory_limit=self.memory_limit,
                 lock_wait_seconds=wait,
                 logger=get_dagster_logger(),
@@ -277,7 +299,10 @@ class WarehouseResource(ConfigurableResource):
             con.close()
 
     def wait_until_writable(self) -> None:
-        """Before handing the file to another process (dbt): wait, as `connect` does."""
+        """Before handing the file to another process (dbt): wait, as `connect` does (a lake
+        has no file to wait for)."""
+        if self.lake is not None:
+            return
         with self._opening() as wait:
             locks.wait_until_writable(self.path, wait, logger=get_dagster_logger())
 

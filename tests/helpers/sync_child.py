@@ -2,6 +2,8 @@
 
     python tests/helpers/sync_child.py BASE_URL API_KEY DB_PATH OPTIONS_JSON [STAGE NTH]
 
+DB_PATH is a DuckDB file, or a DuckLake as JSON: {"catalog": ..., "data_path": ...}.
+
 Runs `sync_calls` with the options given and, when STAGE is given, `os.kill(os.getpid(),
 SIGKILL)` the NTH time the sync reaches that stage ("page", "landed", "state", "committed"):
 nothing is flushed, closed or rolled back, as with `kill -9` or a machine that loses power.
@@ -17,6 +19,7 @@ import sys
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 
 
@@ -32,7 +35,8 @@ def main() -> None:
             if reached == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    con = warehouse.connect(db_path)
+    target = Lake(**json.loads(db_path)) if db_path.startswith("{") else db_path
+    con = warehouse.connect(target)
     with CloseClient(api_key, base_url) as client:
         summary = sync_calls(client, con, SyncOptions(**json.loads(options)), on_stage=on_stage)
     con.close()

@@ -4,5 +4,5 @@ INSERT INTO close.call_transcript_utterances BY NAME
 SELECT * FROM batch_utterances;
 
 INSERT INTO close.calls BY NAME
-SELECT b.*, hash(b._raw) AS _raw_hash
+SELECT b.*, hash(b._raw) AS _raw_hash, $change_seq AS _change_seq
 FROM batch_calls AS b;

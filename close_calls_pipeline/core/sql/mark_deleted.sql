@@ -8,7 +8,7 @@ JOIN deleted_calls AS d ON d.id = t.id
 WHERE t._deleted_at IS NULL;
 
 UPDATE close.calls AS t
-SET _deleted_at = n.deleted_at, _change_seq = nextval('close.call_change_seq')
+SET _deleted_at = n.deleted_at, _change_seq = $change_seq
 FROM newly_deleted AS n
 WHERE t.id = n.id;
 

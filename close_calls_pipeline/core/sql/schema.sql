@@ -2,10 +2,6 @@
 -- Names and types are stable; new columns are only ever added.
 CREATE SCHEMA IF NOT EXISTS close;
 
--- Numbers every insert, update and soft delete of a call (close.calls._change_seq), so the
--- layers above build from the calls changed since their last build.
-CREATE SEQUENCE IF NOT EXISTS close.call_change_seq;
-
 -- One row per call id ever seen. Every documented Call field under its API name, typed.
 CREATE TABLE IF NOT EXISTS close.calls (
     id                        VARCHAR NOT NULL,
@@ -61,7 +57,16 @@ CREATE TABLE IF NOT EXISTS close.calls (
     _loaded_at                TIMESTAMPTZ NOT NULL,
     _deleted_at               TIMESTAMPTZ,
     _raw_hash                 UBIGINT,            -- internal: hash(_raw), to find changed calls cheaply
-    _change_seq               BIGINT DEFAULT nextval('close.call_change_seq')  -- see the sequence
+    _change_seq               BIGINT              -- see close.call_change_counter
+);
+
+-- Numbers every insert, update and soft delete of a call (close.calls._change_seq), so the
+-- layers above build from the calls changed since their last build: the last number given (one
+-- row). Each landing takes the next in its own transaction (warehouse.next_change_seq); two
+-- writers that land at once both update this row, so in a DuckLake the second one's commit
+-- fails instead of showing calls twice.
+CREATE TABLE IF NOT EXISTS close.call_change_counter (
+    last_change_seq  BIGINT NOT NULL
 );
 
 -- One row per transcript utterance of a call that exists in Close.
@@ -208,4 +213,9 @@ ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS records_repaired BIGINT;  
 ALTER TABLE close.sync_state ADD COLUMN IF NOT EXISTS drift_calls BIGINT;        -- reconcile: changes the incremental missed
 ALTER TABLE close.sync_windows ADD COLUMN IF NOT EXISTS landed_down_to TIMESTAMPTZ;  -- every call newer than this has landed
 ALTER TABLE close.call_transcript_utterances ADD COLUMN IF NOT EXISTS is_question BOOLEAN;  -- kept when the text is dropped
-ALTER TABLE close.calls ADD COLUMN IF NOT EXISTS _change_seq BIGINT DEFAULT nextval('close.call_change_seq');
+ALTER TABLE close.calls ADD COLUMN IF NOT EXISTS _change_seq BIGINT;
+
+-- The counter starts above the numbers already given (by a sequence, in an earlier release).
+INSERT INTO close.call_change_counter
+SELECT last_given FROM (SELECT coalesce(max(_change_seq), 0) AS last_given FROM close.calls)
+WHERE NOT EXISTS (SELECT 1 FROM close.call_change_counter);
