@@ -83,7 +83,7 @@ def build_file(db: Path, work_dir: Path) -> str:
 def build_lake(lake: Lake, work_dir: Path) -> str:
     # the file path is not read in lake mode: a missing file shows that nothing opens it
     missing = str(work_dir / "not-a-warehouse.duckdb")
-    dbt_vars = dbt_launcher.dbt_vars(missing, config.DEFAULT_DBT_MEMORY_LIMIT, TIMEZONE, lake)
+    dbt_vars = dbt_launcher.dbt_vars(missing, config.DEFAULT_DBT_MEMORY_LIMIT, TIMEZONE, lake=lake)
     con = connect_lake(lake)
     try:
         plan = plan_and_request(con, dbt_vars)
@@ -181,10 +181,11 @@ def test_dbt_vars_name_the_lake_only_when_there_is_one(tmp_path):
         "reporting_timezone": TIMEZONE,
     }
     lake = Lake("sqlite:/srv/catalog.sqlite", "s3://bucket/calls")
-    in_lake = json.loads(dbt_launcher.dbt_vars("/w.duckdb", "2GB", TIMEZONE, lake))
+    in_lake = json.loads(dbt_launcher.dbt_vars("/w.duckdb", "2GB", TIMEZONE, lake=lake))
     assert in_lake.items() >= file_only.items()
     assert in_lake["lake_catalog"] == lake.catalog
-    assert in_lake["lake_data_path"] == lake.data_path
+    assert in_lake["lake_attach_options"]["data_path"] == lake.data_path
+    assert in_lake["lake_attach_options"]["meta_journal_mode"] == "WAL"  # a SQLite catalog
     assert in_lake["lake_attach_name"] == ATTACH_NAME
     assert in_lake["duckdb_autoinstall_known_extensions"] == "false"  # never a download
     assert (Path(in_lake["duckdb_extension_directory"])).is_dir()
@@ -251,7 +252,7 @@ def test_an_s3_data_path_gives_dbt_a_secret_with_keys_from_its_environment(tmp_p
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAKEYFORTHETEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_value)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    dbt_vars = json.loads(dbt_launcher.dbt_vars("", "1GB", TIMEZONE, lake))
+    dbt_vars = json.loads(dbt_launcher.dbt_vars("", "1GB", TIMEZONE, lake=lake))
     # what dbt_vars adds for an s3:// data path (the data path stays a folder: no S3 server here)
     dbt_vars["lake_s3"] = dbt_launcher.dbt_s3_location(
         Lake(lake.catalog, "s3://calls-bucket/prefix/"), {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}

@@ -24,7 +24,7 @@ from close_calls_pipeline.dagster_component.maintenance import (
 )
 
 HOURS = 24
-ROWS_PER_HOUR = 200
+ROWS_PER_HOUR = 1_200  # more than the inlining limit (1,000 rows): a Parquet file an hour
 
 
 def storage(data: Path) -> tuple[int, int]:
@@ -44,7 +44,7 @@ def hourly_lake(root: Path) -> Lake:
         for hour in range(HOURS):
             with warehouse.transaction(con):
                 con.execute(
-                    "INSERT INTO close.calls SELECT $h * 1000 + i, $h, 'answered' "
+                    "INSERT INTO close.calls SELECT $h * 10000 + i, $h, 'answered' "
                     "FROM range($n) t(i)",
                     {"h": hour, "n": ROWS_PER_HOUR},
                 )
@@ -85,8 +85,8 @@ def test_maintenance_leaves_few_files_and_the_same_data(tmp_path):
         assert contents(con) == rows
         assert report.after.snapshots == 1 and report.snapshots_expired > HOURS
         assert files_after == report.after.files and report.after.awaiting_deletion == 0
+        # (bytes may grow: updated rows kept inlined in the catalog are flushed into the files)
         assert files_after <= 2 < files_before / 10
-        assert bytes_after < bytes_before
         print(
             f"\n{HOURS} hourly write transactions: {files_before} files, {bytes_before} bytes, "
             f"{counted.snapshots} snapshots; after maintenance (retention 0): {files_after} "
