@@ -7,7 +7,8 @@
 * change numbers (`_change_seq`) grow with every landing, in a file (one made by an earlier
   release with a sequence too) and in a lake alike;
 * a sync into the lake equals the sandbox's truth, and a second writer's concurrent landing
-  never shows a call twice;
+  never shows a call twice (on SQLite, DuckDB and PostgreSQL catalogs: the last on the servers
+  of tests/helpers/lake_servers.py);
 * (slow) `close-calls run` into a lake while another process reads it: the reader never fails
   and never sees half a batch; a run killed with SIGKILL mid-sync, then another run, equals the
   truth with no duplicate; the readonly_copy step writes nothing;
@@ -498,7 +499,7 @@ def test_a_run_into_a_lake_killed_mid_sync_then_run_again_equals_the_truth_while
         store.advance(3600)
         third = close_calls_run(project, env)
         output = third.communicate(timeout=300)[0]
-        assert second.returncode == 0, output[-3000:]
+        assert third.returncode == 0, output[-3000:]
         assert "mode=incremental" in output, output[-3000:]
     finally:
         seen = reader.stop()
