@@ -7,7 +7,8 @@
 * change numbers (`_change_seq`) grow with every landing, in a file (one made by an earlier
   release with a sequence too) and in a lake alike;
 * a sync into the lake equals the sandbox's truth, and a second writer's concurrent landing
-  never shows a call twice;
+  never shows a call twice (on SQLite, DuckDB and PostgreSQL catalogs: the last on the servers
+  of tests/helpers/lake_servers.py);
 * (slow) `close-calls run` into a lake while another process reads it: the reader never fails
   and never sees half a batch; a run killed with SIGKILL mid-sync, then another run, equals the
   truth with no duplicate; the readonly_copy step writes nothing;
@@ -25,12 +26,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.truth import (
     assert_warehouse_matches_truth,
     expected_payload,
@@ -242,10 +245,10 @@ def test_a_record_served_broken_is_quarantined_in_the_lake_and_the_rest_lands(tm
 
 
 def _two_writers(lake: Lake, kind: str):
-    """Two connections writing the lake: separate processes' on a SQLite catalog; two
-    cursors of one DuckDB on a DuckDB catalog, where DuckLake's own conflict check decides (as
-    it does for writers on different machines sharing a PostgreSQL catalog)."""
-    if kind == "sqlite":
+    """Two connections writing the lake: two DuckDBs, as separate processes' or machines', on a
+    SQLite or PostgreSQL catalog; two cursors of one DuckDB on a DuckDB catalog (a file one
+    DuckDB opens at a time), where DuckLake's own conflict check decides."""
+    if kind != "duckdb catalog":
         return warehouse.connect(lake), warehouse.connect(lake)
     first = warehouse.connect(lake)
     second = first.cursor()  # another connection to the same DuckDB, the lake attached
@@ -254,18 +257,27 @@ def _two_writers(lake: Lake, kind: str):
     return first, second
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "duckdb catalog"])
+def _conflict_lake(kind: str, folder: Path, request, monkeypatch) -> Lake:
+    """A new lake of the catalog kind; "postgres": the throwaway PostgreSQL server as its
+    catalog and the S3 server as its data path, credentials in the environment."""
+    if kind == "sqlite":
+        return Lake(f"sqlite:{folder / 'catalog.sqlite'}", str(folder / "data"))
+    if kind == "duckdb catalog":
+        return Lake(str(folder / "meta.ducklake"), str(folder / "data"))
+    postgres, s3 = request.getfixturevalue("postgres_server"), request.getfixturevalue("s3_server")
+    database = postgres.create_database(f"conflict_{uuid.uuid4().hex[:8]}")
+    for name, value in {**postgres.environ(), **s3.environ()}.items():
+        monkeypatch.setenv(name, value)
+    return Lake(postgres.catalog(database), f"s3://{s3.bucket}/{database}/")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "duckdb catalog", "postgres"])
 def test_a_second_writer_landing_the_same_calls_at_once_fails_and_shows_nothing_twice(
-    tmp_path, sandbox, kind
+    tmp_path, sandbox, kind, request, monkeypatch
 ):
     """The run lock keeps two runs on one machine apart. Two writers elsewhere that land at
     once both take a change number (one row): the second commit fails, rolled back whole."""
-    catalog = (
-        f"sqlite:{tmp_path / 'catalog.sqlite'}"
-        if kind == "sqlite"
-        else f"{tmp_path / 'meta.ducklake'}"
-    )
-    lake = Lake(catalog, str(tmp_path / "data"))
+    lake = _conflict_lake(kind, tmp_path, request, monkeypatch)
     first, second = _two_writers(lake, kind)
     with CloseClient(KEY, sandbox.base_url) as client:
         sync_calls(client, first)
@@ -487,7 +499,7 @@ def test_a_run_into_a_lake_killed_mid_sync_then_run_again_equals_the_truth_while
         store.advance(3600)
         third = close_calls_run(project, env)
         output = third.communicate(timeout=300)[0]
-        assert second.returncode == 0, output[-3000:]
+        assert third.returncode == 0, output[-3000:]
         assert "mode=incremental" in output, output[-3000:]
     finally:
         seen = reader.stop()

@@ -241,3 +241,18 @@ def test_maintenance_on_postgres_and_s3_deletes_the_objects_no_snapshot_needs(
         assert report.after.snapshots == 1
     finally:
         con.close()
+
+
+def test_a_writer_with_little_memory_writes_parquet_files_to_s3(s3_server, tmp_path):  # noqa: F811
+    """DuckDB buffers each part of an S3 upload in memory: 80 MB parts (its default) do not fit
+    beside the sync's own data under its memory limit (128 MB); our connections' parts do."""
+    prefix = f"memory_{uuid.uuid4().hex[:8]}"
+    lake = Lake(f"sqlite:{tmp_path / 'catalog.sqlite'}", f"s3://{s3_server.bucket}/{prefix}/")
+    con = connect_lake(lake, memory_limit="64MB", environ=s3_server.environ())
+    try:
+        con.execute("CREATE TABLE numbers (n BIGINT)")
+        con.execute("INSERT INTO numbers SELECT * FROM range(5000)")  # beyond inlining: a file
+        assert con.execute("SELECT sum(n) FROM numbers").fetchone() == (12497500,)
+    finally:
+        con.close()
+    assert any(key.endswith(".parquet") for key in s3_server.keys(prefix))

@@ -151,6 +151,13 @@ def s3_location(environ: Mapping[str, str]) -> dict[str, Any]:
     return settings
 
 
+# DuckDB's S3 writes upload a file in parts of `s3_uploader_max_filesize` / 10,000 parts, each
+# buffered in memory: 80 MB by default, more than the sync's memory limit (config:
+# DEFAULT_DUCKDB_MEMORY_LIMIT), which fails the first batch. The smallest size DuckDB accepts
+# gives parts of 5 MiB (S3's minimum) and still allows a 50 GB file.
+S3_UPLOADER_MAX_FILESIZE = "50GB"
+
+
 def _s3_bucket(data_path: str) -> str:
     return "s3://" + data_path[len("s3://") :].split("/", 1)[0]
 
@@ -211,6 +218,7 @@ def connect_lake(
             con.execute(f"SET memory_limit = {_literal(memory_limit)}")
         if is_s3(lake.data_path):
             con.execute(s3_secret_statement(lake.data_path, environ))
+            con.execute(f"SET s3_uploader_max_filesize = {_literal(S3_UPLOADER_MAX_FILESIZE)}")
         con.execute(attach_statement(lake, read_only=read_only))
         con.execute(f"USE {ATTACH_NAME}")
     except duckdb.Error as error:

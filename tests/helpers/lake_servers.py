@@ -128,6 +128,18 @@ class PostgresServer:
         )
         return name
 
+    def dump(self, dbname: str) -> str:
+        """Every table of a database as text (`pg_dump`, over TCP): what the catalog holds."""
+        done = subprocess.run(
+            ["pg_dump", "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", dbname],
+            env={**os.environ, **self.environ()},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout
+
 
 @dataclass(frozen=True)
 class S3Server:
