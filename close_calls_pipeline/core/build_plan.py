@@ -40,6 +40,7 @@ _PLACE_VARS = (
     "duckdb_autoinstall_known_extensions",
     "duckdb_temp_directory",
     "lake_s3",
+    "duckdb_s3_uploader_max_filesize",
 )
 
 

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from close_calls_pipeline.core import config, extensions
-from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, attach_options, dbt_s3_location
+from close_calls_pipeline.core.lake import (
+    ATTACH_NAME,
+    S3_UPLOADER_MAX_FILESIZE,
+    Lake,
+    attach_options,
+    dbt_s3_location,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +126,7 @@ def dbt_vars(
         s3 = dbt_s3_location(lake, os.environ if environ is None else environ)
         if s3 is not None:
             dbt_vars["lake_s3"] = s3
+            dbt_vars["duckdb_s3_uploader_max_filesize"] = S3_UPLOADER_MAX_FILESIZE
     return json.dumps(dbt_vars)
 
 
