@@ -74,3 +74,10 @@
         text, so the flag decides when it is there and the text otherwise. -#}
     coalesce({{ flag }}, contains({{ text }}, '?'), false)
 {%- endmacro %}
+
+{#- A relation without its database, for the SQL of a view: DuckDB resolves it in the view's
+    own database, so the view still works in a copy of the file opened under another name (the
+    read-only copy). dbt's unit tests pass their fixtures as names: those are kept. -#}
+{% macro in_this_database(relation) -%}
+    {{- relation.include(database=false) if relation.include is defined else relation -}}
+{%- endmacro %}

@@ -1,5 +1,8 @@
 -- One row per outcome_id over all existing calls; calls without an outcome form one row with a
 -- null outcome_id: the sum of call_metrics_by_outcome_daily's days.
+-- A view over the day-grained mart (one row per day and group: small), so a build never
+-- rebuilds it.
+{{ config(materialized='view') }}
 with by_outcome as (
 
     select
@@ -9,7 +12,7 @@ with by_outcome as (
         cast(sum(answered_calls) as bigint) as answered_calls,
         cast(sum(total_duration_seconds) as bigint) as total_duration_seconds,
         cast(sum(total_cost_usd) as decimal(38, 8)) as total_cost_usd
-    from {{ ref('call_metrics_by_outcome_daily') }}
+    from {{ in_this_database(ref('call_metrics_by_outcome_daily')) }}
     group by outcome_id
 
 )
