@@ -43,17 +43,11 @@ class BuildPlan:
     @property
     def dbt_args(self) -> list[str]:
         """The `dbt build` arguments of this plan (nothing to run when UNCHANGED). dbt's unit
-        tests check the models' SQL on fixed rows, not the data, and a view is only its SQL: the
-        SQL changes only with the fingerprint, which makes the build full, so an incremental
-        build skips the unit tests and leaves the views as they are. The views' data tests still
-        run (`empty` indirect selection: excluding a model does not exclude its tests)."""
+        tests check the models' SQL on fixed rows, not the data: the SQL changes only with the
+        fingerprint, which makes the build full, so an incremental build skips them."""
         if self.mode == FULL:
             return ["--full-refresh"]
-        return [
-            "--exclude-resource-type", "unit_test",
-            "--exclude", "config.materialized:view,resource_type:model",
-            "--indirect-selection", "empty",
-        ]  # fmt: skip
+        return ["--exclude-resource-type", "unit_test"]
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, project_dir: Path, dbt_vars: Mapping) -> str:

@@ -49,22 +49,16 @@ select 1
 {%- endif -%}
 {%- endmacro %}
 
-{#- Records the build: complete when every model of the project that holds rows (not a view) was
-    built and no model failed. A view is only its SQL, which changes with the project's files
-    only, and those make the next build a full one: an incremental build leaves the views as they
-    are (core/build_plan.py). A run that built no model (`dbt test`) records nothing. -#}
+{#- Records the build: complete when every model of the project was built. A run that built no
+    model (`dbt test`) records nothing. -#}
 {% macro finish_build(results) -%}
-{%- set state = namespace(ran=0, failed=0, built=0) -%}
+{%- set state = namespace(ran=0, succeeded=0) -%}
 {%- for result in results if result.node.resource_type == 'model' -%}
     {%- set state.ran = state.ran + 1 -%}
-    {%- if result.status != 'success' -%}
-        {%- set state.failed = state.failed + 1 -%}
-    {%- elif result.node.config.materialized != 'view' -%}
-        {%- set state.built = state.built + 1 -%}
-    {%- endif -%}
+    {%- if result.status == 'success' -%}{%- set state.succeeded = state.succeeded + 1 -%}{%- endif -%}
 {%- endfor -%}
-{%- set tables = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-    | rejectattr('config.materialized', 'equalto', 'view') | list if execute else [] -%}
+{%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list
+    if execute else [] -%}
 {%- if state.ran == 0 -%}
 select 1
 {%- else -%}
@@ -73,7 +67,7 @@ select
     now(),
     after_seq,
     through_seq,
-    {{ 'true' if state.failed == 0 and state.built == tables | length else 'false' }},
+    {{ 'true' if state.succeeded == models | length else 'false' }},
     {{ 'true' if flags.FULL_REFRESH else 'false' }},
     (select max(fingerprint) from build_state.request)
 from build_state.current
@@ -118,8 +112,8 @@ select 1
     rows of the calls changed since (numbered after build_state.current's after_seq, set before
     any node runs); `days`, the days int_changed_call_dates lists (the day-grained marts, which
     are built after it). A full refresh, or a build with no complete build before it, tests
-    every row, and so does `dbt test` (run by hand). Overrides dbt's macro of that name, which every generic test reads its model
-    through; a test's own `where` config still applies. -#}
+    every row, and so does `dbt test` (run by hand). Overrides dbt's macro of that name, which
+    every generic test reads its model through; a test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
