@@ -235,9 +235,20 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
         db_path, f"SELECT count(*) FROM analytics.fct_calls WHERE call_id IN ('{deleted}')"
     ) == [(0,)]
 
-    # Nothing changes in Close: no dbt model is built, the report and the read-only copy stay.
+    # More changes: an incremental dbt build (the run above was full: its reporting time zone
+    # is not the first job's), below which the report and the read-only copy are written again.
     report, copy = db_path.parent / "call_report.html", readonly_copy_path(str(db_path))
+    before = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
+    sandbox.store.mutate_random(random.Random(2), new=2, updated=4, deleted=1)
+    sandbox.store.advance(60)
+    out = io.StringIO()
+    assert run_pipeline(out=out) == 0, out.getvalue()
+    assert "dbt build: incremental" in out.getvalue(), out.getvalue()
     written = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
+    assert written[0] > before[0] and written[1] > before[1], out.getvalue()
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+
+    # Nothing changes in Close: no dbt model is built, the report and the read-only copy stay.
     builds = query(db_path, "SELECT count(*) FROM build_state.builds")
     sandbox.store.advance(60)
     out = io.StringIO()

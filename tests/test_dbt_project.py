@@ -78,14 +78,14 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         by_schema.setdefault(schema, {})[name] = table_type
     assert by_schema["analytics"] == {
         "fct_calls": "BASE TABLE",
-        "call_metrics_daily": "BASE TABLE",
-        "call_metrics_by_disposition": "BASE TABLE",
-        "call_metrics_by_outcome": "BASE TABLE",
+        "call_metrics_daily": "VIEW",  # over a day-grained mart
+        "call_metrics_by_disposition": "VIEW",  # over a day-grained mart
+        "call_metrics_by_outcome": "VIEW",  # over a day-grained mart
         "call_metrics_by_user_daily": "BASE TABLE",
         "unknown_enum_values": "BASE TABLE",
         "fct_call_conversations": "BASE TABLE",
-        "call_metrics_by_user_weekly": "BASE TABLE",
-        "call_metrics_by_hour": "BASE TABLE",
+        "call_metrics_by_user_weekly": "VIEW",  # over a day-grained mart
+        "call_metrics_by_hour": "VIEW",  # over a day-grained mart
         "call_metrics_by_disposition_daily": "BASE TABLE",
         "call_metrics_by_outcome_daily": "BASE TABLE",
         "call_metrics_by_hour_daily": "BASE TABLE",
@@ -103,6 +103,19 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         "int_changed_calls",
         "int_changed_call_dates",
     }
+
+
+def test_the_mart_views_work_in_a_copy_opened_under_another_name(warehouse, tmp_path):
+    """The read-only copy is the same file under another name (another DuckDB catalog): the
+    views over the day-grained marts name their tables without the catalog."""
+    copy = tmp_path / "close_calls_readonly.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    for view in ("call_metrics_daily", "call_metrics_by_disposition", "call_metrics_by_outcome",
+                 "call_metrics_by_hour", "call_metrics_by_user_weekly"):  # fmt: skip
+        assert query(copy, f"select count(*) from analytics.{view}") == query(
+            warehouse, f"select count(*) from analytics.{view}"
+        ), view
+    assert query(copy, "select sum(calls) from analytics.call_metrics_daily") == [(5,)]
 
 
 def test_fct_calls(warehouse):

@@ -45,7 +45,7 @@ def build(db_path: Path, work_dir: Path, full_refresh: bool = False) -> build_pl
 
 
 def mart_differences(built: Path, refreshed: Path) -> dict[str, int]:
-    """Rows of each analytics table found in one warehouse and not the other (counted with
+    """Rows of each analytics table and view found in one warehouse and not the other (counted with
     multiplicity); DOUBLE columns match within 1e-9 relative (a sum's last bits depend on the
     order it reads its rows in)."""
     con = duckdb.connect()
@@ -56,6 +56,8 @@ def mart_differences(built: Path, refreshed: Path) -> dict[str, int]:
             name
             for (name,) in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'analytics' "
+                "AND database_name IN ('built', 'refreshed') UNION SELECT view_name "
+                "FROM duckdb_views() WHERE schema_name = 'analytics' "
                 "AND database_name IN ('built', 'refreshed')"
             ).fetchall()
         }

@@ -107,11 +107,13 @@ select 1
 )
 {%- endmacro %}
 
-{#- Tests on the incremental models check the rows this build wrote: the changed calls (models
-    that delete_changed_calls) or days (delete_changed_days), as their pre_hook says. A full
-    refresh, or a build with no complete build before it, tests every row. Overrides dbt's macro
-    of that name, which every generic test reads its model through; a test's own `where` config
-    still applies. -#}
+{#- On an incremental build, the tests of a model with `meta: {changed_rows: ...}` check the rows
+    that can have changed since the last complete build (which tested the others): `calls`, the
+    rows of the calls changed since (numbered after build_state.current's after_seq, set before
+    any node runs); `days`, the days int_changed_call_dates lists (the day-grained marts, which
+    are built after it). A full refresh, or a build with no complete build before it, tests
+    every row, and so does `dbt test` (run by hand). Overrides dbt's macro of that name, which
+    every generic test reads its model through; a test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
@@ -126,22 +128,22 @@ select 1
 {%- endmacro %}
 
 {% macro changed_rows_condition(relation) -%}
-    {%- if flags.FULL_REFRESH or not execute or relation is string
+    {%- if flags.FULL_REFRESH or flags.WHICH != 'build' or not execute or relation is string
         or relation.identifier is none -%}
         {{- return('') -}}
     {%- endif -%}
-    {%- set hooks = [] -%}
+    {%- set kinds = [] -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'model'
         and node.alias == relation.identifier and node.schema == relation.schema -%}
-        {%- for hook in node.config.get('pre-hook', []) -%}{%- do hooks.append(hook.sql) -%}{%- endfor -%}
+        {%- do kinds.append(node.config.meta.get('changed_rows')) -%}
     {%- endfor -%}
-    {%- set hooks = hooks | join(' ') -%}
-    {%- set changed_calls = relation.database ~ '.intermediate.int_changed_calls' -%}
+    {%- set calls = relation.database ~ '.close.calls' -%}
     {%- set changed_days = relation.database ~ '.intermediate.int_changed_call_dates' -%}
     {%- set no_build_before = 'not exists (select 1 from build_state.builds where complete)' -%}
-    {%- if 'delete_changed_calls' in hooks -%}
-        {{- return(no_build_before ~ ' or call_id in (select call_id from ' ~ changed_calls ~ ')') -}}
-    {%- elif 'delete_changed_days' in hooks -%}
+    {%- if kinds == ['calls'] -%}
+        {{- return('call_id in (select id from ' ~ calls ~ ' where _change_seq > '
+            ~ 'coalesce((select after_seq from build_state.current), -1))') -}}
+    {%- elif kinds == ['days'] -%}
         {{- return(no_build_before ~ ' or call_date in (select call_date from ' ~ changed_days
             ~ ') or (call_date is null and exists (select 1 from ' ~ changed_days
             ~ ' where call_date is null))') -}}

@@ -78,19 +78,19 @@ def build_warehouse(db_path: Path) -> None:
                 " values (?, ?, ?, ?, ?)",
                 [user_id, email, first, last, LOADED_AT],
             )
-        for call in CALLS:
+        for change_seq, call in enumerate(CALLS, start=1):  # as the sync numbers them
             con.execute(
                 """
                 insert into close.calls (
                     id, user_id, user_name, date_created, activity_at, direction, call_method,
                     status, disposition, duration, cost, outcome_id, has_recording_transcript,
                     has_voicemail_transcript, _deleted_at, _type, lead_id, contact_id, source,
-                    date_updated, _loaded_at
+                    date_updated, _loaded_at, _change_seq
                 ) values (?, ?, ?, ?::timestamptz, ?::timestamptz, ?, ?, ?, ?, ?,
                           ?::decimal(18, 6), ?, ?, ?, ?::timestamptz, 'Call', 'lead_1', 'cont_1',
-                          'Close.io', ?::timestamptz, ?::timestamptz)
+                          'Close.io', ?::timestamptz, ?::timestamptz, ?)
                 """,
-                [*call, call[3], LOADED_AT],
+                [*call, call[3], LOADED_AT, change_seq],
             )
         for call_id, ttype, idx, side, start, end, text in UTTERANCES:
             con.execute(

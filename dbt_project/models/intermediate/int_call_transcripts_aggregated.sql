@@ -1,4 +1,5 @@
 -- One row per call that has at least one transcript utterance (recording and voicemail combined).
+{{ config(meta={"changed_rows": "calls"}) }}  {#- its tests: macros/incremental_build.sql #}
 with utterances as (
 
     select * from {{ ref('stg_close__call_transcript_utterances') }}

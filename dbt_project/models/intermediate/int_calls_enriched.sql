@@ -1,4 +1,5 @@
 -- Existing calls joined to their outcome, user and transcript aggregates, with reporting date and flags.
+{{ config(meta={"changed_rows": "calls"}) }}  {#- its tests: macros/incremental_build.sql #}
 with calls as (
 
     select * from {{ ref('stg_close__calls') }}

@@ -1,5 +1,8 @@
 -- One row per disposition over all existing calls (a null disposition is its own row): the sum
 -- of call_metrics_by_disposition_daily's days.
+-- A view over the day-grained mart (one row per day and group: small), so a build never
+-- rebuilds it.
+{{ config(materialized='view') }}
 with by_disposition as (
 
     select

@@ -2,6 +2,9 @@
 -- (0-23) of when the call happened (activity_at, else created_at) in var reporting_timezone,
 -- over all existing calls: the sum of call_metrics_by_hour_daily's days. All 7 x 24 cells are
 -- present; cells without calls have zeros.
+-- A view over the day-grained mart (one row per day and group: small), so a build never
+-- rebuilds it.
+{{ config(materialized='view') }}
 with per_cell as (
 
     select

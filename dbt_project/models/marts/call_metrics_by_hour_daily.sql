@@ -9,6 +9,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_changed_days() }}",
+    meta={"changed_rows": "days"},
 ) }}
 -- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (

@@ -1,5 +1,8 @@
 -- One row per outcome_id over all existing calls; calls without an outcome form one row with a
 -- null outcome_id: the sum of call_metrics_by_outcome_daily's days.
+-- A view over the day-grained mart (one row per day and group: small), so a build never
+-- rebuilds it.
+{{ config(materialized='view') }}
 with by_outcome as (
 
     select

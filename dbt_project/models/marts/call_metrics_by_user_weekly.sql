@@ -2,6 +2,9 @@
 -- each user's first to last week with calls; weeks in between without calls are zero-filled.
 -- The additive columns of call_metrics_by_user_daily summed per week, then divided: the weekly
 -- and the report's per-rep figures have one definition.
+-- A view over the day-grained mart (one row per day and group: small), so a build never
+-- rebuilds it.
+{{ config(materialized='view') }}
 with daily as (
 
     select * from {{ ref('call_metrics_by_user_daily') }}

@@ -6,8 +6,10 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_changed_calls() }}",
+    meta={"changed_rows": "calls"},
 ) }}
 -- depends_on: {{ ref('int_changed_calls') }}
+-- depends_on: {{ ref('stg_close__call_transcript_utterances') }}
 with calls as (
 
     select * from {{ ref('fct_calls') }}
@@ -16,9 +18,17 @@ with calls as (
 
 utterances as (
 
-    select * from {{ ref('int_call_utterances_sequenced') }}
     {% if is_incremental() -%}
-    where call_id in (select call_id from {{ ref('int_changed_calls') }})
+    {#- the changed calls' utterances, sequenced (the view would sequence every utterance) -#}
+    {%- set changed_utterances -%}
+    (
+        select * from {{ ref('stg_close__call_transcript_utterances') }}
+        where call_id in (select call_id from {{ ref('int_changed_calls') }})
+    )
+    {%- endset %}
+    select * from ({{ sequence_utterances(changed_utterances) }})
+    {%- else -%}
+    select * from {{ ref('int_call_utterances_sequenced') }}
     {%- endif %}
 
 ),

@@ -5,6 +5,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ delete_changed_calls() }}",
+    meta={"changed_rows": "calls"},
 ) }}
 -- depends_on: {{ ref('int_changed_calls') }}
 select

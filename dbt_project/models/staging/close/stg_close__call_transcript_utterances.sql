@@ -1,4 +1,5 @@
 -- Transcript utterances of existing calls only (utterances of deleted calls are dropped).
+{{ config(meta={"changed_rows": "calls"}) }}  {#- its tests: macros/incremental_build.sql #}
 with utterances_source as (
 
     select * from {{ source('close', 'call_transcript_utterances') }}

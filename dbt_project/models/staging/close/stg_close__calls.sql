@@ -1,4 +1,5 @@
 -- Existing Close calls (deleted ones excluded), with clean, unit-bearing column names.
+{{ config(meta={"changed_rows": "calls"}) }}  {#- its tests: macros/incremental_build.sql #}
 with calls_source as (
 
     select * from {{ source('close', 'calls') }}
