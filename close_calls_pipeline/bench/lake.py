@@ -33,6 +33,7 @@ from close_calls_pipeline.bench.processes import SandboxProcess, run_sync_in_pro
 from close_calls_pipeline.core import config, warehouse
 from close_calls_pipeline.core.lake import Lake, connect_lake
 from close_calls_pipeline.core.lake_maintenance import lake_files, maintain
+from close_calls_pipeline.core.publish import publish_readonly_copy
 
 # What a reader asks: the live calls and any id seen twice (a duplicate must never be visible).
 _READ = (
@@ -240,13 +241,10 @@ def backfill(
 ) -> None:
     """The backfill in a fresh process while a reader reads; in file mode the copy the reader
     opens exists from the start (the empty warehouse's) and is published again at the end."""
-    from close_calls_pipeline.core.publish import publish_readonly_copy
-
+    warehouse.connect(target).close()  # the schema is there before the reader's first look
     if isinstance(target, Lake):
-        warehouse.connect(target).close()  # the lake exists before its first reader attaches
         reader = Reader(target)
     else:
-        warehouse.connect(target).close()
         publish_readonly_copy(target)
         reader = Reader(str(config.readonly_copy_path(target)))
     try:
