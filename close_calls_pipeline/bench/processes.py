@@ -8,6 +8,9 @@ import random
 import resource
 import time
 
+from close_calls_pipeline.core import config
+from close_calls_pipeline.core.lake import Lake
+
 API_KEY = "bench-key"
 
 
@@ -86,12 +89,12 @@ class SandboxProcess:
 # --- one sync in a fresh process ---------------------------------------------------------------------
 
 
-def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
+def _sync_process(conn, base_url: str, db_path: str, workers: int, memory_limit: str) -> None:
     from close_calls_pipeline.core import warehouse
     from close_calls_pipeline.core.close_api import CloseClient
     from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 
-    con = warehouse.connect(db_path)
+    con = warehouse.connect(db_path, memory_limit=memory_limit)
     started = time.perf_counter()
     with CloseClient(API_KEY, base_url, pool_size=workers) as client:
         summary = sync_calls(client, con, SyncOptions(workers=workers))
@@ -102,10 +105,18 @@ def _sync_process(conn, base_url: str, db_path: str, workers: int) -> None:
     conn.send((summary, elapsed, usage.ru_maxrss / 1024))
 
 
-def run_sync_in_process(base_url: str, db_path: str, workers: int) -> tuple[dict, float, float]:
+def run_sync_in_process(
+    base_url: str,
+    db_path: str | Lake,
+    workers: int,
+    memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
+) -> tuple[dict, float, float]:
+    """(the sync's summary, its seconds, its peak RSS in MB); `db_path` a file or a lake."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=_sync_process, args=(child, base_url, db_path, workers))
+    process = ctx.Process(
+        target=_sync_process, args=(child, base_url, db_path, workers, memory_limit)
+    )
     process.start()
     while not parent.poll(1.0):
         if not process.is_alive():  # it printed its traceback; do not wait for it forever

@@ -157,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scenario",
-        choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "hourly", "all"],
+        choices=["rate-limited", "throughput", "memory", "overlap", "dbt", "hourly", "lake", "all"],
         default="all",
-        help="which benchmark ('all': every one but dbt and hourly, which need minutes of "
-        "their own)",
+        help="which benchmark ('all': every one but dbt, hourly and lake, which need minutes "
+        "of their own)",
     )
-    parser.add_argument("--calls", type=int, default=100_000, help="calls for the throughput run")
+    parser.add_argument(
+        "--calls", type=int, default=100_000, help="calls for the throughput and lake runs"
+    )
     parser.add_argument(
         "--limited-calls", type=int, default=100_000, help="calls for the rate-limited run"
     )
@@ -190,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[config.DEFAULT_DUCKDB_MEMORY_LIMIT, config.DEFAULT_DBT_MEMORY_LIMIT],
         help="DuckDB memory limits to build dbt with",
+    )
+    parser.add_argument(
+        "--sync-memory-limit",
+        default=config.DEFAULT_DUCKDB_MEMORY_LIMIT,
+        help="DuckDB memory limit of each sync in the lake scenario",
     )
     args = parser.parse_args(argv)
 
@@ -236,4 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         from close_calls_pipeline.bench.hourly import hourly
 
         hourly(args.dbt_calls, args.workers)
+    if args.scenario == "lake":  # not in "all": both storage modes, minutes of their own
+        from close_calls_pipeline.bench.lake import storage_modes
+
+        storage_modes(args.calls, args.workers, memory_limit=args.sync_memory_limit)
     return 0
