@@ -127,6 +127,18 @@ def test_start_over_leaves_a_lake_alone_and_says_what_to_do(tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "lake").iterdir()) == before
 
 
+def test_a_lake_writer_gets_at_least_the_lake_memory_floor(tmp_path):
+    """DuckLake's updates of earlier calls need 128 MiB buffers: the file's 128 MB would fail
+    every run that soft-deletes a call in a large lake."""
+    lake = a_lake(tmp_path / "lake")
+    for asked, expected in (("128MB", "488.2 MiB"), ("2GB", "1.8 GiB")):
+        con = warehouse.connect(lake, memory_limit=asked)
+        try:
+            assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == expected
+        finally:
+            con.close()
+
+
 def test_every_connection_attaches_a_sqlite_catalog_in_wal_with_a_busy_timeout():
     sqlite = attach_statement(Lake("sqlite:/srv/c.sqlite", "/srv/data"), read_only=True)
     assert "META_JOURNAL_MODE 'WAL'" in sqlite and "META_BUSY_TIMEOUT" in sqlite

@@ -50,6 +50,11 @@ DEFAULT_LAKE_SNAPSHOT_RETENTION_DAYS = 30
 # inlining) instead of a Parquet file of its own: an hourly run's few changed calls and their
 # utterances stay out of the data path until maintenance flushes them into larger files.
 LAKE_DATA_INLINING_ROW_LIMIT = 1_000
+# The least memory a lake's writer gets, whatever `duckdb_memory_limit` says: DuckLake's updates
+# of earlier calls (soft deletes, erasure) allocate buffers of 128 MiB, so at 128 MB every
+# hourly run that deleted calls failed on a 100,000-call lake, and 3 of 24 at 256 MB; none at
+# 512 MB at 500,000 calls (`close-calls bench --scenario lake`, docs/benchmarks.md).
+LAKE_MIN_DUCKDB_MEMORY_LIMIT = "512MB"
 # DuckDB memory limits (DuckDB spills to disk beyond them). The sync's and the checks'
 # connections land and read batches: 128 MB bounds them (the sync's peak RSS for a 100k-call
 # backfill: 351 MB; 418 MB with 256 MB; ~320 MB with 64 MB, which very large calls could

@@ -141,9 +141,24 @@ def connect(
     return con
 
 
+_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?)(i?)B\s*$", re.IGNORECASE)
+
+
+def _bytes(size: str) -> float | None:
+    """A DuckDB memory size ('128MB', '1.5GiB') in bytes; None for what this does not read."""
+    found = _SIZE.match(size)
+    if found is None:
+        return None
+    number, prefix, binary = found.groups()
+    return float(number) * (1024 if binary else 1000) ** " KMGT".index(prefix.upper() or " ")
+
+
 def _connect_lake(lake: Lake, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """The writer's connection to a lake (small writes inlined in the catalog: `lake.attach_options`),
-    then the schema, created in one snapshot."""
+    with at least `config.LAKE_MIN_DUCKDB_MEMORY_LIMIT`; then the schema, in one snapshot."""
+    floor = config.LAKE_MIN_DUCKDB_MEMORY_LIMIT
+    if (_bytes(memory_limit) or 0) < (_bytes(floor) or 0):
+        memory_limit = floor
     con = lake_mode.connect_lake(lake, memory_limit=memory_limit)
     try:
         con.execute("SET preserve_insertion_order = false")
