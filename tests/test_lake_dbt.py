@@ -96,14 +96,16 @@ def build_lake(lake: Lake, work_dir: Path) -> str:
 
 
 def lake_marts_as_file(lake: Lake, out: Path) -> Path:
-    """The lake's analytics tables, read through a read-only attach, copied into a DuckDB file
-    (for mart_differences)."""
+    """The lake's analytics tables and views (their rows), read through a read-only attach,
+    copied into a DuckDB file (for mart_differences)."""
     con = connect_lake(lake, read_only=True)
     try:
         con.execute(f"ATTACH '{out}' AS copy")
         con.execute("CREATE SCHEMA copy.analytics")
         tables = con.execute(
             "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = 'close_calls' AND schema_name = 'analytics' "
+            "UNION ALL SELECT view_name FROM duckdb_views() "
             "WHERE database_name = 'close_calls' AND schema_name = 'analytics'"
         ).fetchall()
         for (table,) in tables:
@@ -121,9 +123,10 @@ def assert_lake_marts_equal_the_file(lake: Lake, db: Path, out: Path) -> None:
 
 @contextmanager
 def mart_rewritten_by_a_build_under_way(lake: Lake) -> Iterator[None]:
-    """A dbt build that has committed its new call_metrics_daily and not yet the other marts
-    (every day's calls changed by a million), undone on exit."""
-    shift = "UPDATE analytics.call_metrics_daily SET calls = calls + ?"
+    """A dbt build that has committed its new call_metrics_by_user_daily (and so the view
+    call_metrics_daily over it) and not yet the other marts (every row's calls changed by a
+    million), undone on exit."""
+    shift = "UPDATE analytics.call_metrics_by_user_daily SET calls = calls + ?"
     sum_of_calls = "SELECT sum(calls) FROM analytics.call_metrics_daily"
     con = connect_lake(lake)
     try:
