@@ -437,6 +437,17 @@ def close_calls_run(project: Path, env: dict[str, str], *args: str) -> subproces
     )
 
 
+def assert_reads_were_whole(seen: list[dict]) -> list[int]:
+    """A reader's reads never failed, never showed a call twice or a call without its
+    utterances; returns the distinct call counts it saw, in order."""
+    errors = [s["error"] for s in seen if "error" in s]
+    assert not errors, errors[:3]
+    assert all(s["repeated_ids"] == 0 for s in seen)
+    half = [s for s in seen if s["utterances"] != s["listed_utterances"]]
+    assert not half, f"calls visible without their utterances (or the reverse): {half[:3]}"
+    return sorted({s["calls"] for s in seen})
+
+
 class Reader:
     """tests/helpers/lake_reader.py in its own process; what it saw, line by line."""
 
@@ -516,12 +527,7 @@ def test_a_run_into_a_lake_killed_mid_sync_then_run_again_equals_the_truth_while
     finally:
         seen = reader.stop()
 
-    errors = [s["error"] for s in seen if "error" in s]
-    assert not errors, errors[:3]
-    assert all(s["repeated_ids"] == 0 for s in seen)
-    half = [s for s in seen if s["utterances"] != s["listed_utterances"]]
-    assert not half, f"calls visible without their utterances (or the reverse): {half[:3]}"
-    counts = sorted({s["calls"] for s in seen})
+    counts = assert_reads_were_whole(seen)
     assert len(counts) >= 3 and counts[0] < killed_at < counts[-1], counts  # read throughout
     con = connect_lake(lake, read_only=True)
     try:

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
-from test_lake import VENV_BIN, Reader, a_project, close_calls_run, shell
+from test_lake import (
+    VENV_BIN,
+    Reader,
+    a_project,
+    assert_reads_were_whole,
+    close_calls_run,
+    shell,
+)
 
 from close_calls_pipeline.core import warehouse
 from close_calls_pipeline.core.lake import Lake, connect_lake
@@ -84,12 +91,7 @@ def test_close_calls_run_into_postgres_and_s3_equals_the_truth_while_a_reader_re
     finally:
         seen = reader.stop()
 
-    errors = [s["error"] for s in seen if "error" in s]
-    assert not errors, errors[:3]
-    assert all(s["repeated_ids"] == 0 for s in seen)
-    half = [s for s in seen if s["utterances"] != s["listed_utterances"]]
-    assert not half, f"calls visible without their utterances (or the reverse): {half[:3]}"
-    counts = sorted({s["calls"] for s in seen})
+    counts = assert_reads_were_whole(seen)
     assert len(counts) >= 3 and counts[0] == 0, counts  # read throughout the backfill
 
     # 3. maintenance over the same protocols: everything stays; the objects left are the
