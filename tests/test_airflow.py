@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -275,6 +276,25 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
     assert (reconciled["mode"], reconciled["drift_calls"]) == ("reconcile", 0)
     assert reconciled["calls_inserted"] == reconciled["calls_deleted"] == 0
     assert mart_counts(db_path) == truth_counts(sandbox.store)
+
+    # Close changes: an incremental build, dbt running the tables, every data test after it.
+    sandbox.store.mutate_random(random.Random(5), new=3, updated=5, deleted=2)
+    sandbox.store.advance(600)
+    third = airflow_home.run(
+        "dags",
+        "test",
+        "close_calls",
+        CLOSE_API_KEY=key,
+        CLOSE_API_BASE_URL=sandbox.base_url,
+        CLOSE_CALLS_DUCKDB=str(db_path),
+    )
+    assert airflow_home.task_states() == {task: ("success", 1) for task in TASKS}, _tail(third)
+    built = airflow_home.xcoms()["dbt_build"]
+    assert built["mode"] == "incremental", built
+    assert 0 < built["models"] < len(list((config.DBT_PROJECT_DIR / "models").rglob("*.sql")))
+    assert built["tests"] >= 90, built
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+    assert "test.close_calls.assert_fct_calls_cost_usd_exact: pass" in _output(third)
 
     # The dbt task's log names every model and every singular test with its status.
     output = _output(result)

@@ -212,6 +212,8 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert sandbox.api_key not in str(calls_meta)
     assert mart_counts(db_path) == truth_counts(sandbox.store)
 
+    assert_incremental_build_reports_every_check(sandbox, definitions, db_path, set(dbt_checks))
+
     # Close changes; the main job (`close-calls run`) picks it up incrementally.
     touched = sandbox.store.mutate_random(random.Random(1), new=5, updated=10, deleted=3)
     sandbox.store.advance(60)
@@ -256,6 +258,40 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert "no change since the last run at" in out.getvalue(), out.getvalue()
     assert (report.stat().st_mtime_ns, copy.stat().st_mtime_ns) == written
     assert query(db_path, "SELECT count(*) FROM build_state.builds") == builds
+
+
+def assert_incremental_build_reports_every_check(sandbox, definitions, db_path, dbt_checks):
+    """An incremental build runs only dbt's tables, then every data test on the changed rows:
+    each dbt check still reports (a warning on a changed call's new value included), and the
+    views, not re-created, are reported materialized over the tables it wrote."""
+    sandbox.store.mutate_random(random.Random(3), new=3, updated=6, deleted=2)
+    exotic = sorted(sandbox.store.call_ids())[0]
+    sandbox.store.update_call(exotic, status="exotic")
+    sandbox.store.advance(60)
+    result = run_job(definitions)
+    assert result.success
+    evaluated = check_evaluations(result)
+    assert {k for k in evaluated if not k[0].startswith("close/")} == dbt_checks
+    (status,) = [
+        v for k, v in evaluated.items() if k[1] == "accepted_values_stg_close__calls_status"
+    ]
+    assert not status.passed and status.severity == dg.AssetCheckSeverity.WARN
+    assert status.metadata["dagster_dbt/failed_row_count"].value == 1
+    assert status.metadata["rows_tested"].value == "changed since the last complete build"
+    # the new value warns wherever it is tested (the marts keep it as sent); nothing else fails
+    failing = {k[1]: v for k, v in evaluated.items() if not v.passed}
+    assert {"accepted_values_fct_calls_status", status.check_name} <= set(failing)
+    assert all(v.severity == dg.AssetCheckSeverity.WARN for v in failing.values()), failing
+    materialized = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("dbt_build")
+    }
+    assert "not re-created" in str(materialized["analytics/call_metrics_daily"])
+    assert "materialization" not in materialized["analytics/fct_calls"]
+    assert query(db_path, "SELECT full_refresh, complete FROM build_state.builds "
+                 "ORDER BY recorded_at DESC LIMIT 1") == [(False, True)]  # fmt: skip
+    assert mart_counts(db_path) == truth_counts(sandbox.store)
+    sandbox.store.update_call(exotic, status="completed")
 
 
 def assert_checks_explain_themselves(definitions: dg.Definitions, result, db_path: Path) -> None:

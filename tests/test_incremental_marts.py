@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers.dbt_fixture import DBT_PROJECT_DIR, run_dbt
+from helpers.dbt_fixture import DBT_PROJECT_DIR, build_as_planned, run_dbt
 from helpers.sandbox_warehouse import sync
 
 from close_calls_pipeline.core import build_plan, warehouse
@@ -38,9 +38,11 @@ def build(db_path: Path, work_dir: Path, full_refresh: bool = False) -> build_pl
     finally:
         con.close()
     if plan.mode != build_plan.UNCHANGED:
-        args = ["build", "--vars", json.dumps(DBT_VARS), *plan.dbt_args]
-        result = run_dbt(args, db_path, work_dir)
-        assert result.success, result.log
+        results = build_as_planned(
+            plan, json.dumps(DBT_VARS), db_path, work_dir, lambda: warehouse.connect(str(db_path))
+        )
+        # an incremental build's tests run after dbt: every data test of the project, none lost
+        assert (len(results) >= 90) == plan.tests_after_dbt, len(results)
     return plan
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers.dbt_fixture import DBT_PROJECT_DIR, run_dbt
+from helpers.dbt_fixture import DBT_PROJECT_DIR, build_as_planned, run_dbt
 from helpers.sandbox_warehouse import sync
 from test_incremental_marts import mart_differences, move_some_calls
 
@@ -75,8 +75,7 @@ def build_file(db: Path, work_dir: Path) -> str:
         plan = plan_and_request(con, dbt_vars)
     finally:
         con.close()
-    result = run_dbt(["build", "--vars", dbt_vars, *plan.dbt_args], db, work_dir)
-    assert result.success, result.log
+    build_as_planned(plan, dbt_vars, db, work_dir, lambda: warehouse.connect(str(db)))
     return plan.mode
 
 
@@ -89,8 +88,7 @@ def build_lake(lake: Lake, work_dir: Path) -> str:
         plan = plan_and_request(con, dbt_vars)
     finally:
         con.close()
-    result = run_dbt(["build", "--vars", dbt_vars, *plan.dbt_args], Path(missing), work_dir)
-    assert result.success, result.log
+    build_as_planned(plan, dbt_vars, Path(missing), work_dir, lambda: connect_lake(lake))
     assert not Path(missing).exists()
     return plan.mode
 

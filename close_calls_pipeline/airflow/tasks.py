@@ -24,6 +24,7 @@ from croniter import croniter
 
 from close_calls_pipeline.core import (
     build_plan,
+    changed_row_tests,
     config,
     dbt_launcher,
     files,
@@ -256,17 +257,30 @@ def dbt_build(settings: PipelineSettings) -> dict:
     target = settings.dbt_target_path / DBT_RUN_TARGET
     run_results = target / "run_results.json"
     run_results.unlink(missing_ok=True)  # never report an earlier run's results as this one's
-    command = [
-        dbt_launcher.launcher_executable(dbt_launcher.real_dbt_executable()),
-        "build",
-        "--no-use-colors",
-        *dbt_launcher.project_args(target, dbt_vars),
-        *plan.dbt_args,
-    ]  # fmt: skip
+    launcher = dbt_launcher.launcher_executable(dbt_launcher.real_dbt_executable())
     # dbt needs no Close key: it does not get one.
     environment = {k: v for k, v in os.environ.items() if k != config.CLOSE_API_KEY_ENV}
+    tests = None
+    if plan.tests_after_dbt:
+        tests = changed_row_tests.stored(target / changed_row_tests.CACHE_FILE, fingerprint)
+        if tests is None:
+            compile_command = [launcher, *changed_row_tests.COMPILE_ARGS, "--no-use-colors",
+                               *dbt_launcher.project_args(target, dbt_vars)]  # fmt: skip
+            if _stream(compile_command, environment, cwd=project) != 0:
+                raise DbtBuildFailed([], 1)
+            manifest = json.loads((target / "manifest.json").read_text())
+            tests = changed_row_tests.tests_from_manifest(manifest)
+            changed_row_tests.store(target / changed_row_tests.CACHE_FILE, fingerprint, tests)
+    command = [
+        launcher,
+        *plan.dbt_command,
+        "--no-use-colors",
+        *dbt_launcher.project_args(target, dbt_vars),
+    ]  # fmt: skip
     returncode = _stream(command, environment, cwd=project)
     results = _node_results(run_results)
+    if tests is not None and returncode == 0:
+        results += _tests_after_dbt(settings, tests)
     for unique_id, status, message in results:
         level = logging.WARNING if status in _DBT_WARNED | _DBT_FAILED else logging.INFO
         log.log(level, "dbt %s: %s%s", unique_id, status, f" ({message})" if message else "")
@@ -280,6 +294,18 @@ def dbt_build(settings: PipelineSettings) -> dict:
         "tests": sum(1 for uid, _, _ in results if uid.startswith(("test.", "unit_test."))),
         "warnings": [uid for uid, status, _ in results if status in _DBT_WARNED],
     }
+
+
+def _tests_after_dbt(
+    settings: PipelineSettings, tests: list[changed_row_tests.CompiledTest]
+) -> list[tuple[str, str, str | None]]:
+    """The data tests of an incremental build, run after it (core/changed_row_tests.py), as
+    (unique_id, status, message); a failure makes the next build a full refresh."""
+    with _warehouse(settings) as con:
+        results = [changed_row_tests.run_test(con, test) for test in tests]
+        if changed_row_tests.failed(results):
+            changed_row_tests.record_failed_build(con)
+    return [(result.test.unique_id, result.status, result.message) for result in results]
 
 
 def _stream(command: list[str], environment: Mapping[str, str], cwd: Path) -> int:

@@ -52,13 +52,20 @@ class BuildPlan:
     last_build_at: datetime | None = None
 
     @property
-    def dbt_args(self) -> list[str]:
-        """The `dbt build` arguments of this plan (nothing to run when UNCHANGED). dbt's unit
-        tests check the models' SQL on fixed rows, not the data: the SQL changes only with the
-        fingerprint, which makes the build full, so an incremental build skips them."""
+    def dbt_command(self) -> list[str]:
+        """The dbt command of this plan (nothing to run when UNCHANGED). A full refresh is a
+        `dbt build` of everything. An incremental build runs the models that hold rows and no
+        test: the views' SQL, like the unit tests', only changes with the fingerprint, which
+        makes the build full, and the data tests run after it in one connection
+        (core/changed_row_tests.py), where dbt would pay for each as a node."""
         if self.mode == FULL:
-            return ["--full-refresh"]
-        return ["--exclude-resource-type", "unit_test"]
+            return ["build", "--full-refresh"]
+        return ["run", "--exclude", "config.materialized:view"]
+
+    @property
+    def tests_after_dbt(self) -> bool:
+        """Whether the data tests run after dbt, from their compiled SQL."""
+        return self.mode == INCREMENTAL
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, project_dir: Path, dbt_vars: Mapping) -> str:

@@ -10,19 +10,22 @@ number of runs.
 import fcntl
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AssetSpec,
     Config,
+    MaterializeResult,
+    Output,
 )
 from dagster_dbt import (
     DagsterDbtTranslator,
@@ -31,8 +34,9 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
-from close_calls_pipeline.core import build_plan, dbt_launcher, files
+from close_calls_pipeline.core import build_plan, changed_row_tests, dbt_launcher, files
 from close_calls_pipeline.dagster_component.keys import ANALYTICS_GROUP, WAREHOUSE_POOL
 from close_calls_pipeline.dagster_component.resources import WarehouseResource
 
@@ -276,13 +280,153 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         # dbt opens the file itself and does not wait for it: wait here (bounded, logged) while
         # another process (a notebook) holds it.
         duckdb_warehouse.wait_until_writable()
-        files.private_dir(project.target_path / RUN_TARGET, duckdb_warehouse.file_mode)
+        run_target = project.target_path / RUN_TARGET
+        files.private_dir(run_target, duckdb_warehouse.file_mode)
+        tests = None
+        if plan.tests_after_dbt:
+            tests = _compiled_tests(dbt, project, plan.fingerprint, dbt_vars, run_target)
         invocation = dbt.cli(
-            ["build", "--vars", dbt_vars, *plan.dbt_args],
-            context=context,
-            target_path=project.target_path / RUN_TARGET,
+            [*plan.dbt_command, "--vars", dbt_vars], context=context, target_path=run_target
         )
-        for event in invocation.stream():
+        events = invocation.stream()
+        if tests is not None:
+            events = _with_views_in_order(events, context, manifest, translator)
+        for event in events:
             yield _as_expected(event, expected)
+        if tests is not None:
+            with duckdb_warehouse.connect() as con:
+                results = [changed_row_tests.run_test(con, test) for test in tests]
+                if changed_row_tests.failed(results):
+                    changed_row_tests.record_failed_build(con)
+            for event in _check_results(context, results, manifest, translator, project):
+                yield _as_expected(event, expected)
+            failures = changed_row_tests.failed(results)
+            if failures:
+                names = ", ".join(result.test.name for result in failures)
+                raise DbtTestsFailed(f"dbt tests failed: {names}")
 
     return dbt_build
+
+
+class DbtTestsFailed(Exception):
+    """An error-severity data test failed after an incremental build (its models are built; the
+    next build is a full refresh)."""
+
+
+def _compiled_tests(
+    dbt: DbtCliResource, project: DbtProject, fingerprint: str, dbt_vars: str, run_target: Path
+) -> list[changed_row_tests.CompiledTest]:
+    """The project's data tests compiled in their changed-rows form, for this fingerprint: from
+    the last compile when it was for the same code, vars and reference tables, else from a
+    `dbt compile` now (once per fingerprint)."""
+    path = run_target / changed_row_tests.CACHE_FILE
+    tests = changed_row_tests.stored(path, fingerprint)
+    if tests is None:
+        log.info("compiling the dbt tests for incremental builds (once per project version)")
+        compiled = dbt.cli(
+            [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars], target_path=run_target
+        ).wait()
+        tests = changed_row_tests.tests_from_manifest(compiled.get_artifact("manifest.json"))
+        changed_row_tests.store(path, fingerprint, tests)
+    return tests
+
+
+def _with_views_in_order(
+    events: Iterable[Any],
+    context: AssetExecutionContext,
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+) -> Iterator[Any]:
+    """dbt's events of an incremental build, with the views it did not re-create reported
+    materialized too: their SQL is unchanged and they read the tables it built, so their data is
+    as new as those tables'. Dagster wants a step's assets in dependency order: each view comes
+    before the first table below it, the rest after the last table."""
+    nodes = manifest["nodes"]
+    views = {
+        unique_id: translator.get_asset_key(props)
+        for unique_id, props in nodes.items()
+        if props["resource_type"] == "model" and props["config"].get("materialized") == "view"
+    }
+    pending = [uid for uid in _models_in_dependency_order(nodes) if uid in views]
+    pending = [uid for uid in pending if views[uid] in context.selected_asset_keys]
+
+    def views_above(unique_id: str | None) -> Iterator[MaterializeResult]:
+        above = _ancestors(nodes, unique_id) if unique_id else set(pending)
+        for view in [uid for uid in pending if uid in above]:
+            pending.remove(view)
+            yield MaterializeResult(
+                asset_key=views[view],
+                metadata={
+                    "unique_id": view,
+                    "materialization": "view over the tables this build wrote (not re-created: "
+                    "its SQL is unchanged)",
+                },
+            )
+
+    for event in events:
+        if isinstance(event, Output):
+            yield from views_above(str(event.metadata["unique_id"].value))
+        yield event
+    yield from views_above(None)
+
+
+def _models_in_dependency_order(nodes: Mapping[str, Any]) -> list[str]:
+    done: dict[str, None] = {}
+
+    def visit(unique_id: str) -> None:
+        if unique_id in done or unique_id not in nodes:
+            return
+        for parent in nodes[unique_id]["depends_on"]["nodes"]:
+            visit(parent)
+        done[unique_id] = None
+
+    for unique_id in sorted(nodes):
+        if nodes[unique_id]["resource_type"] == "model":
+            visit(unique_id)
+    return [uid for uid in done if nodes[uid]["resource_type"] == "model"]
+
+
+def _ancestors(nodes: Mapping[str, Any], unique_id: str) -> set[str]:
+    found: set[str] = set()
+    pending = list(nodes.get(unique_id, {}).get("depends_on", {}).get("nodes", []))
+    while pending:
+        parent = pending.pop()
+        if parent not in found and parent in nodes:
+            found.add(parent)
+            pending.extend(nodes[parent]["depends_on"]["nodes"])
+    return found
+
+
+def _check_results(
+    context: AssetExecutionContext,
+    results: list[changed_row_tests.TestResult],
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    project: DbtProject,
+):
+    """Each test's result as the asset check dagster-dbt makes of it (same key, severity and
+    failed row count), for the checks this run selected."""
+    selected = set(context.selected_asset_check_keys)
+    for result in results:
+        key = get_asset_check_key_for_test(manifest, translator, result.test.unique_id, project)
+        if key is None or key not in selected:
+            continue
+        yield AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=result.status == changed_row_tests.PASS,
+            severity=(
+                AssetCheckSeverity.WARN
+                if result.status == changed_row_tests.WARN
+                else AssetCheckSeverity.ERROR
+            ),
+            metadata={
+                "unique_id": result.test.unique_id,
+                "status": result.status,
+                "rows_tested": "changed since the last complete build",
+                "Execution Duration": round(result.seconds, 3),
+                **({} if result.failures is None else
+                   {"dagster_dbt/failed_row_count": int(result.failures)}),
+                **({} if result.message is None else {"message": result.message}),
+            },
+        )  # fmt: skip

@@ -49,16 +49,23 @@ select 1
 {%- endif -%}
 {%- endmacro %}
 
-{#- Records the build: complete when every model of the project was built. A run that built no
-    model (`dbt test`) records nothing. -#}
+{#- Records the build: complete when every model of the project that holds rows (a table, an
+    incremental model) was built and no model failed. A view needs no rebuild when its SQL is
+    unchanged (the pipeline makes the build full when the project changes), so the pipeline's
+    incremental build runs the tables only. A run that built no model (`dbt test`) records
+    nothing. -#}
 {% macro finish_build(results) -%}
-{%- set state = namespace(ran=0, succeeded=0) -%}
+{%- set state = namespace(ran=0, failed=0, tables_built=0) -%}
 {%- for result in results if result.node.resource_type == 'model' -%}
     {%- set state.ran = state.ran + 1 -%}
-    {%- if result.status == 'success' -%}{%- set state.succeeded = state.succeeded + 1 -%}{%- endif -%}
+    {%- if result.status != 'success' -%}
+        {%- set state.failed = state.failed + 1 -%}
+    {%- elif result.node.config.materialized != 'view' -%}
+        {%- set state.tables_built = state.tables_built + 1 -%}
+    {%- endif -%}
 {%- endfor -%}
-{%- set models = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list
-    if execute else [] -%}
+{%- set tables = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+    | rejectattr('config.materialized', 'equalto', 'view') | list if execute else [] -%}
 {%- if state.ran == 0 -%}
 select 1
 {%- else -%}
@@ -67,7 +74,7 @@ select
     now(),
     after_seq,
     through_seq,
-    {{ 'true' if state.succeeded == models | length else 'false' }},
+    {{ 'true' if state.failed == 0 and state.tables_built == tables | length else 'false' }},
     {{ 'true' if flags.FULL_REFRESH else 'false' }},
     (select max(fingerprint) from build_state.request)
 from build_state.current
@@ -112,7 +119,9 @@ select 1
     rows of the calls changed since (numbered after build_state.current's after_seq, set before
     any node runs); `days`, the days int_changed_call_dates lists (the day-grained marts, which
     are built after it). A full refresh, or a build with no complete build before it, tests
-    every row, and so does `dbt test` (run by hand). Overrides dbt's macro of that name, which
+    every row, and so does `dbt test` (run by hand). `dbt compile` renders the changed-rows
+    form: the pipeline's incremental build runs the compiled tests itself, in one connection
+    after `dbt run` (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's macro of that name, which
     every generic test reads its model through; a test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
@@ -128,7 +137,8 @@ select 1
 {%- endmacro %}
 
 {% macro changed_rows_condition(relation) -%}
-    {%- if flags.FULL_REFRESH or flags.WHICH != 'build' or not execute or relation is string
+    {%- if flags.FULL_REFRESH or flags.WHICH not in ('build', 'compile') or not execute
+        or relation is string
         or relation.identifier is none -%}
         {{- return('') -}}
     {%- endif -%}

@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from close_calls_pipeline.core import changed_row_tests
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 SCHEMA_SQL = REPO_ROOT / "close_calls_pipeline" / "core" / "sql" / "schema.sql"
@@ -151,3 +153,33 @@ def run_dbt(args: list[str], db_path: Path, work_dir: Path) -> DbtResult:
     ]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=240)
     return DbtResult(proc.returncode, proc.stdout[-8000:] + proc.stderr[-3000:], work_dir)
+
+
+def build_as_planned(
+    plan, dbt_vars: str, db_path: Path, work_dir: Path, connect
+) -> list[changed_row_tests.TestResult]:
+    """The plan's dbt command, then (an incremental build) the data tests after it from their
+    compiled SQL, as the pipeline runs them (`connect()` opens the warehouse); dbt must succeed
+    and no test may fail. The tests' results (none when dbt ran them itself)."""
+    tests = None
+    if plan.tests_after_dbt:  # compiled first, as the pipeline does (once per fingerprint)
+        cache = work_dir / changed_row_tests.CACHE_FILE
+        tests = changed_row_tests.stored(cache, plan.fingerprint)
+        if tests is None:
+            compile_args = [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars]
+            compiled = run_dbt(compile_args, db_path, work_dir)
+            assert compiled.success, compiled.log
+            manifest = json.loads((work_dir / "target" / "manifest.json").read_text())
+            tests = changed_row_tests.tests_from_manifest(manifest)
+            changed_row_tests.store(cache, plan.fingerprint, tests)
+    result = run_dbt([*plan.dbt_command, "--vars", dbt_vars], db_path, work_dir)
+    assert result.success, result.log
+    if tests is None:
+        return []
+    con = connect()
+    try:
+        results = [changed_row_tests.run_test(con, test) for test in tests]
+    finally:
+        con.close()
+    assert not changed_row_tests.failed(results), changed_row_tests.failed(results)
+    return results
