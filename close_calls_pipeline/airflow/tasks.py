@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -301,10 +302,12 @@ def _tests_after_dbt(
 ) -> list[tuple[str, str, str | None]]:
     """The data tests of an incremental build, run after it (core/changed_row_tests.py), as
     (unique_id, status, message); a failure makes the next build a full refresh."""
+    started = time.perf_counter()
     with _warehouse(settings) as con:
         results = [changed_row_tests.run_test(con, test) for test in tests]
         if changed_row_tests.failed(results):
             changed_row_tests.record_failed_build(con)
+    log.info("%s", changed_row_tests.summary(results, time.perf_counter() - started))
     return [(result.test.unique_id, result.status, result.message) for result in results]
 
 

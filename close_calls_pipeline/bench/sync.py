@@ -188,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         help="calls in the warehouse of the dbt and hourly scenarios",
     )
     parser.add_argument(
+        "--storage",
+        nargs="+",
+        choices=["file", "lake"],
+        default=["file", "lake"],
+        help="storage modes of the hourly scenario (a lake: SQLite catalog, local data folder)",
+    )
+    parser.add_argument(
         "--dbt-memory-limits",
         nargs="+",
         default=[config.DEFAULT_DUCKDB_MEMORY_LIMIT, config.DEFAULT_DBT_MEMORY_LIMIT],
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "hourly":  # not in "all": it needs minutes of its own
         from close_calls_pipeline.bench.hourly import hourly
 
-        hourly(args.dbt_calls, args.workers)
+        hourly(args.dbt_calls, args.workers, tuple(args.storage))
     if args.scenario == "lake":  # not in "all": both storage modes, minutes of their own
         from close_calls_pipeline.bench.lake import storage_modes
 

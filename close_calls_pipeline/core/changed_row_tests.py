@@ -129,6 +129,15 @@ def run_test(con: duckdb.DuckDBPyConnection, test: CompiledTest) -> TestResult:
     return TestResult(test, status, failures, message, seconds)
 
 
+def summary(results: list[TestResult], seconds: float) -> str:
+    """One line: how many tests ran on the changed rows, how long, and their verdicts."""
+    counts = {status: 0 for status in (PASS, WARN, FAIL, ERROR)}
+    for result in results:
+        counts[result.status] += 1
+    verdicts = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    return f"{len(results)} data tests on the changed rows in {seconds:.1f} s: {verdicts or 'none'}"
+
+
 def failed(results: Iterable[TestResult]) -> list[TestResult]:
     """The results that fail the build (an error-severity failure, or a query that failed)."""
     return [result for result in results if result.status in (FAIL, ERROR)]

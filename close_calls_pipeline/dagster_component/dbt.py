@@ -10,6 +10,7 @@ number of runs.
 import fcntl
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -291,13 +292,17 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         events = invocation.stream()
         if tests is not None:
             events = _with_views_in_order(events, context, manifest, translator)
+        started = time.perf_counter()
         for event in events:
             yield _as_expected(event, expected)
         if tests is not None:
+            log.info("dbt %s: done in %.1f s", plan.dbt_command[0], time.perf_counter() - started)
+            started = time.perf_counter()
             with duckdb_warehouse.connect() as con:
                 results = [changed_row_tests.run_test(con, test) for test in tests]
                 if changed_row_tests.failed(results):
                     changed_row_tests.record_failed_build(con)
+            log.info("%s", changed_row_tests.summary(results, time.perf_counter() - started))
             for event in _check_results(context, results, manifest, translator, project):
                 yield _as_expected(event, expected)
             failures = changed_row_tests.failed(results)
