@@ -20,7 +20,7 @@ import pytest
 from helpers.dbt_fixture import DBT_PROJECT_DIR, build_as_planned, run_dbt
 from helpers.sandbox_warehouse import sync
 
-from close_calls_pipeline.core import build_plan, warehouse
+from close_calls_pipeline.core import build_plan, changed_row_tests, warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ DBT_VARS = {"reporting_timezone": "America/Los_Angeles"}
 
 
 def build(db_path: Path, work_dir: Path, full_refresh: bool = False) -> build_plan.BuildPlan:
-    """Plan as the pipeline does, then run `dbt build` (when the plan says so)."""
+    """Plan as the pipeline does, then build as it does (when the plan says so)."""
     con = warehouse.connect(str(db_path))
     try:
         fingerprint = build_plan.fingerprint(con, DBT_PROJECT_DIR, DBT_VARS)
@@ -145,6 +145,7 @@ def test_incremental_builds_equal_a_full_refresh_after_every_round(make_sandbox,
     for round_number in range(2):
         round_of_changes()
         assert_equals_a_full_refresh(round_number)
+    assert_the_tests_ran_after_dbt_on_the_changed_rows(tmp_path / "built_dbt")
 
     # an outcome renamed: rows of calls that did not change are renamed, so the build is full
     store.outcomes[0]["name"] = f"{store.outcomes[0]['name']} (renamed)"
@@ -160,6 +161,48 @@ def test_incremental_builds_equal_a_full_refresh_after_every_round(make_sandbox,
 
     round_of_changes()
     assert_equals_a_full_refresh(3)
+
+    # a data test that fails after an incremental build: recorded, and the next build is full
+    con = warehouse.connect(str(built))
+    try:
+        test = changed_row_tests.CompiledTest(
+            "test.close_calls.failing", "failing", "select call_id from analytics.fct_calls",
+            "error", "count(*)", "!= 0", "!= 0", None,
+        )  # fmt: skip
+        assert changed_row_tests.failed([changed_row_tests.run_test(con, test)])
+        changed_row_tests.record_failed_build(con)
+    finally:
+        con.close()
+    round_of_changes()
+    plan = build(built, tmp_path / "built_dbt")
+    assert plan.mode == build_plan.FULL and "did not complete" in plan.reason, plan
+
+
+def assert_the_tests_ran_after_dbt_on_the_changed_rows(work_dir: Path) -> None:
+    """The last incremental build: dbt ran tables only (no view, no test); every data test of
+    the project ran after it, those of the one-row-per-call models on the changed calls, those
+    of the day-grained marts on the changed days."""
+    manifest = json.loads((work_dir / "target" / "manifest.json").read_text())
+    nodes = manifest["nodes"]
+    statuses = json.loads((work_dir / "target" / "run_results.json").read_text())["results"]
+    ran = [r["unique_id"] for r in statuses]
+    assert {uid.split(".")[0] for uid in ran} == {"model", "operation"}  # operations: the hooks
+    assert all(nodes[uid]["config"]["materialized"] != "view" for uid in ran if uid in nodes)
+    compiled = json.loads((work_dir / changed_row_tests.CACHE_FILE).read_text())["tests"]
+    tests = [changed_row_tests.CompiledTest(**test) for test in compiled]
+    assert {t.unique_id for t in tests} == {
+        u for u, n in nodes.items() if n["resource_type"] == "test"
+    }
+
+    def sql_of_tests_on(model: str) -> list[str]:
+        return [t.sql for t in tests
+                if (nodes[t.unique_id].get("attached_node") or "").endswith(f".{model}")]  # fmt: skip
+
+    assert sql_of_tests_on("fct_calls") and sql_of_tests_on("call_metrics_by_user_daily")
+    assert all("build_state.current" in sql for sql in sql_of_tests_on("fct_calls"))
+    assert all(
+        "int_changed_call_dates" in sql for sql in sql_of_tests_on("call_metrics_by_user_daily")
+    )
 
 
 def test_a_build_that_dies_midway_makes_the_next_one_full(make_sandbox, tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -298,13 +299,14 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
         if tests is not None:
             log.info("dbt %s: done in %.1f s", plan.dbt_command[0], time.perf_counter() - started)
             started = time.perf_counter()
+            checks = _selected_checks(context, tests, manifest, translator, project)
             with duckdb_warehouse.connect() as con:
-                results = [changed_row_tests.run_test(con, test) for test in tests]
+                results = [changed_row_tests.run_test(con, test) for test in checks]
                 if changed_row_tests.failed(results):
                     changed_row_tests.record_failed_build(con)
             log.info("%s", changed_row_tests.summary(results, time.perf_counter() - started))
-            for event in _check_results(context, results, manifest, translator, project):
-                yield _as_expected(event, expected)
+            for result in results:
+                yield _as_expected(_check_result(checks[result.test], result), expected)
             failures = changed_row_tests.failed(results)
             if failures:
                 names = ", ".join(result.test.name for result in failures)
@@ -402,36 +404,42 @@ def _ancestors(nodes: Mapping[str, Any], unique_id: str) -> set[str]:
     return found
 
 
-def _check_results(
+def _selected_checks(
     context: AssetExecutionContext,
-    results: list[changed_row_tests.TestResult],
+    tests: list[changed_row_tests.CompiledTest],
     manifest: Mapping[str, Any],
     translator: DagsterDbtTranslator,
     project: DbtProject,
-):
-    """Each test's result as the asset check dagster-dbt makes of it (same key, severity and
-    failed row count), for the checks this run selected."""
+) -> dict[changed_row_tests.CompiledTest, AssetCheckKey]:
+    """The tests of the checks this run selected, with their keys (dagster-dbt's)."""
     selected = set(context.selected_asset_check_keys)
-    for result in results:
-        key = get_asset_check_key_for_test(manifest, translator, result.test.unique_id, project)
-        if key is None or key not in selected:
-            continue
-        yield AssetCheckResult(
-            asset_key=key.asset_key,
-            check_name=key.name,
-            passed=result.status == changed_row_tests.PASS,
-            severity=(
-                AssetCheckSeverity.WARN
-                if result.status == changed_row_tests.WARN
-                else AssetCheckSeverity.ERROR
-            ),
-            metadata={
-                "unique_id": result.test.unique_id,
-                "status": result.status,
-                "rows_tested": "changed since the last complete build",
-                "Execution Duration": round(result.seconds, 3),
-                **({} if result.failures is None else
-                   {"dagster_dbt/failed_row_count": int(result.failures)}),
-                **({} if result.message is None else {"message": result.message}),
-            },
-        )  # fmt: skip
+    checks = {}
+    for test in tests:
+        key = get_asset_check_key_for_test(manifest, translator, test.unique_id, project)
+        if key is not None and key in selected:
+            checks[test] = key
+    return checks
+
+
+def _check_result(key: AssetCheckKey, result: changed_row_tests.TestResult) -> AssetCheckResult:
+    """A test's result as the asset check dagster-dbt makes of it (same key, severity and failed
+    row count), saying which rows it read."""
+    return AssetCheckResult(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=result.status == changed_row_tests.PASS,
+        severity=(
+            AssetCheckSeverity.WARN
+            if result.status == changed_row_tests.WARN
+            else AssetCheckSeverity.ERROR
+        ),
+        metadata={
+            "unique_id": result.test.unique_id,
+            "status": result.status,
+            "rows_tested": "changed since the last complete build",
+            "Execution Duration": round(result.seconds, 3),
+            **({} if result.failures is None else
+               {"dagster_dbt/failed_row_count": int(result.failures)}),
+            **({} if result.message is None else {"message": result.message}),
+        },
+    )  # fmt: skip
