@@ -163,6 +163,44 @@ def dbt_split(run_results: Path) -> str:
     return f"{run['elapsed_time']:.1f} s in dbt: {by_kind}; slowest: {top}"
 
 
+# Progress lines of the `dbt_build` step that end a phase of it (dagster_component/dbt.py).
+_DBT_STEP_LINES = {
+    "plan": "dbt build: ",
+    "compile tests": "compiling the dbt tests",
+    "dbt (start, models, recording them)": "dbt run: done",
+    "data tests": "data tests on the changed rows",
+}
+
+
+def dbt_step_split(output: list[str]) -> str | None:
+    """Seconds of each phase of an incremental `dbt_build` step, from its progress lines: the
+    plan, compiling the tests (once per project version), dbt's process, the data tests, and
+    Dagster recording their check results (until the step is done)."""
+    marks: dict[str, float] = {}
+    for line in output:
+        match = _PROGRESS.match(line)
+        if not match:
+            continue
+        text = match["text"].strip()
+        if text == "dbt_build: started":
+            marks["start"] = float(match["at"])
+        elif "start" in marks:
+            for phase, prefix in _DBT_STEP_LINES.items():
+                if prefix in text and phase not in marks:
+                    marks[phase] = float(match["at"])
+            if text.startswith("dbt_build: done"):
+                marks["check results recorded"] = float(match["at"])
+                break
+    if "dbt (start, models, recording them)" not in marks:
+        return None
+    phases, previous = [], marks["start"]
+    for phase in [*_DBT_STEP_LINES, "check results recorded"]:
+        if phase in marks:
+            phases.append(f"{phase} {marks[phase] - previous:.1f}")
+            previous = marks[phase]
+    return ", ".join(phases)
+
+
 def _print_run(label: str, figures: RunFigures, run_results: Path) -> None:
     status = "" if figures.code == 0 else f" FAILED ({figures.code})"
     startup = f"{figures.startup:.1f} s" if figures.startup is not None else "?"
@@ -177,6 +215,8 @@ def _print_run(label: str, figures: RunFigures, run_results: Path) -> None:
                   for line in figures.output)  # fmt: skip
     if dbt_ran:
         print(f"  {'':<22} dbt: {dbt_split(run_results)}")
+    if split := dbt_step_split(figures.output):
+        print(f"  {'':<22} dbt_build step, seconds: {split}")
     if figures.code:
         print("\n".join(f"    | {line}" for line in figures.output[-30:]))
     sys.stdout.flush()
