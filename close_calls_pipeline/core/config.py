@@ -56,12 +56,13 @@ LAKE_DATA_INLINING_ROW_LIMIT = 1_000
 # 512 MB at 500,000 calls (`close-calls bench --scenario lake`, docs/benchmarks.md).
 LAKE_MIN_DUCKDB_MEMORY_LIMIT = "512MB"
 # DuckDB memory limits (DuckDB spills to disk beyond them). The sync's and the checks'
-# connections land and read batches: 128 MB bounds them (the sync's peak RSS for a 100k-call
-# backfill: 351 MB; 418 MB with 256 MB; ~320 MB with 64 MB, which very large calls could
-# exhaust). `dbt build` sorts and joins whole tables: 256 MB makes it several times slower;
+# connections land and read batches: 256 MB bounds them. Replacing a batch of changed calls in a
+# 1,000,000-call warehouse needs more than 128 MB (the insert after the batch's deletes failed
+# there, every hourly run; 192 MB was enough); the sync's peak RSS for a 100k-call backfill is
+# 418 MB with 256 MB (351 MB with 128 MB). `dbt build` sorts and joins whole tables: 256 MB makes it several times slower;
 # 512 MB builds as fast as 1 GB, and keeps the dbt process under 1 GB of RSS (DuckDB's limit
 # leaves out dbt's own Python memory; docs/incremental.md has the measurements).
-DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
 DEFAULT_DBT_MEMORY_LIMIT = "512MB"
 # Schedules (UTC): the incremental sync hourly, a full reconcile weekly (Sunday 03:00).
 DEFAULT_CRON_SCHEDULE = "0 * * * *"
