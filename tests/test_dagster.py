@@ -279,7 +279,11 @@ def assert_incremental_build_reports_every_check(events, db_path, dbt_checks) ->
         for e in events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }  # fmt: skip
-    assert {k for k in evaluated if not k[0].startswith("close/")} == dbt_checks
+    # every dbt check but the one that runs on full builds only (its meta says why)
+    reported = {k for k in evaluated if not k[0].startswith("close/")}
+    assert reported < dbt_checks and len(reported) >= len(dbt_checks) - 1, dbt_checks - reported
+    (skipped,) = dbt_checks - reported
+    assert skipped[1].startswith("unique_combination_of_columns_int_call_utterances_sequenced")
     (status,) = [
         v for k, v in evaluated.items() if k[1] == "accepted_values_stg_close__calls_status"
     ]

@@ -59,12 +59,16 @@ class TestResult:
 
 
 def tests_from_manifest(manifest: Mapping[str, Any]) -> list[CompiledTest]:
-    """The data tests of a `dbt compile` manifest, compiled, in a stable order."""
+    """The data tests of a `dbt compile` manifest, compiled, in a stable order; not those whose
+    `meta` says `full_builds_only` (with the reason: a test that reads every row whatever
+    changed, and whose rows other tests cover on the changed rows)."""
     tests = []
     for unique_id, node in sorted(manifest.get("nodes", {}).items()):
         if node.get("resource_type") != "test" or not node.get("compiled_code"):
             continue
         config = node.get("config") or {}
+        if (config.get("meta") or {}).get("full_builds_only"):
+            continue
         tests.append(
             CompiledTest(
                 unique_id=unique_id,
