@@ -166,7 +166,7 @@ def dbt_split(run_results: Path) -> str:
 # Progress lines of the `dbt_build` step that end a phase of it (dagster_component/dbt.py).
 _DBT_STEP_LINES = {
     "plan": "dbt build: ",
-    "compile tests": "compiling the dbt tests",
+    "compile tests": "dbt tests for incremental builds in",
     "dbt (start, models, recording them)": "dbt run: done",
     "data tests": "data tests on the changed rows",
 }
