@@ -183,3 +183,8 @@ def build_as_planned(
         con.close()
     assert not changed_row_tests.failed(results), changed_row_tests.failed(results)
     return results
+
+
+def model_count() -> int:
+    """The dbt project's models (one `.sql` file each): what a full build must build."""
+    return len(list((DBT_PROJECT_DIR / "models").rglob("*.sql")))
