@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -263,15 +262,16 @@ def dbt_build(settings: PipelineSettings) -> dict:
     environment = {k: v for k, v in os.environ.items() if k != config.CLOSE_API_KEY_ENV}
     tests = None
     if plan.tests_after_dbt:
-        tests = changed_row_tests.stored(target / changed_row_tests.CACHE_FILE, fingerprint)
-        if tests is None:
+
+        def compile_manifest() -> dict:
             compile_command = [launcher, *changed_row_tests.COMPILE_ARGS, "--no-use-colors",
                                *dbt_launcher.project_args(target, dbt_vars)]  # fmt: skip
             if _stream(compile_command, environment, cwd=project) != 0:
                 raise DbtBuildFailed([], 1)
-            manifest = json.loads((target / "manifest.json").read_text())
-            tests = changed_row_tests.tests_from_manifest(manifest)
-            changed_row_tests.store(target / changed_row_tests.CACHE_FILE, fingerprint, tests)
+            return json.loads((target / "manifest.json").read_text())
+
+        cache = target / changed_row_tests.CACHE_FILE
+        tests = changed_row_tests.compiled_tests(cache, fingerprint, compile_manifest)
     command = [
         launcher,
         *plan.dbt_command,
@@ -302,12 +302,9 @@ def _tests_after_dbt(
 ) -> list[tuple[str, str, str | None]]:
     """The data tests of an incremental build, run after it (core/changed_row_tests.py), as
     (unique_id, status, message); a failure makes the next build a full refresh."""
-    started = time.perf_counter()
     with _warehouse(settings) as con:
-        results = [changed_row_tests.run_test(con, test) for test in tests]
-        if changed_row_tests.failed(results):
-            changed_row_tests.record_failed_build(con)
-    log.info("%s", changed_row_tests.summary(results, time.perf_counter() - started))
+        results = changed_row_tests.run_tests(con, tests)
+    log.info("%s", changed_row_tests.summary(results))
     return [(result.test.unique_id, result.status, result.message) for result in results]
 
 

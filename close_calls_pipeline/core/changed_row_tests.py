@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,19 @@ def stored(path: Path, fingerprint: str) -> list[CompiledTest] | None:
     return [CompiledTest(**test) for test in payload["tests"]]
 
 
+def compiled_tests(
+    path: Path, fingerprint: str, compile_manifest: Callable[[], Mapping[str, Any]]
+) -> list[CompiledTest]:
+    """The tests compiled for this fingerprint: kept in `path` from an earlier compile, else
+    compiled now (`compile_manifest`: a `dbt compile` with COMPILE_ARGS, returning its manifest)
+    and kept for the next builds."""
+    tests = stored(path, fingerprint)
+    if tests is None:
+        tests = tests_from_manifest(compile_manifest())
+        store(path, fingerprint, tests)
+    return tests
+
+
 def _verdict_sql(test: CompiledTest) -> str:
     """dbt's own wrapper (its `get_test_sql` macro): the failure count and both thresholds."""
     limit = f"\nlimit {int(test.limit)}" if test.limit is not None else ""
@@ -133,8 +146,17 @@ def run_test(con: duckdb.DuckDBPyConnection, test: CompiledTest) -> TestResult:
     return TestResult(test, status, failures, message, seconds)
 
 
-def summary(results: list[TestResult], seconds: float) -> str:
+def run_tests(con: duckdb.DuckDBPyConnection, tests: Iterable[CompiledTest]) -> list[TestResult]:
+    """Every test, one after the other; a failure is recorded (`record_failed_build`)."""
+    results = [run_test(con, test) for test in tests]
+    if failed(results):
+        record_failed_build(con)
+    return results
+
+
+def summary(results: list[TestResult]) -> str:
     """One line: how many tests ran on the changed rows, how long, and their verdicts."""
+    seconds = sum(result.seconds for result in results)
     counts = {status: 0 for status in (PASS, WARN, FAIL, ERROR)}
     for result in results:
         counts[result.status] += 1

@@ -321,13 +321,10 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
             yield _as_expected(event, expected)
         if tests is not None:
             log.info("dbt %s: done in %.1f s", plan.dbt_command[0], time.perf_counter() - started)
-            started = time.perf_counter()
             checks = _selected_checks(context, tests, manifest, translator, project)
             with duckdb_warehouse.connect() as con:
-                results = [changed_row_tests.run_test(con, test) for test in checks]
-                if changed_row_tests.failed(results):
-                    changed_row_tests.record_failed_build(con)
-            log.info("%s", changed_row_tests.summary(results, time.perf_counter() - started))
+                results = changed_row_tests.run_tests(con, checks)
+            log.info("%s", changed_row_tests.summary(results))
             for result in results:
                 yield _as_expected(_check_result(checks[result.test], result), expected)
             failures = changed_row_tests.failed(results)
@@ -346,21 +343,20 @@ class DbtTestsFailed(Exception):
 def _compiled_tests(
     dbt: DbtCliResource, project: DbtProject, fingerprint: str, dbt_vars: str, run_target: Path
 ) -> list[changed_row_tests.CompiledTest]:
-    """The project's data tests compiled in their changed-rows form, for this fingerprint: from
-    the last compile when it was for the same code, vars and reference tables, else from a
-    `dbt compile` now (once per fingerprint)."""
-    path = run_target / changed_row_tests.CACHE_FILE
-    tests = changed_row_tests.stored(path, fingerprint)
-    if tests is None:
+    """The project's data tests compiled in their changed-rows form, for this fingerprint (a
+    `dbt compile` once per fingerprint: core/changed_row_tests.py)."""
+
+    def compile_manifest() -> Mapping[str, Any]:
         started = time.perf_counter()
         compiled = dbt.cli(
             [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars], target_path=run_target
         ).wait()
-        tests = changed_row_tests.tests_from_manifest(compiled.get_artifact("manifest.json"))
-        changed_row_tests.store(path, fingerprint, tests)
-        log.info("compiled %d dbt tests for incremental builds in %.1f s (once per version of "
-                 "the project)", len(tests), time.perf_counter() - started)  # fmt: skip
-    return tests
+        log.info("compiled the dbt tests for incremental builds in %.1f s (once per version "
+                 "of the project)", time.perf_counter() - started)  # fmt: skip
+        return compiled.get_artifact("manifest.json")
+
+    path = run_target / changed_row_tests.CACHE_FILE
+    return changed_row_tests.compiled_tests(path, fingerprint, compile_manifest)
 
 
 def _with_views_in_order(

@@ -163,22 +163,23 @@ def build_as_planned(
     and no test may fail. The tests' results (none when dbt ran them itself)."""
     tests = None
     if plan.tests_after_dbt:  # compiled first, as the pipeline does (once per fingerprint)
-        cache = work_dir / changed_row_tests.CACHE_FILE
-        tests = changed_row_tests.stored(cache, plan.fingerprint)
-        if tests is None:
-            compile_args = [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars]
-            compiled = run_dbt(compile_args, db_path, work_dir)
+
+        def compile_manifest() -> dict:
+            compiled = run_dbt(
+                [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars], db_path, work_dir
+            )
             assert compiled.success, compiled.log
-            manifest = json.loads((work_dir / "target" / "manifest.json").read_text())
-            tests = changed_row_tests.tests_from_manifest(manifest)
-            changed_row_tests.store(cache, plan.fingerprint, tests)
+            return json.loads((work_dir / "target" / "manifest.json").read_text())
+
+        cache = work_dir / changed_row_tests.CACHE_FILE
+        tests = changed_row_tests.compiled_tests(cache, plan.fingerprint, compile_manifest)
     result = run_dbt([*plan.dbt_command, "--vars", dbt_vars], db_path, work_dir)
     assert result.success, result.log
     if tests is None:
         return []
     con = connect()
     try:
-        results = [changed_row_tests.run_test(con, test) for test in tests]
+        results = changed_row_tests.run_tests(con, tests)
     finally:
         con.close()
     assert not changed_row_tests.failed(results), changed_row_tests.failed(results)
