@@ -10,7 +10,7 @@ Hand-computed expectations (reporting_timezone = UTC):
                              no-answer      0   0.7     -
     c4    2024-03-03 15:00   answered      60  10.1     o_nointerest
     c7    2024-03-03 23:45   busy           0   null    -              would be 03-04 in Europe/Berlin
-    c5    2024-03-02 12:00   answered     999  500      o_interested   DELETED (+ utterances)
+    c5    2024-03-02 12:00   answered     999  500      o_interested   DELETED
     c6    2024-03-04 09:00   answered      10   1       o_interested   DELETED
 
     call_metrics_daily:

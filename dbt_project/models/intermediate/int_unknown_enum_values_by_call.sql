@@ -12,32 +12,36 @@
 ) }}
 -- depends_on: {{ ref('int_changed_calls') }}
 {%- set known_enum_values = var('known_enum_values') %}
-{%- set state = namespace(first=true) %}
 
-with observed as (
-
+{# One scan of each model for all its columns (a row per call, column and value), not one per
+    column: an incremental build reads the changed calls' rows once. -#}
+select distinct call_id, column_name, value
+from (
     {%- for model_name, columns in known_enum_values.items() %}
-    {%- for column_name, known_values in columns.items() %}
-    {%- if not state.first %}
+    {%- if not loop.first %}
 
     union all
     {%- endif %}
-    {%- set state.first = false %}
 
-    select
-        call_id,
-        '{{ column_name }}' as column_name,
-        cast({{ adapter.quote(column_name) }} as varchar) as value
-    from {{ ref(model_name) }}
-    where {{ adapter.quote(column_name) }} is not null
-      and cast({{ adapter.quote(column_name) }} as varchar) not in ({{ sql_string_list(known_values) }})
-      {%- if is_incremental() %}
-      and call_id in (select call_id from {{ ref('int_changed_calls') }})
-      {%- endif %}
+    select call_id, observed.column_name, observed.value
+    from (
+        select
+            call_id,
+            unnest([
+                {%- for column_name in columns %}
+                {'column_name': '{{ column_name }}', 'value': cast({{ adapter.quote(column_name) }} as varchar)}{{ ',' if not loop.last }}
+                {%- endfor %}
+            ]) as observed
+        from {{ ref(model_name) }}
+        {%- if is_incremental() %}
+        where call_id in (select call_id from {{ ref('int_changed_calls') }})
+        {%- endif %}
+    )
+    where observed.value is not null and (
+        {%- for column_name, known_values in columns.items() %}
+        {{ 'or ' if not loop.first }}(observed.column_name = '{{ column_name }}' and observed.value not in ({{ sql_string_list(known_values) }}))
+        {%- endfor %}
+    )
     {%- endfor %}
-    {%- endfor %}
 
-)
-
-select distinct call_id, column_name, value
-from observed
+) as unknown_values

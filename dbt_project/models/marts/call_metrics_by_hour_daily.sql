@@ -1,6 +1,6 @@
 -- One row per call_date and hour (0-23) with at least one call, of when the call happened
--- (activity_at, else created_at) in var reporting_timezone: the day grain of
--- call_metrics_by_hour. call_date is the date of the same local timestamp, so its ISO weekday
+-- (activity_at, else created_at) in var reporting_timezone (fct_calls' call_hour): the day grain
+-- of call_metrics_by_hour. call_date is the date of the same local timestamp, so its ISO weekday
 -- (weekday, 1 = Monday) is the call's weekday.
 -- Incremental: a build recomputes only the days its changed calls left or entered
 -- (int_changed_call_dates).
@@ -14,10 +14,7 @@
 -- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (
 
-    select
-        call_date,
-        {{ to_reporting_timestamp('coalesce(activity_at, created_at)') }} as called_at_local,
-        is_answered
+    select call_date, call_hour, is_answered
     from {{ ref('fct_calls') }}
     {% if is_incremental() -%}
     where {{ in_changed_days('call_date') }}
@@ -28,10 +25,10 @@ with calls as (
 select
     call_date,
     cast(isodow(call_date) as integer) as weekday,
-    cast(hour(called_at_local) as integer) as hour,
+    call_hour as hour,
     count(*) as calls,
     count(*) filter (where is_answered) as answered_calls
 from calls
-where called_at_local is not null
+where call_hour is not null
 group by all
 order by call_date, hour

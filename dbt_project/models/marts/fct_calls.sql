@@ -8,6 +8,10 @@
     meta={"changed_rows": "calls"},
 ) }}
 -- depends_on: {{ ref('int_changed_calls') }}
+-- depends_on: {{ ref('stg_close__calls') }}
+-- depends_on: {{ ref('stg_close__call_transcript_utterances') }}
+-- depends_on: {{ ref('stg_close__outcomes') }}
+-- depends_on: {{ ref('stg_close__users') }}
 select
     call_id,
     lead_id,
@@ -24,6 +28,7 @@ select
     activity_at,
     created_at,
     call_date,
+    call_hour,
     duration_seconds,
     voicemail_duration_seconds,
     cost_cents,
@@ -40,7 +45,17 @@ select
     sequence_id,
     sequence_name
 
-from {{ ref('int_calls_enriched') }}
 {% if is_incremental() -%}
-where call_id in (select call_id from {{ ref('int_changed_calls') }})
+{#- int_calls_enriched of the changed calls, filtered before its joins and transcript aggregate
+    (macros/enrich_calls.sql): a filter on the view would enrich every call first -#}
+{%- set changed = "call_id in (select call_id from " ~ ref('int_changed_calls') ~ ")" -%}
+{%- set changed_calls -%}
+    (select * from {{ ref('stg_close__calls') }} where {{ changed }})
+{%- endset -%}
+{%- set changed_utterances -%}
+    (select * from {{ ref('stg_close__call_transcript_utterances') }} where {{ changed }})
+{%- endset -%}
+from ({{ calls_enriched(changed_calls, '(' ~ aggregate_transcripts(changed_utterances) ~ ')') }}) as enriched
+{%- else -%}
+from {{ ref('int_calls_enriched') }}
 {%- endif %}

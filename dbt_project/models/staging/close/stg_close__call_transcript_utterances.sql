@@ -1,16 +1,11 @@
--- Transcript utterances of existing calls only (utterances of deleted calls are dropped).
+-- Transcript utterances of existing calls: the sync drops a call's utterances in the transaction
+-- that marks it deleted (mark_deleted.sql), and the blocking Dagster check no_orphan_utterances
+-- and this model's relationships test hold it to that, so no filter on the calls here (it would
+-- cost a scan of every call in each query on utterances).
 {{ config(meta={"changed_rows": "calls"}) }}  {#- its tests: macros/incremental_build.sql #}
 with utterances_source as (
 
     select * from {{ source('close', 'call_transcript_utterances') }}
-
-),
-
-existing_calls as (
-
-    select id as call_id
-    from {{ source('close', 'calls') }}
-    where _deleted_at is null
 
 ),
 
@@ -34,7 +29,6 @@ renamed as (
         u._loaded_at as loaded_at
 
     from utterances_source as u
-    where u.call_id in (select call_id from existing_calls)
 
 )
 
