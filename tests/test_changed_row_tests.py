@@ -54,3 +54,31 @@ def test_compiled_tests_are_kept_for_their_fingerprint_only(tmp_path):
     changed_row_tests.store(path, "a", tests)
     assert changed_row_tests.stored(path, "a") == tests
     assert changed_row_tests.stored(path, "b") is None  # other code, vars or reference tables
+
+
+def test_tests_run_at_once_in_the_callers_database_and_time_zone_in_order(tmp_path):
+    """The cursors the tests run in read the database `con` uses (an attached file, as the
+    pipeline's connections are) and its session time zone, and the results keep the tests'
+    order; a failure is recorded as a failed build."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'w.duckdb'}' AS w")
+    con.execute("USE w")
+    con.execute("SET TimeZone = 'America/New_York'")
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
+    con.execute("""
+        CREATE SCHEMA build_state;
+        CREATE TABLE build_state.builds (recorded_at TIMESTAMPTZ, after_seq BIGINT,
+            through_seq BIGINT, complete BOOLEAN, full_refresh BOOLEAN, fingerprint VARCHAR);
+        CREATE TABLE build_state.current AS SELECT 1 AS after_seq, 2 AS through_seq;
+        CREATE TABLE build_state.request AS SELECT 'f' AS fingerprint;
+    """)
+    zone = "select 1 where current_setting('TimeZone') <> 'America/New_York'"
+    tests = [a_test(f"select x from t where x > {n}") for n in range(6)] + [a_test(zone)]
+    run = changed_row_tests.run_tests(con, tests, threads=3)
+    assert [result.failures for result in run.results] == [4, 3, 2, 1, 0, 0, 0]
+    assert [result.test for result in run.results] == tests
+    assert run.seconds > 0
+    assert changed_row_tests.summary(run).startswith("7 data tests on the changed rows in ")
+    assert changed_row_tests.summary(run).endswith(": 3 pass, 4 fail")
+    recorded = con.execute("SELECT after_seq, through_seq, complete FROM build_state.builds")
+    assert recorded.fetchall() == [(1, 2, False)]  # the next build is a full refresh

@@ -303,9 +303,9 @@ def _tests_after_dbt(
     """The data tests of an incremental build, run after it (core/changed_row_tests.py), as
     (unique_id, status, message); a failure makes the next build a full refresh."""
     with _warehouse(settings) as con:
-        results = changed_row_tests.run_tests(con, tests)
-    log.info("%s", changed_row_tests.summary(results))
-    return [(result.test.unique_id, result.status, result.message) for result in results]
+        run = changed_row_tests.run_tests(con, tests)
+    log.info("%s", changed_row_tests.summary(run))
+    return [(result.test.unique_id, result.status, result.message) for result in run.results]
 
 
 def _stream(command: list[str], environment: Mapping[str, str], cwd: Path) -> int:

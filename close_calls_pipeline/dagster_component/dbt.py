@@ -323,8 +323,9 @@ def build_dbt_assets(project: DbtProject, reporting_timezone: str) -> AssetsDefi
             log.info("dbt %s: done in %.1f s", plan.dbt_command[0], time.perf_counter() - started)
             checks = _selected_checks(context, tests, manifest, translator, project)
             with duckdb_warehouse.connect() as con:
-                results = changed_row_tests.run_tests(con, checks)
-            log.info("%s", changed_row_tests.summary(results))
+                run = changed_row_tests.run_tests(con, checks)
+            log.info("%s", changed_row_tests.summary(run))
+            results = run.results
             for result in results:
                 yield _as_expected(_check_result(checks[result.test], result), expected)
             failures = changed_row_tests.failed(results)
