@@ -82,3 +82,10 @@ def test_tests_run_at_once_in_the_callers_database_and_time_zone_in_order(tmp_pa
     assert changed_row_tests.summary(run).endswith(": 3 pass, 4 fail")
     recorded = con.execute("SELECT after_seq, through_seq, complete FROM build_state.builds")
     assert recorded.fetchall() == [(1, 2, False)]  # the next build is a full refresh
+    # a query that fails does not fail the tests run after it in the same cursor
+    broken = [
+        a_test("select x from t where cast('x' || x as int) > 0"),
+        a_test("select * from nowhere"),
+    ]
+    after = changed_row_tests.run_tests(con, [*broken, *tests[:2]], threads=1).results
+    assert [result.status for result in after] == ["error", "error", "fail", "fail"]

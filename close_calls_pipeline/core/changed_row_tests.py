@@ -162,8 +162,8 @@ class TestRun:
 def run_tests(
     con: duckdb.DuckDBPyConnection, tests: Iterable[CompiledTest], threads: int = TEST_THREADS
 ) -> TestRun:
-    """Every test, `threads` at a time, each in a cursor of `con` in the same database and time
-    zone; a failure is recorded (`record_failed_build`)."""
+    """Every test, `threads` at a time, each in a cursor of `con` (same database and time zone,
+    one read transaction a cursor); a failure is recorded (`record_failed_build`)."""
     started = time.perf_counter()
     database, time_zone = con.execute(
         "SELECT current_database(), current_setting('TimeZone')"
@@ -177,14 +177,20 @@ def run_tests(
             cursors.append(local.cursor)
             local.cursor.execute(f"USE {_identifier(database)}")
             local.cursor.execute(f"SET TimeZone = {_literal(time_zone)}")
-        return run_test(local.cursor, test)
+            # One read transaction a cursor: a lake reads its catalog once, not once a query.
+            local.cursor.execute("BEGIN TRANSACTION")
+        result = run_test(local.cursor, test)
+        if result.status == ERROR:  # a failed query aborts the transaction: the next needs one
+            local.cursor.execute("ROLLBACK")
+            local.cursor.execute("BEGIN TRANSACTION")
+        return result
 
     try:
         with ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(run, tests))
     finally:
         for cursor in cursors:
-            cursor.close()
+            cursor.close()  # rolls back its read transaction
     if failed(results):
         record_failed_build(con)
     return TestRun(results, time.perf_counter() - started)
