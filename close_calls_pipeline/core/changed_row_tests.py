@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.core.sql_text import identifier, literal
 
 # `dbt compile` of the data tests only; no query of the warehouse is needed to render them.
 COMPILE_ARGS = [
@@ -175,8 +176,8 @@ def run_tests(
         if not hasattr(local, "cursor"):
             local.cursor = con.cursor()
             cursors.append(local.cursor)
-            local.cursor.execute(f"USE {_identifier(database)}")
-            local.cursor.execute(f"SET TimeZone = {_literal(time_zone)}")
+            local.cursor.execute(f"USE {identifier(database)}")
+            local.cursor.execute(f"SET TimeZone = {literal(time_zone)}")
             # One read transaction a cursor: a lake reads its catalog once, not once a query.
             local.cursor.execute("BEGIN TRANSACTION")
         result = run_test(local.cursor, test)
@@ -194,14 +195,6 @@ def run_tests(
     if failed(results):
         record_failed_build(con)
     return TestRun(results, time.perf_counter() - started)
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def summary(run: TestRun) -> str:

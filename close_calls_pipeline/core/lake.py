@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from close_calls_pipeline.core import config, extensions
+from close_calls_pipeline.core.sql_text import literal
 
 # The name the lake is attached under in our connections, and in the docs' recipes.
 ATTACH_NAME = "close_calls"
@@ -75,14 +76,10 @@ def local_folders(lake: Lake) -> list[Path]:
     return folders
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _sql_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value) if isinstance(value, int) else _literal(str(value))
+    return str(value) if isinstance(value, int) else literal(str(value))
 
 
 def attach_options(lake: Lake) -> dict[str, Any]:
@@ -115,8 +112,8 @@ def attach_statement(
     if read_only:
         options.append("READ_ONLY")
     if snapshot_time is not None:
-        options.append(f"SNAPSHOT_TIME {_literal(snapshot_time.isoformat())}")
-    return f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
+        options.append(f"SNAPSHOT_TIME {literal(snapshot_time.isoformat())}")
+    return f"ATTACH {literal('ducklake:' + lake.catalog)} AS {name} ({', '.join(options)})"
 
 
 # The name of the S3 secret our connections create (temporary: in memory, never on disk).
@@ -215,10 +212,10 @@ def connect_lake(
         extensions.use_packaged_extensions(con)
         con.execute("SET TimeZone = 'UTC'")
         if memory_limit:
-            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+            con.execute(f"SET memory_limit = {literal(memory_limit)}")
         if is_s3(lake.data_path):
             con.execute(s3_secret_statement(lake.data_path, environ))
-            con.execute(f"SET s3_uploader_max_filesize = {_literal(S3_UPLOADER_MAX_FILESIZE)}")
+            con.execute(f"SET s3_uploader_max_filesize = {literal(S3_UPLOADER_MAX_FILESIZE)}")
         con.execute(attach_statement(lake, read_only=read_only))
         con.execute(f"USE {ATTACH_NAME}")
     except duckdb.Error as error:

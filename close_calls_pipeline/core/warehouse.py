@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from close_calls_pipeline.core import config, files
+from close_calls_pipeline.core import config, files, sql_text
 from close_calls_pipeline.core import lake as lake_mode
 from close_calls_pipeline.core.lake import Lake
 from close_calls_pipeline.core.records import TIMESTAMP, Rejection
@@ -111,8 +111,8 @@ def connect(
     path = target
     files.private_dir(Path(path).parent, file_mode)
     con = duckdb.connect()
-    literal = "'" + str(path).replace("'", "''") + "'"
-    name = '"' + Path(path).stem.replace('"', '""') + '"'
+    literal = sql_text.literal(str(path))
+    name = sql_text.identifier(Path(path).stem)
     try:
         with files.restrictive_umask(file_mode):  # a new file is born private
             locks.wait_for_warehouse(
