@@ -93,6 +93,7 @@ class _EventLines:
         self.built: dict[str, int] = {}
         self.checks: dict[str, dict[str, int]] = {}
         self.failures: dict[str, str] = {}  # error message -> the first step that failed with it
+        self.failed_checks = 0  # checks of severity ERROR that did not pass
 
     def line(self, event, step_key: str | None) -> str | None:
         kind = event.event_type_value
@@ -111,7 +112,9 @@ class _EventLines:
             self.failures[message] = step_key
             return f"{step_key}: FAILED: {message}"
         if kind == "STEP_SKIPPED":
-            return f"{step_key}: skipped (an upstream step or blocking check failed)"
+            if self.failures or self.failed_checks:
+                return f"{step_key}: skipped (an upstream step or blocking check failed)"
+            return f"{step_key}: skipped (nothing it depends on was built in this run)"
         if kind == "ASSET_MATERIALIZATION":
             self.built[step_key] = self.built.get(step_key, 0) + 1
             return self._materialization(event)
@@ -122,6 +125,7 @@ class _EventLines:
                 if data.passed
                 else ("WARNING" if data.severity.value == "WARN" else "FAILED")
             )
+            self.failed_checks += outcome == "FAILED"
             counts = self.checks.setdefault(step_key, {})
             counts[outcome] = counts.get(outcome, 0) + 1
             if data.passed and is_asset_step:
@@ -384,6 +388,13 @@ def run_pipeline(
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     dbt_output = io.StringIO()  # dbt's raw console output: shown only when the run fails
+    # Dagster's own Python warnings (e.g. a blocking check with no result in a run that built no
+    # model): with dbt's output, shown when the run fails; on the progress lines with --verbose.
+    library_logger = logging.getLogger("dagster")
+    library_handler = _PythonLogHandler(progress) if verbose else logging.StreamHandler(dbt_output)
+    library_handler.setLevel(logging.WARNING)
+    library_logger.addHandler(library_handler)
+    library_propagates, library_logger.propagate = library_logger.propagate, False
     stack = contextlib.ExitStack()  # the run lock, held until the job has finished
     try:
         with warnings.catch_warnings():
@@ -471,6 +482,8 @@ def run_pipeline(
         stack.close()
         package_logger.removeHandler(handler)
         package_logger.setLevel(saved_level)
+        library_logger.removeHandler(library_handler)
+        library_logger.propagate = library_propagates
 
     if not result.success:
         failed = any(e.event_type_value == "STEP_FAILURE" for e in result.all_events)
@@ -486,7 +499,9 @@ def run_pipeline(
         tail = [line for line in dbt_output.getvalue().splitlines() if line.strip()][-25:]
         if tail:
             out.write(
-                "Last lines of the dbt output:\n" + "\n".join(f"  {line}" for line in tail) + "\n"
+                "Last lines of the dbt and Dagster output:\n"
+                + "\n".join(f"  {line}" for line in tail)
+                + "\n"
             )
         return 1
 
