@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,6 +249,11 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert "dbt build: incremental" in out.getvalue(), out.getvalue()
     assert "data tests on the changed rows in" in out.getvalue(), out.getvalue()
     assert_incremental_build_reports_every_check(latest_run_events(), db_path, set(dbt_checks))
+    # the run's event log (what the UI shows) says what the sync did and why dbt built what it did
+    messages = "\n".join(latest_run_messages())
+    assert "dbt build: incremental" in messages and "data tests on the changed rows" in messages
+    assert re.search(r"sync \w+ done: \d+ inserted", messages), messages[-3000:]
+    assert sandbox.api_key not in messages
     written = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
     assert written[0] > before[0] and written[1] > before[1], out.getvalue()
     assert mart_counts(db_path) == truth_counts(sandbox.store)
@@ -265,6 +271,7 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert not any("failed" in line for line in skipped), skipped
     # Dagster's warning of each blocking check with no result stays out of the console
     assert "emitted no result" not in caplog.text, out.getvalue()
+    assert any("no change since the last run at" in m for m in latest_run_messages())
     assert (report.stat().st_mtime_ns, copy.stat().st_mtime_ns) == written
     assert query(db_path, "SELECT count(*) FROM build_state.builds") == builds
 
@@ -274,6 +281,15 @@ def latest_run_events() -> list:
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(limit=1)
     return [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event]
+
+
+def latest_run_messages() -> list[str]:
+    """The log lines (not the events) of the latest run in this test's Dagster instance."""
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(limit=1)
+    return [
+        entry.user_message for entry in instance.all_logs(run.run_id) if not entry.dagster_event
+    ]
 
 
 def assert_incremental_build_reports_every_check(events, db_path, dbt_checks) -> None:

@@ -36,6 +36,7 @@ from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.lake import Lake, lake_of
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
 from close_calls_pipeline.core.settings import PipelineSettings, default_of
+from close_calls_pipeline.dagster_component import run_log
 
 
 def _setting(name: str) -> Any:
@@ -222,6 +223,7 @@ class WarehouseResource(ConfigurableResource):
         # files) is born private.
         self._umask_before = files.set_umask(self.file_mode)
         owner = f"Dagster run {context.run.run_id}" if context.run else None
+        run_log.start()  # the package's lines in the run's event log, until teardown
         try:
             # `hash` without a key fails here, before any request (the organization check's).
             CallPolice(self.personal_data_policy(), self.hash_key())
@@ -235,6 +237,7 @@ class WarehouseResource(ConfigurableResource):
                 self._run_lock = None
             os.umask(self._umask_before)
             self._umask_before = None
+            run_log.stop()
             raise
 
     def _check_organization(self) -> None:
@@ -250,10 +253,7 @@ class WarehouseResource(ConfigurableResource):
                 logger=get_dagster_logger(),
                 file_mode=self.file_mode,
             )
-        for logger in (log, get_dagster_logger()):
-            logger.info(
-                "Syncing %s into %s", organization.describe(), warehouse.describe(self.target)
-            )
+        log.info("Syncing %s into %s", organization.describe(), warehouse.describe(self.target))
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._umask_before is not None:
@@ -262,6 +262,7 @@ class WarehouseResource(ConfigurableResource):
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+        run_log.stop()
 
     @property
     def lake(self) -> Lake | None:
