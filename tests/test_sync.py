@@ -389,8 +389,12 @@ def test_api_failure_mid_backfill_commits_nothing_wrong_and_the_rerun_completes(
             if len(pages) == 2:
                 server.fail_next(3, "503", group="activity")
 
+    # One fetching thread and 16 windows of a page each: when the second page is handed over,
+    # the thread has asked for at most three more (two queued, one waiting to be), so requests
+    # are left for the failure to hit. With more threads they can all be done by then.
+    one_thread = SyncOptions(workers=1, batch_size=150, window_count=16)
     with client_for(server, max_attempts=1) as client, pytest.raises(CloseApiError) as failure:
-        sync_calls(client, con, FAST, on_stage=break_the_api_after_two_pages)
+        sync_calls(client, con, one_thread, on_stage=break_the_api_after_two_pages)
     assert "503" in str(failure.value)
     assert warehouse.high_water_mark(con) is None
     with client_for(server) as client:  # retries through any failure left over
