@@ -250,10 +250,12 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert "data tests on the changed rows in" in out.getvalue(), out.getvalue()
     assert_incremental_build_reports_every_check(latest_run_events(), db_path, set(dbt_checks))
     # the run's event log (what the UI shows) says what the sync did and why dbt built what it did
-    messages = "\n".join(latest_run_messages())
+    lines = latest_run_messages()
+    messages = "\n".join(lines)
     assert "dbt build: incremental" in messages and "data tests on the changed rows" in messages
     assert re.search(r"sync \w+ done: \d+ inserted", messages), messages[-3000:]
     assert sandbox.api_key not in messages
+    assert len(lines) == len(set(lines)), "a line logged twice"  # e.g. the copy's, the sync's
     written = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
     assert written[0] > before[0] and written[1] > before[1], out.getvalue()
     assert mart_counts(db_path) == truth_counts(sandbox.store)

@@ -126,7 +126,6 @@ def check_organization(settings: PipelineSettings, client: CloseClient) -> ident
         organization,
         api_base_url=_base_url(settings) if settings.api_key else None,
         lock_wait_seconds=settings.lock_wait_seconds,
-        logger=log,
         file_mode=settings.file_mode,
     )
     log.info(

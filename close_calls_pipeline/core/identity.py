@@ -94,7 +94,6 @@ def check_organization(
     *,
     api_base_url: str | None,
     lock_wait_seconds: float | None = None,
-    logger: logging.Logger | None = None,
     file_mode: str = files.PRIVATE,
 ) -> Organization:
     """Check that the warehouse at `path` (a file, or a `Lake`) belongs to `api`'s organization,
@@ -106,7 +105,7 @@ def check_organization(
     may claim again). A warehouse written by an earlier release, with data but no identity, is
     adopted only when the organization ids of its calls and outcomes are all `api`'s. The caller
     holds the warehouse's run lock, so nothing writes between the check and the claim."""
-    held, data_rows, found_ids = _read_holdings(path, lock_wait_seconds, logger)
+    held, data_rows, found_ids = _read_holdings(path, lock_wait_seconds)
     if held is not None and held.same_as(api):
         return held
     if data_rows:
@@ -124,7 +123,7 @@ def check_organization(
         log.warning("the warehouse %s (written by an earlier release) holds calls of %s only: "
                     "recording it as that organization's", warehouse.describe(path),
                     api.describe())  # fmt: skip
-    _claim(path, api, api_base_url, lock_wait_seconds, logger, file_mode)
+    _claim(path, api, api_base_url, lock_wait_seconds, file_mode)
     return api
 
 
@@ -149,7 +148,7 @@ def _mismatch(path: warehouse.Target, holds: str, api: Organization) -> str:
 
 
 def _read_holdings(
-    path: warehouse.Target, lock_wait_seconds: float | None, logger: logging.Logger | None
+    path: warehouse.Target, lock_wait_seconds: float | None
 ) -> tuple[Organization | None, int, list[str]]:
     """The recorded organization, how many data rows there are, and the organization ids of
     the calls and outcomes, read without writing to a file (a file that does not exist holds
@@ -166,7 +165,6 @@ def _read_holdings(
                 lambda: con.execute(f"ATTACH {literal} AS held (READ_ONLY)"),
                 path,
                 lock_wait_seconds,
-                logger=logger,
             )
             con.execute("USE held")
         except BaseException:
@@ -200,12 +198,9 @@ def _claim(
     api: Organization,
     api_base_url: str | None,
     lock_wait_seconds: float | None,
-    logger: logging.Logger | None,
     file_mode: str,
 ) -> None:
-    con = warehouse.connect(
-        path, lock_wait_seconds=lock_wait_seconds, logger=logger, file_mode=file_mode
-    )
+    con = warehouse.connect(path, lock_wait_seconds=lock_wait_seconds, file_mode=file_mode)
     try:
         with warehouse.transaction(con):
             con.execute("DELETE FROM close.warehouse_identity")

@@ -117,17 +117,15 @@ def wait_for_warehouse(
     path: str | Path,
     wait_seconds: float | None = None,
     *,
-    logger: logging.Logger | None = None,
     poll_seconds: float = 0.2,
 ) -> T:
     """`open_warehouse()`, retried while another process holds the DuckDB file, for at most
     `wait_seconds` (default: `config.DEFAULT_LOCK_WAIT_SECONDS`); then `WarehouseLockedError`.
 
-    Logs (to this module's logger and to `logger`) when it starts waiting, every 15 s while it
+    Logs when it starts waiting, every 15 s while it
     waits, and when it gets the file. Errors other than a lock conflict are raised at once (a
     file from a newer DuckDB as `storage_version.WarehouseFromNewerDuckDBError`)."""
     limit = config.DEFAULT_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
-    loggers = [log] if logger is None or logger is log else [log, logger]
     started = time.monotonic()
     next_log = started
     holder: FileHolder | None = None
@@ -145,29 +143,23 @@ def wait_for_warehouse(
                 raise WarehouseLockedError(path, holder, waited) from None
             if now >= next_log:
                 first = next_log == started
-                for target in loggers:
-                    target.warning(
-                        "the warehouse %s is held by %s: %s up to %s s more for it to close (%s)",
-                        path,
-                        holder.describe(),
-                        "waiting" if first else "still waiting",
-                        _seconds(limit - waited),
-                        config.CLOSE_CALLS_LOCK_WAIT_ENV,
-                    )
+                log.warning(
+                    "the warehouse %s is held by %s: %s up to %s s more for it to close (%s)",
+                    path,
+                    holder.describe(),
+                    "waiting" if first else "still waiting",
+                    _seconds(limit - waited),
+                    config.CLOSE_CALLS_LOCK_WAIT_ENV,
+                )
                 next_log = now + _LOG_EVERY_SECONDS
             time.sleep(max(0.0, min(poll_seconds, limit - waited)))
             continue
         if holder is not None:
-            for target in loggers:
-                target.info(
-                    "got the warehouse %s after waiting %.1f s", path, time.monotonic() - started
-                )
+            log.info("got the warehouse %s after waiting %.1f s", path, time.monotonic() - started)
         return result
 
 
-def wait_until_writable(
-    path: str | Path, wait_seconds: float | None = None, *, logger: logging.Logger | None = None
-) -> None:
+def wait_until_writable(path: str | Path, wait_seconds: float | None = None) -> None:
     """Return once this process could open the warehouse read-write (and has closed it again):
     what a step that hands the file to another process (dbt) checks first."""
     con = duckdb.connect()
@@ -177,7 +169,6 @@ def wait_until_writable(
             lambda: con.execute(f"ATTACH {literal} AS warehouse_probe"),
             path,
             wait_seconds,
-            logger=logger,
         )
     finally:
         con.close()

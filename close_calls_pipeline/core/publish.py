@@ -52,7 +52,6 @@ def publish_readonly_copy(
     warehouse_path: str | Path,
     *,
     lock_wait_seconds: float | None = None,
-    logger: logging.Logger | None = None,
     file_mode: str = files.PRIVATE,
 ) -> PublishedCopy:
     """Publish `config.readonly_copy_path(warehouse_path)` from the warehouse as it is now.
@@ -67,7 +66,7 @@ def publish_readonly_copy(
     with locks.acquire_run_lock(source, owner="publish of the read-only copy"):
         _remove_stale_temp_files(target)
         con = warehouse.connect(
-            str(source), lock_wait_seconds=lock_wait_seconds, logger=logger, file_mode=file_mode
+            str(source), lock_wait_seconds=lock_wait_seconds, file_mode=file_mode
         )
         try:
             checkpoint_started = time.monotonic()
@@ -107,15 +106,14 @@ def publish_readonly_copy(
         last_sync_finished_at=finished_at,
         high_water_mark=mark,
     )
-    for target_log in [log] if logger is None or logger is log else [log, logger]:
-        target_log.info(
-            "published the read-only copy %s: %.1f MB in %.2f s (checkpoint %.2f s, copy %.2f s)",
-            target,
-            size / 1e6,
-            published.seconds,
-            checkpoint_seconds,
-            copy_seconds,
-        )
+    log.info(
+        "published the read-only copy %s: %.1f MB in %.2f s (checkpoint %.2f s, copy %.2f s)",
+        target,
+        size / 1e6,
+        published.seconds,
+        checkpoint_seconds,
+        copy_seconds,
+    )
     return published
 
 

@@ -83,7 +83,6 @@ def connect(
     memory_limit: str = config.DEFAULT_DUCKDB_MEMORY_LIMIT,
     checkpoint_threshold: str = "256MB",
     lock_wait_seconds: float | None = None,
-    logger=None,
     file_mode: str = files.PRIVATE,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating file, folder and schema as needed) with a UTC session.
@@ -94,8 +93,7 @@ def connect(
     is where DuckDB takes a row group size.
 
     While another process holds the file (a notebook, the DuckDB CLI), the open is retried for
-    up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged (also to `logger`,
-    a `logging.Logger`, when given), then fails with a `locks.WarehouseLockedError` naming that
+    up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged, then fails with a `locks.WarehouseLockedError` naming that
     process (see `core/locks.py`).
 
     The folder, the file and its WAL are created owner-only (`file_mode`, see `core/files.py`).
@@ -121,7 +119,6 @@ def connect(
                 ),
                 path,
                 lock_wait_seconds,
-                logger=logger,
             )
         files.restrict(path, file_mode)  # and one an earlier version made is made so
         con.execute(f"USE {name}")

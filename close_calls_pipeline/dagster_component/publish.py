@@ -72,7 +72,6 @@ def build_readonly_copy_asset(deps: Iterable[AssetKey]) -> AssetsDefinition:
         published = publish_readonly_copy(
             duckdb_warehouse.path,
             lock_wait_seconds=duckdb_warehouse.lock_wait_seconds,
-            logger=context.log,
             file_mode=duckdb_warehouse.file_mode,
         )
         mark = published.high_water_mark

@@ -250,7 +250,6 @@ class WarehouseResource(ConfigurableResource):
                 organization,
                 api_base_url=self.close_api.recorded_base_url,
                 lock_wait_seconds=wait,
-                logger=get_dagster_logger(),
                 file_mode=self.file_mode,
             )
         log.info("Syncing %s into %s", organization.describe(), warehouse.describe(self.target))
@@ -291,7 +290,6 @@ class WarehouseResource(ConfigurableResource):
                 self.target,
                 memory_limit=self.memory_limit,
                 lock_wait_seconds=wait,
-                logger=get_dagster_logger(),
                 file_mode=self.file_mode,
             )
         try:
@@ -305,7 +303,7 @@ class WarehouseResource(ConfigurableResource):
         if self.lake is not None:
             return
         with self._opening() as wait:
-            locks.wait_until_writable(self.path, wait, logger=get_dagster_logger())
+            locks.wait_until_writable(self.path, wait)
 
     @contextmanager
     def _opening(self) -> Iterator[float]:
