@@ -256,6 +256,8 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert re.search(r"sync \w+ done: \d+ inserted", messages), messages[-3000:]
     assert sandbox.api_key not in messages
     assert len(lines) == len(set(lines)), "a line logged twice"  # e.g. the copy's, the sync's
+    # the check with no result (Dagster's "did not yield" line lists it) is named, with why
+    assert re.search(r"run by full builds .*: unique_combination_of_columns_int_call_utt", messages)
     written = (report.stat().st_mtime_ns, copy.stat().st_mtime_ns)
     assert written[0] > before[0] and written[1] > before[1], out.getvalue()
     assert mart_counts(db_path) == truth_counts(sandbox.store)
