@@ -19,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 
+from close_calls_pipeline.core.sql_text import literal
+
 # name in DuckDB -> the package that carries it
 PACKAGED = {
     "ducklake": "duckdb_extension_ducklake",
@@ -93,8 +95,7 @@ def extension_directory() -> Path:
 def use_packaged_extensions(con: duckdb.DuckDBPyConnection) -> None:
     """Point a connection at the packaged extensions and forbid downloads (loading stays
     automatic: `ATTACH 'ducklake:...'` loads DuckLake and its catalog's extension by itself)."""
-    directory = str(extension_directory()).replace("'", "''")
-    con.execute(f"SET extension_directory = '{directory}'")
+    con.execute(f"SET extension_directory = {literal(str(extension_directory()))}")
     con.execute("SET autoinstall_known_extensions = false")
 
 

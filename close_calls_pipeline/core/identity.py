@@ -20,6 +20,7 @@ import duckdb
 
 from close_calls_pipeline.core import files, locks, warehouse
 from close_calls_pipeline.core.lake import Lake
+from close_calls_pipeline.core.sql_text import literal
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,9 @@ def _read_holdings(
         if not Path(path).exists():
             return None, 0, []
         con = duckdb.connect()
-        literal = "'" + str(path).replace("'", "''") + "'"
         try:
             locks.wait_for_warehouse(
-                lambda: con.execute(f"ATTACH {literal} AS held (READ_ONLY)"),
+                lambda: con.execute(f"ATTACH {literal(str(path))} AS held (READ_ONLY)"),
                 path,
                 lock_wait_seconds,
             )

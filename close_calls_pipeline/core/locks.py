@@ -35,6 +35,7 @@ from typing import Self, TypeVar
 import duckdb
 
 from close_calls_pipeline.core import config, storage_version
+from close_calls_pipeline.core.sql_text import literal
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,9 @@ def wait_for_warehouse(
     """`open_warehouse()`, retried while another process holds the DuckDB file, for at most
     `wait_seconds` (default: `config.DEFAULT_LOCK_WAIT_SECONDS`); then `WarehouseLockedError`.
 
-    Logs when it starts waiting, every 15 s while it
-    waits, and when it gets the file. Errors other than a lock conflict are raised at once (a
-    file from a newer DuckDB as `storage_version.WarehouseFromNewerDuckDBError`)."""
+    Logs when it starts waiting, every 15 s while it waits, and when it gets the file. Errors
+    other than a lock conflict are raised at once (a file from a newer DuckDB as
+    `storage_version.WarehouseFromNewerDuckDBError`)."""
     limit = config.DEFAULT_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
     started = time.monotonic()
     next_log = started
@@ -164,9 +165,8 @@ def wait_until_writable(path: str | Path, wait_seconds: float | None = None) -> 
     what a step that hands the file to another process (dbt) checks first."""
     con = duckdb.connect()
     try:
-        literal = "'" + str(path).replace("'", "''") + "'"
         wait_for_warehouse(
-            lambda: con.execute(f"ATTACH {literal} AS warehouse_probe"),
+            lambda: con.execute(f"ATTACH {literal(str(path))} AS warehouse_probe"),
             path,
             wait_seconds,
         )
