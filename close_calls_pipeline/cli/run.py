@@ -93,7 +93,6 @@ class _EventLines:
         self.built: dict[str, int] = {}
         self.checks: dict[str, dict[str, int]] = {}
         self.failures: dict[str, str] = {}  # error message -> the first step that failed with it
-        self.failed_checks = 0  # checks of severity ERROR that did not pass
 
     def line(self, event, step_key: str | None) -> str | None:
         kind = event.event_type_value
@@ -112,7 +111,7 @@ class _EventLines:
             self.failures[message] = step_key
             return f"{step_key}: FAILED: {message}"
         if kind == "STEP_SKIPPED":
-            if self.failures or self.failed_checks:
+            if self.failures or any(c.get("FAILED") for c in self.checks.values()):
                 return f"{step_key}: skipped (an upstream step or blocking check failed)"
             return f"{step_key}: skipped (nothing it depends on was built in this run)"
         if kind == "ASSET_MATERIALIZATION":
@@ -125,7 +124,6 @@ class _EventLines:
                 if data.passed
                 else ("WARNING" if data.severity.value == "WARN" else "FAILED")
             )
-            self.failed_checks += outcome == "FAILED"
             counts = self.checks.setdefault(step_key, {})
             counts[outcome] = counts.get(outcome, 0) + 1
             if data.passed and is_asset_step:

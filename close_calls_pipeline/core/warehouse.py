@@ -93,8 +93,8 @@ def connect(
     is where DuckDB takes a row group size.
 
     While another process holds the file (a notebook, the DuckDB CLI), the open is retried for
-    up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged, then fails with a `locks.WarehouseLockedError` naming that
-    process (see `core/locks.py`).
+    up to `lock_wait_seconds` (default `config.DEFAULT_LOCK_WAIT_SECONDS`), logged, then fails
+    with a `locks.WarehouseLockedError` naming that process (see `core/locks.py`).
 
     The folder, the file and its WAL are created owner-only (`file_mode`, see `core/files.py`).
 
