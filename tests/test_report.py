@@ -618,10 +618,12 @@ def test_the_browser_harness_sees_and_blocks_every_request(browser, tmp_path):
         '<!DOCTYPE html><html><head><link rel="stylesheet" href="https://cdn.example.com/a.css">'
         '<script src="http://cdn.example.com/b.js"></script></head>'
         '<body><img src="other.png"><script>fetch("https://api.example.com/c")'
-        ".catch(() => {});</script></body></html>"
+        ".catch(() => { window.fetchFailed = true; });</script></body></html>"
     )
     opened = OpenedPage(browser, page)
     try:
+        # A fetch does not hold up the load event: wait until it has been refused.
+        opened.page.wait_for_function("window.fetchFailed === true", timeout=10_000)
         assert opened.page.url == opened.url
         assert opened.url in opened.requests  # the file itself is seen, and let through
         assert opened.other_requests() == sorted(
