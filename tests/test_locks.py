@@ -27,32 +27,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers.processes import HOLDER, gone, stop
+from helpers.processes import gone, release, start_holder, stop
 from helpers.run_lock import run_lock_holder
 
 from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core.publish import publish_readonly_copy
 from close_calls_pipeline.core.settings import PipelineSettings
-
-# A process that opens a DuckDB file (read-only or read-write), says so, and keeps it open until
-# it reads a line on stdin; then closes it, says so, and stays alive until stdin closes.
-
-
-def start_holder(path: Path, mode: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def release(proc: subprocess.Popen) -> None:
-    proc.stdin.write("\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().strip() == "released"
 
 
 def small_warehouse(path: Path, sync_runs: int = 1) -> None:
@@ -284,10 +264,12 @@ def test_publish_is_atomic_read_only_and_readers_keep_their_copy(db_path):
     assert reader.execute("SELECT count(*) FROM close.sync_state").fetchone() == (2,)
     reader.close()
 
-    # The writer's file stays writable, and only the two files (and the run lock) are there.
+    # The writer's file stays writable, and only the two files, the run lock and the copy the
+    # second publish replaced (kept for the next, test_readonly_copy.py) are there.
     con = warehouse.connect(str(db_path), lock_wait_seconds=0)
     con.close()
     assert sorted(p.name for p in db_path.parent.iterdir()) == [
+        ".close_calls_readonly.duckdb.previous",
         "close_calls.duckdb",
         "close_calls.duckdb.run.lock",
         "close_calls_readonly.duckdb",
@@ -299,10 +281,12 @@ def test_publish_removes_what_a_killed_publish_or_a_writing_reader_left(db_path)
     publish_readonly_copy(db_path)
     stale_temp = copy.with_name(f".{copy.name}.999999.tmp")
     stale_temp.write_bytes(b"half a copy")
+    stale_link = copy.with_name(f".{copy.name}.999999.previous.tmp")  # killed before its rename
+    os.link(copy, stale_link)
     stale_wal = Path(f"{copy}.wal")
     stale_wal.write_bytes(b"not this copy's")
     publish_readonly_copy(db_path)
-    assert not stale_temp.exists() and not stale_wal.exists()
+    assert not stale_temp.exists() and not stale_wal.exists() and not stale_link.exists()
     con = duckdb.connect(str(copy), read_only=True)
     assert con.execute("SELECT count(*) FROM close.sync_state").fetchone() == (1,)
     con.close()

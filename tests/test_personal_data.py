@@ -43,6 +43,7 @@ from close_calls_pipeline.core.personal_data import (
     normalise_phone,
     phone_hash,
 )
+from close_calls_pipeline.core.publish import publish_readonly_copy
 from close_calls_pipeline.core.records import TRANSCRIPT_TYPES
 from close_calls_pipeline.core.sync import SyncOptions, sync_calls
 from close_calls_pipeline.dagster_component.component import (
@@ -384,6 +385,11 @@ def test_erase_removes_what_it_names_and_nothing_else(make_sandbox, tmp_path, mo
     other_utterances = con.execute(utterances.format(", ".join(f"'{i}'" for i in named))).fetchall()
     con.close()
 
+    for _ in range(2):  # the second keeps the first copy, as the previous one (core/publish.py)
+        publish_readonly_copy(db_path)
+    previous = config.readonly_previous_path(db_path)
+    assert previous.exists()
+
     monkeypatch.setenv(config.CLOSE_CALLS_DUCKDB_ENV, str(db_path))
     argv = ["erase", "--project-dir", str(tmp_path)]
     argv += ["--call-id", by_id, "--lead-id", lead, "--phone", phone]
@@ -404,6 +410,7 @@ def test_erase_removes_what_it_names_and_nothing_else(make_sandbox, tmp_path, mo
                 == other_utterances  # fmt: skip
         finally:
             con.close()
+    assert not previous.exists()  # it held the erased data: deleted, and no copy kept
     assert cli_main(["erase"]) == 2  # nothing named
 
 

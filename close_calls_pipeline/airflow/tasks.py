@@ -371,6 +371,7 @@ def publish(settings: PipelineSettings) -> dict:
     return {
         "path": published.path,
         "size_bytes": published.size_bytes,
+        "method": published.method,
         "live_calls": published.live_calls,
         "high_water_mark": mark.isoformat() if mark else None,
     }

@@ -29,6 +29,8 @@ from close_calls_pipeline.dagster_component.dbt import RUN_TARGET
 _PROGRESS = re.compile(r"^\[\s*(?P<at>[\d.]+)s\] (?P<text>.*)$")
 _STEP_DONE = re.compile(r"^(?P<step>[\w.\[\]]+): done in (?P<seconds>[\d.]+) s")
 _STEP_STARTED = re.compile(r"^[\w.\[\]]+: started$")
+# core/publish.py's line: the size, the time and how the copy was made.
+_PUBLISHED = re.compile(r"published the read-only copy \S+: (?P<how>.*)$")
 
 
 @dataclass
@@ -217,6 +219,9 @@ def _print_run(label: str, figures: RunFigures, run_results: Path) -> None:
         print(f"  {'':<22} dbt: {dbt_split(run_results)}")
     if split := dbt_step_split(figures.output):
         print(f"  {'':<22} dbt_build step, seconds: {split}")
+    for line in figures.output:
+        if published := _PUBLISHED.search(line):
+            print(f"  {'':<22} read-only copy: {published['how']}")
     if figures.code:
         print("\n".join(f"    | {line}" for line in figures.output[-30:]))
     sys.stdout.flush()

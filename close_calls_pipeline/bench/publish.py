@@ -1,11 +1,14 @@
-"""What publishing the read-only copy costs: seconds per GB of warehouse.
+"""What publishing the read-only copy as a whole file costs: seconds per GB of warehouse.
 
     python -m close_calls_pipeline.bench.publish [--gb 1.0] [--repeat 5] [--dir DIR]
 
 Builds a warehouse of about `--gb` GB in DIR (the schema plus a filler table of hardly
 compressible rows), then publishes it `--repeat` times, alternating a source file in the page
 cache (as right after a run, which just wrote it) and one evicted from it (`POSIX_FADV_DONTNEED`:
-read back from disk). Prints each publish's seconds, its copy (with fsync) and the s/GB.
+read back from disk). Prints each publish's seconds, its copy (with fsync) and the s/GB. No
+previous copy is kept, so each publish copies the whole file: what a publish costs when it
+cannot update the previous copy (`core/publish.py`); `close-calls bench --scenario hourly` times
+the runs' publishes, which update it.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             state = "cold" if i % 2 else "cached"
             if state == "cold":
                 evict_from_page_cache(path)
-            published = publish_readonly_copy(path, lock_wait_seconds=0)
+            published = publish_readonly_copy(path, lock_wait_seconds=0, keep_previous=False)
             rate = published.seconds / (published.size_bytes / GB)
             rates[state].append(rate)
             print(

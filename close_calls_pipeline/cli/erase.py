@@ -13,7 +13,7 @@ from typing import TextIO
 
 from close_calls_pipeline.core import config, files, locks, warehouse
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, erase_calls
-from close_calls_pipeline.core.publish import publish_readonly_copy
+from close_calls_pipeline.core.publish import discard_previous_copy, publish_readonly_copy
 
 
 def erase(
@@ -41,6 +41,8 @@ def erase(
     try:
         anchor = warehouse.run_lock_anchor(path, settings.lake)
         with locks.acquire_run_lock(anchor, owner="close-calls erase"):
+            if settings.lake is None:  # it holds the data about to be erased: no longer kept
+                discard_previous_copy(path)
             con = warehouse.connect(
                 target, lock_wait_seconds=settings.lock_wait_seconds, file_mode=settings.file_mode
             )
@@ -52,7 +54,10 @@ def erase(
                 con.close()
             if erased.calls and settings.lake is None:
                 publish_readonly_copy(
-                    path, lock_wait_seconds=settings.lock_wait_seconds, file_mode=settings.file_mode
+                    path,
+                    lock_wait_seconds=settings.lock_wait_seconds,
+                    file_mode=settings.file_mode,
+                    keep_previous=False,
                 )
     except locks.RunInProgressError as error:
         out.write(f"error: {error}\n")

@@ -180,3 +180,10 @@ def readonly_copy_path(warehouse_path: str | Path) -> Path:
     (`sandbox_readonly.duckdb` beside `sandbox.duckdb`)."""
     path = Path(warehouse_path)
     return path.with_name(f"{path.stem}_readonly{path.suffix or '.duckdb'}")
+
+
+def readonly_previous_path(warehouse_path: str | Path) -> Path:
+    """The copy the last publish replaced, kept hidden beside the copy so that the next publish
+    writes only what changed (`core/publish.py`): `.close_calls_readonly.duckdb.previous`."""
+    copy = readonly_copy_path(warehouse_path)
+    return copy.with_name(f".{copy.name}.previous")

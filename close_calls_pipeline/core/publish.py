@@ -6,13 +6,24 @@ open the warehouse the runs write: they open a copy, `close_calls_readonly.duckd
 `close_calls.duckdb`, that every successful run publishes when it has finished writing:
 
 1. under the run lock, open the warehouse (waiting, bounded, for another process to let go of
-   it), `CHECKPOINT` so that the file alone holds every committed change (no WAL), and copy the
-   file while this connection keeps every other writer out;
-2. fsync the copy, make it read-only (mode 0400, or 0440 with `file_mode: group`), and check that DuckDB opens it and reads the
-   sync state;
-3. `os.replace` it onto the published name: atomic, so a reader opening the name gets either the
-   previous copy or the new one, whole. A reader that has the previous copy open keeps reading
-   it (its open file keeps the old inode) until it closes it and connects again.
+   it) and `CHECKPOINT` it, so that the file alone holds every committed change (no WAL);
+2. make the new copy, in one of two ways:
+   - **changed rows**: the copy the last publish replaced is kept, hidden, beside the copy
+     (`.close_calls_readonly.duckdb.previous`, as private as the copy). When no process has it
+     open and its tables and views are the warehouse's, it is brought up to date in one
+     transaction: per call id, the rows whose count or hash differ are replaced by the
+     warehouse's, and every smaller table that differs is replaced whole. Then every table's
+     row count and hash must equal the warehouse's. An hourly run writes what changed, not the
+     whole history.
+   - **whole file** otherwise (the first publishes, a reader still on that older copy, a
+     changed schema, `keep_previous=False`): the warehouse file is copied while this connection
+     keeps every other writer out, and fsynced.
+3. make it read-only (mode 0400, or 0440 with `file_mode: group`), check that DuckDB opens it and
+   reads the sync state, hard-link the copy it replaces to the hidden name (for the next
+   publish), and `os.replace` it onto the published name: atomic, so a reader opening the name
+   gets either the previous copy or the new one, whole. A reader that has the previous copy
+   open keeps reading it (its open file keeps the old inode) until it closes it and connects
+   again; the next publish then copies the whole file.
 
 Nothing here waits for readers, and readers never make a run wait.
 """
@@ -29,9 +40,14 @@ from pathlib import Path
 
 import duckdb
 
-from close_calls_pipeline.core import config, files, locks, warehouse
+from close_calls_pipeline.core import config, files, locks, sql_text, warehouse
 
 log = logging.getLogger(__name__)
+
+CHANGED_ROWS = "changed rows"
+WHOLE_FILE = "whole file"
+# The attached name of the previous copy while it is brought up to date.
+_PREVIOUS = "readonly_copy_previous"
 
 
 @dataclass(frozen=True)
@@ -42,10 +58,17 @@ class PublishedCopy:
     size_bytes: int
     seconds: float  # the whole publish, from asking for the warehouse to the rename
     checkpoint_seconds: float
-    copy_seconds: float  # copy and fsync
+    copy_seconds: float  # making the new copy: updating the previous one, or copying the file
     live_calls: int
     last_sync_finished_at: datetime | None
     high_water_mark: datetime | None
+    method: str = WHOLE_FILE  # CHANGED_ROWS | WHOLE_FILE
+    why_whole_file: str | None = None  # when WHOLE_FILE
+    rows_written: int | None = None  # when CHANGED_ROWS: rows deleted and inserted
+
+
+class _Unusable(Exception):
+    """Why the previous copy cannot be brought up to date (the whole file is copied instead)."""
 
 
 def publish_readonly_copy(
@@ -53,18 +76,24 @@ def publish_readonly_copy(
     *,
     lock_wait_seconds: float | None = None,
     file_mode: str = files.PRIVATE,
+    keep_previous: bool = True,
 ) -> PublishedCopy:
     """Publish `config.readonly_copy_path(warehouse_path)` from the warehouse as it is now.
 
     Takes the warehouse's run lock (a run that holds it in this process may call this; another
     process's run makes it fail at once), and waits up to `lock_wait_seconds` (default
-    `config.DEFAULT_LOCK_WAIT_SECONDS`) for another process to let go of the warehouse file."""
+    `config.DEFAULT_LOCK_WAIT_SECONDS`) for another process to let go of the warehouse file.
+    `keep_previous=False` (after an erasure) deletes the previous copy and keeps none: no file
+    but the published copy holds what the warehouse no longer has."""
     source = Path(warehouse_path).resolve()
     target = config.readonly_copy_path(source)
+    previous = config.readonly_previous_path(source)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     started = time.monotonic()
     with locks.acquire_run_lock(source, owner="publish of the read-only copy"):
         _remove_stale_temp_files(target)
+        if not keep_previous:
+            _discard(previous)
         con = warehouse.connect(
             str(source), lock_wait_seconds=lock_wait_seconds, file_mode=file_mode
         )
@@ -79,7 +108,18 @@ def publish_readonly_copy(
                     "that would miss its changes"
                 )
             copy_started = time.monotonic()
-            size = _copy_and_sync(source, temp, file_mode)
+            rows_written, why_whole_file = None, None
+            try:
+                rows_written = _bring_up_to_date(con, source.stem, previous, target, file_mode)
+                os.replace(previous, temp)
+                files.restrict(temp, file_mode, read_only=True)
+            except (_Unusable, duckdb.Error) as unusable:
+                why_whole_file = " ".join(str(unusable).split())
+                if isinstance(unusable, duckdb.Error):
+                    why_whole_file = f"updating the previous copy failed: {why_whole_file}"
+                    log.warning("the read-only copy: %s", why_whole_file)
+                _discard(previous)  # never two copies in the making on the disk
+                _copy_and_sync(source, temp, file_mode)
             copy_seconds = time.monotonic() - copy_started
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -91,30 +131,192 @@ def publish_readonly_copy(
             # A WAL beside the published name would belong to a copy someone opened read-write
             # (against docs/notebooks.md); DuckDB would replay it into the new copy.
             Path(f"{target}.wal").unlink(missing_ok=True)
-            os.replace(temp, target)
+            # The copy replaced is kept only when it holds no personal data the policy now drops.
+            keep = keep_previous and target.exists() and _same_policy(target, temp)
+            _replace_keeping_previous(temp, target, previous if keep else None)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
         _sync_directory(target.parent)
     published = PublishedCopy(
         path=str(target),
-        size_bytes=size,
+        size_bytes=target.stat().st_size,
         seconds=time.monotonic() - started,
         checkpoint_seconds=checkpoint_seconds,
         copy_seconds=copy_seconds,
         live_calls=live_calls,
         last_sync_finished_at=finished_at,
         high_water_mark=mark,
+        method=WHOLE_FILE if why_whole_file else CHANGED_ROWS,
+        why_whole_file=why_whole_file,
+        rows_written=rows_written,
     )
+    if why_whole_file:
+        how = f"copied the whole file ({why_whole_file})"
+    else:
+        how = f"updated the previous copy: {rows_written} rows written"
     log.info(
-        "published the read-only copy %s: %.1f MB in %.2f s (checkpoint %.2f s, copy %.2f s)",
+        "published the read-only copy %s: %.1f MB in %.2f s, %s (checkpoint %.2f s, copy %.2f s)",
         target,
-        size / 1e6,
+        published.size_bytes / 1e6,
         published.seconds,
+        how,
         checkpoint_seconds,
         copy_seconds,
     )
     return published
+
+
+def discard_previous_copy(warehouse_path: str | Path) -> None:
+    """Delete the previous copy kept for the next publish (callers hold the run lock)."""
+    _discard(config.readonly_previous_path(Path(warehouse_path).resolve()))
+
+
+def _discard(previous: Path) -> None:
+    previous.unlink(missing_ok=True)
+    Path(f"{previous}.wal").unlink(missing_ok=True)
+
+
+# --- the previous copy, brought up to date ---------------------------------------------------------
+
+
+def _bring_up_to_date(
+    con: duckdb.DuckDBPyConnection,
+    warehouse_name: str,
+    previous: Path,
+    target: Path,
+    file_mode: str,
+) -> int:
+    """Make the previous copy equal to the warehouse (attached to `con` as `warehouse_name`),
+    writing only the rows that differ; returns how many rows were deleted and inserted. Raises
+    `_Unusable` (the previous copy unchanged) when it cannot be used."""
+    if not previous.exists():
+        raise _Unusable("no previous copy to update")
+    held = previous.stat()
+    if held.st_nlink != 1 or (target.exists() and os.path.samestat(held, target.stat())):
+        raise _Unusable("the previous copy has another name")
+    if _open_in_this_process(previous):
+        raise _Unusable("the previous copy is open in this process")
+    files.restrict(previous, file_mode)  # writable by its owner while it is updated
+    try:
+        con.execute(f"ATTACH {sql_text.literal(str(previous))} AS {_PREVIOUS}")
+    except duckdb.Error as error:
+        holder = locks.duckdb_lock_holder(error)
+        if holder is None:
+            raise
+        raise _Unusable(f"a reader still has it open: {holder.describe()}") from error
+    try:
+        if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
+            raise _Unusable("the warehouse's tables or views changed")
+        with warehouse.transaction(con):
+            written = sum(
+                _bring_table_up_to_date(con, warehouse_name, schema, table, key)
+                for schema, table, key in _tables(con, warehouse_name)
+            )
+            differing = _differing_tables(con, warehouse_name)
+            if differing:  # a safety net: the steps above make them equal
+                log.warning("the previous read-only copy differs from the warehouse in %s after "
+                            "its update: copying the whole file", ", ".join(differing))  # fmt: skip
+                raise _Unusable(f"{', '.join(differing)} differed after the update")
+        con.execute(f"CHECKPOINT {_PREVIOUS}")
+    finally:
+        con.execute(f"DETACH {_PREVIOUS}")
+    if Path(f"{previous}.wal").exists():
+        raise _Unusable("the previous copy kept a WAL after its checkpoint")
+    return written
+
+
+def _tables(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, str | None]]:
+    """(schema, table, key) of every table: the key is the column that holds a call's id
+    (`call_id`, or `id` in `close.calls`), else None."""
+    rows = con.execute(
+        "SELECT schema_name, table_name, list(column_name) FROM duckdb_tables() "
+        "JOIN duckdb_columns() USING (database_name, schema_name, table_name) "
+        "WHERE database_name = $database GROUP BY ALL ORDER BY ALL",
+        {"database": database},
+    ).fetchall()
+    return [
+        (schema, table, next((k for k in ("call_id", "id") if k in columns), None))
+        for schema, table, columns in rows
+    ]
+
+
+def _bring_table_up_to_date(
+    con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str, key: str | None
+) -> int:
+    """Replace the previous copy's rows of one table that differ; returns rows written."""
+    names = {
+        "source": _qualified(database, schema, table),
+        "copy": _qualified(_PREVIOUS, schema, table),
+    }
+    if key is not None:
+        names["key"] = sql_text.identifier(key)
+        ((changed,),) = warehouse.run_script(con, "readonly_copy_changed_keys.sql", names=names)[-1]
+        if not changed:
+            return 0
+        (((deleted,),), ((inserted,),)) = warehouse.run_script(
+            con, "readonly_copy_replace_keys.sql", names=names
+        )
+        return deleted + inserted
+    if _summary(con, names["source"]) == _summary(con, names["copy"]):
+        return 0
+    ((deleted,),) = con.execute(f"DELETE FROM {names['copy']}").fetchall()
+    ((inserted,),) = con.execute(
+        f"INSERT INTO {names['copy']} SELECT * FROM {names['source']}"
+    ).fetchall()
+    return deleted + inserted
+
+
+def _differing_tables(con: duckdb.DuckDBPyConnection, database: str) -> list[str]:
+    return [
+        f"{schema}.{table}"
+        for schema, table, _ in _tables(con, database)
+        if _summary(con, _qualified(database, schema, table))
+        != _summary(con, _qualified(_PREVIOUS, schema, table))
+    ]
+
+
+def _summary(con: duckdb.DuckDBPyConnection, table: str) -> tuple:
+    """A table's row count and the sum of its rows' hashes."""
+    return con.execute(f"SELECT count(*), sum(hash(t)) FROM {table} AS t").fetchone()
+
+
+def _catalog(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple]:
+    return con.execute(
+        warehouse.read_sql("readonly_copy_catalog.sql"), {"database": database}
+    ).fetchall()
+
+
+def _qualified(*parts: str) -> str:
+    return ".".join(sql_text.identifier(part) for part in parts)
+
+
+def _open_in_this_process(path: Path) -> bool:
+    """Whether this process has `path`'s file open (a DuckDB connection of the caller's on an
+    old copy: its lock would not keep this process out). False where /proc is not there."""
+    wanted = path.stat()
+    descriptors = Path("/proc/self/fd")
+    if not descriptors.is_dir():
+        return False
+    for fd in descriptors.iterdir():
+        try:
+            if os.path.samestat(os.stat(fd), wanted):
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+def _replace_keeping_previous(temp: Path, target: Path, previous: Path | None) -> None:
+    """Publish `temp` as `target`; the copy it replaces becomes `previous` (when given)."""
+    if previous is None:
+        os.replace(temp, target)
+        return
+    linked = target.with_name(f".{target.name}.{os.getpid()}.previous.tmp")
+    linked.unlink(missing_ok=True)
+    os.link(target, linked)
+    os.replace(temp, target)
+    os.replace(linked, previous)
 
 
 def _remove_stale_temp_files(target: Path) -> None:
@@ -123,9 +325,9 @@ def _remove_stale_temp_files(target: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _copy_and_sync(source: Path, destination: Path, file_mode: str) -> int:
+def _copy_and_sync(source: Path, destination: Path, file_mode: str) -> None:
     """Copy `source` to a new `destination` (in the kernel where it can), fsync it, make it
-    read-only; returns its size."""
+    read-only."""
     with open(source, "rb") as src, open(destination, "xb") as dst:
         size = os.fstat(src.fileno()).st_size
         try:
@@ -147,7 +349,6 @@ def _copy_and_sync(source: Path, destination: Path, file_mode: str) -> int:
         dst.flush()
         os.fsync(dst.fileno())
     files.restrict(destination, file_mode, read_only=True)  # 0400, or 0440 shared with the group
-    return size
 
 
 def _verify(copy: Path) -> tuple[int, datetime | None, datetime | None]:
@@ -164,6 +365,22 @@ def _verify(copy: Path) -> tuple[int, datetime | None, datetime | None]:
     finally:
         con.close()
     return live_calls, finished_at, mark
+
+
+def _same_policy(one: Path, other: Path) -> bool:
+    """Whether two copies' rows were written under the same personal_data policy."""
+
+    def policy(copy: Path) -> list[tuple]:
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            return con.execute("SELECT * FROM close.personal_data_policy ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+
+    try:
+        return policy(one) == policy(other)
+    except duckdb.Error:  # e.g. a copy from before policies: not kept
+        return False
 
 
 def _sync_directory(directory: Path) -> None:

@@ -3,7 +3,8 @@
 A warehouse belongs to one Close organization (`core/identity.py`). To sync another one into
 the same path, the old warehouse is renamed to `<name>.<UTC timestamp>.bak.duckdb` beside
 itself, with its WAL (renamed to match, so DuckDB opens the backup whole), its read-only copy
-and any other file the caller names (the report); renaming it back restores it.
+and any other file the caller names (the report); renaming it back restores it. The hidden
+previous copy (`core/publish.py`) is deleted: it is an older state of the copy moved aside.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from close_calls_pipeline.core import config, locks
+from close_calls_pipeline.core import config, locks, publish
 
 
 def backup_name(path: Path, stamp: str) -> Path:
@@ -41,4 +42,5 @@ def move_warehouse_aside(
                 raise FileExistsError(f"{target} exists already: not overwriting a backup")
         for source, target in moves:
             source.rename(target)
+        publish.discard_previous_copy(path)  # an older copy of the moved copy's warehouse
     return moves

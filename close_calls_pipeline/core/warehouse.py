@@ -35,11 +35,16 @@ def run_script(
     params: dict | None = None,
     *,
     for_lake: bool = False,
+    names: dict[str, str] | None = None,
 ) -> list[list[tuple]]:
     """Run the statements of one `sql/*.sql` file in order (`$name` parameters from `params`);
     returns each statement's result rows (a DELETE's is its row count). `for_lake`: without
-    the column compression DuckLake does not take (its Parquet files choose their own)."""
+    the column compression DuckLake does not take (its Parquet files choose their own).
+    `names`: the SQL for its `{placeholder}`s, for what a parameter cannot be (a table's name),
+    quoted by the caller (`sql_text.identifier`)."""
     text = "\n".join(line.split("--", 1)[0] for line in read_sql(name).splitlines())
+    if names:
+        text = text.format_map(names)
     if for_lake:
         text = _COLUMN_COMPRESSION.sub("", text)
     results = []

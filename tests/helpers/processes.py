@@ -1,6 +1,7 @@
 """Helpers for tests that start and kill real processes."""
 
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +18,26 @@ HOLDER = textwrap.dedent(
     sys.stdin.readline()
     """
 )
+
+
+def start_holder(path: Path, mode: str) -> subprocess.Popen:
+    """A process that opens the DuckDB file `path` ("ro": read-only, else read-write), says so,
+    and keeps it open until it reads a line on stdin (`release`)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Make a `start_holder` process close the file (it stays alive until stdin closes)."""
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "released"
 
 
 def stop(proc: subprocess.Popen) -> None:
