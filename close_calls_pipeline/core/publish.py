@@ -327,7 +327,12 @@ def _replace_keeping_previous(temp: Path, target: Path, previous: Path | None) -
         return
     linked = target.with_name(f".{target.name}.{os.getpid()}.previous.tmp")
     linked.unlink(missing_ok=True)
-    os.link(target, linked)
+    try:
+        os.link(target, linked)
+    except OSError as error:  # a filesystem without hard links: the next publish copies the file
+        log.info("the read-only copy replaced is not kept (%s)", error.strerror)
+        os.replace(temp, target)
+        return
     os.replace(temp, target)
     os.replace(linked, previous)
 
