@@ -7,7 +7,8 @@ from the sandbox over loopback HTTP, with real DuckDB files and real reader proc
   table by table, row for row;
 * the whole file is copied when the previous copy cannot be updated: a reader still has it
   open (in another process, or in this one), the warehouse's tables changed; a changed
-  personal_data policy keeps no previous copy; the next publish updates again.
+  personal_data policy keeps no previous copy; the next publish updates again;
+* `close-calls start-over` deletes the previous copy.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from helpers.sandbox_warehouse import sync
 
 from close_calls_pipeline.core import config, personal_data, warehouse
 from close_calls_pipeline.core.publish import CHANGED_ROWS, WHOLE_FILE, publish_readonly_copy
+from close_calls_pipeline.core.start_over import move_warehouse_aside
 
 
 def differences(warehouse_path: Path, copy_path: Path) -> dict[str, tuple[int, int]]:
@@ -194,3 +196,12 @@ def test_changed_tables_copy_the_whole_file_and_a_changed_policy_keeps_no_previo
     assert published.why_whole_file == "no previous copy to update"
     assert previous.exists() and differences(db_path, previous) == {}
     assert os.stat(previous).st_nlink == 1
+
+
+def test_start_over_deletes_the_previous_copy_with_the_warehouse_moved_aside(synced):
+    _, db_path = synced
+    previous = config.readonly_previous_path(db_path)
+    assert previous.exists()
+    moved = dict(move_warehouse_aside(db_path))
+    assert config.readonly_copy_path(db_path) in moved and db_path in moved
+    assert not previous.exists()  # an older state of the copy moved aside: not kept
