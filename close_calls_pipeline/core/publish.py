@@ -108,9 +108,11 @@ def publish_readonly_copy(
                     "that would miss its changes"
                 )
             copy_started = time.monotonic()
-            rows_written, why_whole_file = None, None
+            rows_written, why_whole_file, check_seconds = None, None, 0.0
             try:
-                rows_written = _bring_up_to_date(con, source.stem, previous, target, file_mode)
+                rows_written, check_seconds = _bring_up_to_date(
+                    con, source.stem, previous, target, file_mode
+                )
                 os.replace(previous, temp)
                 os.utime(temp)  # its time is when it was published, as a copied file's
                 files.restrict(temp, file_mode, read_only=True)
@@ -155,7 +157,10 @@ def publish_readonly_copy(
     if why_whole_file:
         how = f"copied the whole file ({why_whole_file})"
     else:
-        how = f"updated the previous copy: {rows_written} rows written"
+        how = (
+            f"updated the previous copy: {rows_written} rows written, checked in "
+            f"{check_seconds:.2f} s"
+        )
     log.info(
         "published the read-only copy %s: %.1f MB in %.2f s, %s (checkpoint %.2f s, copy %.2f s)",
         target,
@@ -187,10 +192,11 @@ def _bring_up_to_date(
     previous: Path,
     target: Path,
     file_mode: str,
-) -> int:
+) -> tuple[int, float]:
     """Make the previous copy equal to the warehouse (attached to `con` as `warehouse_name`),
-    writing only the rows that differ; returns how many rows were deleted and inserted. Raises
-    `_Unusable` (the previous copy unchanged) when it cannot be used."""
+    writing only the rows that differ; returns how many rows were deleted and inserted, and the
+    seconds the check after took. Raises `_Unusable` (the previous copy unchanged) when it
+    cannot be used."""
     if not previous.exists():
         raise _Unusable("no previous copy to update")
     held = previous.stat()
@@ -214,7 +220,9 @@ def _bring_up_to_date(
                 _bring_table_up_to_date(con, warehouse_name, schema, table, columns)
                 for schema, table, columns in _tables(con, warehouse_name)
             )
+            check_started = time.monotonic()
             differing = _differing_tables(con, warehouse_name)
+            check_seconds = time.monotonic() - check_started
             if differing:  # a safety net: the steps above make them equal
                 log.warning("the previous read-only copy differs from the warehouse in %s after "
                             "its update: copying the whole file", ", ".join(differing))  # fmt: skip
@@ -224,7 +232,7 @@ def _bring_up_to_date(
         con.execute(f"DETACH {_PREVIOUS}")
     if Path(f"{previous}.wal").exists():
         raise _Unusable("the previous copy kept a WAL after its checkpoint")
-    return written
+    return written, check_seconds
 
 
 def _tables(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str, list[str]]]:
