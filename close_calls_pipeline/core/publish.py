@@ -216,10 +216,13 @@ def _bring_up_to_date(
         if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
             raise _Unusable("the warehouse's tables or views changed")
         with warehouse.transaction(con):
-            written = sum(
-                _bring_table_up_to_date(con, warehouse_name, schema, table, columns)
-                for schema, table, columns in _tables(con, warehouse_name)
-            )
+            written = 0
+            for schema, table, columns in _tables(con, warehouse_name):
+                table_started = time.monotonic()
+                rows = _bring_table_up_to_date(con, warehouse_name, schema, table, columns)
+                log.debug("the previous copy's %s.%s: %d rows written in %.2f s", schema, table,
+                          rows, time.monotonic() - table_started)  # fmt: skip
+                written += rows
             check_started = time.monotonic()
             differing = _differing_tables(con, warehouse_name)
             check_seconds = time.monotonic() - check_started
@@ -227,7 +230,9 @@ def _bring_up_to_date(
                 log.warning("the previous read-only copy differs from the warehouse in %s after "
                             "its update: copying the whole file", ", ".join(differing))  # fmt: skip
                 raise _Unusable(f"{', '.join(differing)} differed after the update")
+        checkpoint_started = time.monotonic()
         con.execute(f"CHECKPOINT {_PREVIOUS}")
+        log.debug("the previous copy's checkpoint: %.2f s", time.monotonic() - checkpoint_started)
     finally:
         con.execute(f"DETACH {_PREVIOUS}")
     if Path(f"{previous}.wal").exists():
