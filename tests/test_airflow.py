@@ -256,6 +256,7 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
     assert xcoms["sync_calls"]["mode"] == "backfill"
     assert xcoms["sync_calls"]["calls_inserted"] == len(truth)
     assert xcoms["publish_readonly_copy"]["live_calls"] == len(truth)
+    assert xcoms["publish_readonly_copy"]["method"] == "whole file"  # no copy before it
     assert Path(xcoms["publish_readonly_copy"]["path"]) == config.readonly_copy_path(db_path)
     assert Path(xcoms["call_report"]["path"]).is_file()
     assert xcoms["call_report"]["figures"]["calls"] > 0
@@ -295,6 +296,8 @@ def test_dags_test_builds_the_warehouse_and_marts_and_keeps_the_key_out(
     assert built["tests"] >= 90, built
     assert mart_counts(db_path) == truth_counts(sandbox.store)
     assert "test.close_calls.assert_fct_calls_cost_usd_exact: pass" in _output(third)
+    # the copy the first run published was kept by the second, and brought up to date
+    assert airflow_home.xcoms()["publish_readonly_copy"]["method"] == "changed rows"
 
     # The dbt task's log names every model and every singular test with its status.
     output = _output(result)

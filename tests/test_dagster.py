@@ -249,6 +249,15 @@ def test_full_graph_then_incremental_main_job(make_sandbox, db_path, monkeypatch
     assert "dbt build: incremental" in out.getvalue(), out.getvalue()
     assert "data tests on the changed rows in" in out.getvalue(), out.getvalue()
     assert_incremental_build_reports_every_check(latest_run_events(), db_path, set(dbt_checks))
+    # The copy the run before replaced was kept (core/publish.py), but its views were the first
+    # job's, in another reporting time zone: the whole file is copied, and the metadata says why.
+    (copy_metadata,) = [
+        e.event_specific_data.materialization.metadata
+        for e in latest_run_events()
+        if e.is_step_materialization and e.asset_key == dg.AssetKey(["close", "readonly_copy"])
+    ]
+    assert copy_metadata["method"].value == "whole file"
+    assert copy_metadata["why_whole_file"].value == "the warehouse's tables or views changed"
     # the run's event log (what the UI shows) says what the sync did and why dbt built what it did
     lines = latest_run_messages()
     messages = "\n".join(lines)
