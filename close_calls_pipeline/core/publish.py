@@ -62,9 +62,12 @@ class PublishedCopy:
     live_calls: int
     last_sync_finished_at: datetime | None
     high_water_mark: datetime | None
-    method: str = WHOLE_FILE  # CHANGED_ROWS | WHOLE_FILE
-    why_whole_file: str | None = None  # when WHOLE_FILE
-    rows_written: int | None = None  # when CHANGED_ROWS: rows deleted and inserted
+    why_whole_file: str | None = None  # None when the previous copy was brought up to date
+    rows_written: int | None = None  # when it was: rows deleted and inserted
+
+    @property
+    def method(self) -> str:
+        return WHOLE_FILE if self.why_whole_file else CHANGED_ROWS
 
 
 class _Unusable(Exception):
@@ -150,7 +153,6 @@ def publish_readonly_copy(
         live_calls=live_calls,
         last_sync_finished_at=finished_at,
         high_water_mark=mark,
-        method=WHOLE_FILE if why_whole_file else CHANGED_ROWS,
         why_whole_file=why_whole_file,
         rows_written=rows_written,
     )
@@ -216,15 +218,18 @@ def _bring_up_to_date(
         if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
             raise _Unusable("the warehouse's tables or views changed")
         with warehouse.transaction(con):
-            written = 0
+            written, changed_tables = 0, []
             for schema, table, columns in _tables(con, warehouse_name):
                 table_started = time.monotonic()
                 rows = _bring_table_up_to_date(con, warehouse_name, schema, table, columns)
                 log.debug("the previous copy's %s.%s: %d rows written in %.2f s", schema, table,
                           rows, time.monotonic() - table_started)  # fmt: skip
-                written += rows
+                if rows:
+                    written += rows
+                    changed_tables.append((schema, table, columns))
             check_started = time.monotonic()
-            differing = _differing_tables(con, warehouse_name)
+            # The tables nothing was written to were just found equal: the others are checked.
+            differing = _differing_tables(con, warehouse_name, changed_tables)
             check_seconds = time.monotonic() - check_started
             if differing:  # a safety net: the steps above make them equal
                 log.warning("the previous read-only copy differs from the warehouse in %s after "
@@ -292,10 +297,12 @@ def _bring_table_up_to_date(
     return deleted + inserted
 
 
-def _differing_tables(con: duckdb.DuckDBPyConnection, database: str) -> list[str]:
+def _differing_tables(
+    con: duckdb.DuckDBPyConnection, database: str, tables: list[tuple[str, str, list[str]]]
+) -> list[str]:
     return [
         f"{schema}.{table}"
-        for schema, table, columns in _tables(con, database)
+        for schema, table, columns in tables
         if _summary(con, _qualified(database, schema, table), columns)
         != _summary(con, _qualified(_PREVIOUS, schema, table), columns)
     ]
