@@ -9,7 +9,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from close_calls_pipeline.dagster_component.project import packaged_tree
+from close_calls_pipeline.dagster_component.without_dbt_core import (
+    import_dagster_dbt_without_dbt_core,
+)
+
+import_dagster_dbt_without_dbt_core()  # this code location loads no dbt project but the package's
+from close_calls_pipeline.dagster_component.project import packaged_tree  # noqa: E402
 
 
 @dg.definitions

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from close_calls_pipeline.core import warehouse
+from close_calls_pipeline.dagster_component.without_dbt_core import (
+    import_dagster_dbt_without_dbt_core,
+)
 from close_calls_pipeline.sandbox import SandboxServer, SandboxStore
 from close_calls_pipeline.sandbox.clock import HISTORY_DAYS
+
+# The tests' in-process Dagster runs load dagster-dbt as the `close-calls` commands do.
+import_dagster_dbt_without_dbt_core()
 
 
 @pytest.fixture

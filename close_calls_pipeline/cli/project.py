@@ -25,6 +25,11 @@ telemetry:
 def settings_of(project_dir: Path):
     """The settings of the project's `CloseCallsComponent` (its own defs.yaml, or the packaged
     one), with paths under `project_dir`."""
+    from close_calls_pipeline.dagster_component.without_dbt_core import (
+        import_dagster_dbt_without_dbt_core,
+    )
+
+    import_dagster_dbt_without_dbt_core()  # this process loads no dbt project but the package's
     from close_calls_pipeline.dagster_component.project import load_component
 
     return load_component(project_dir).settings(project_dir)

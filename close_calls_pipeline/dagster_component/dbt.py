@@ -8,6 +8,7 @@ number of runs.
 """
 
 import fcntl
+import importlib.metadata
 import json
 import logging
 import sys
@@ -81,8 +82,8 @@ def _newest_project_file(project_dir: Path) -> float:
 class CloseDbtCliResource(DbtCliResource):
     """dagster-dbt's resource, without two things it does in every run that this project never
     uses, about 3 s of each run that builds: running `dbt --version` (a start of dbt's Python:
-    the dbt it runs is the one installed beside this Python, whose version is the dbt-core
-    package dagster-dbt already imported here; a dbt found elsewhere is asked, as dagster-dbt
+    the dbt it runs is the one installed beside this Python, whose version is that of the
+    dbt-core package installed here; a dbt found elsewhere is asked, as dagster-dbt
     does), and loading dbt's profile and adapter into the run's process (only its
     `fetch_row_counts` and `fetch_column_metadata` use it)."""
 
@@ -93,9 +94,7 @@ class CloseDbtCliResource(DbtCliResource):
     def _cli_version(self) -> version.Version:
         real_dbt = Path(dbt_launcher.real_dbt_executable())
         if real_dbt.parent == Path(sys.executable).parent:
-            from dbt.version import __version__
-
-            return version.parse(__version__)
+            return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
 
 
