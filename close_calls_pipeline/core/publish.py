@@ -110,6 +110,7 @@ def publish_readonly_copy(
                     f"{wal} is not empty after CHECKPOINT: not publishing a copy "
                     "that would miss its changes"
                 )
+            policy = _policy(con)  # the new copy's: it is the warehouse as it is now
             copy_started = time.monotonic()
             rows_written, why_whole_file, check_seconds = None, None, 0.0
             try:
@@ -138,7 +139,7 @@ def publish_readonly_copy(
             # (against docs/notebooks.md); DuckDB would replay it into the new copy.
             Path(f"{target}.wal").unlink(missing_ok=True)
             # The copy replaced is kept only when it holds no personal data the policy now drops.
-            keep = keep_previous and target.exists() and _same_policy(target, temp)
+            keep = keep_previous and policy is not None and _copy_policy(target) == policy
             _replace_keeping_previous(temp, target, previous if keep else None)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -405,20 +406,27 @@ def _verify(copy: Path) -> tuple[int, datetime | None, datetime | None]:
     return live_calls, finished_at, mark
 
 
-def _same_policy(one: Path, other: Path) -> bool:
-    """Whether two copies' rows were written under the same personal_data policy."""
-
-    def policy(copy: Path) -> list[tuple]:
-        con = duckdb.connect(str(copy), read_only=True)
-        try:
-            return con.execute("SELECT * FROM close.personal_data_policy ORDER BY ALL").fetchall()
-        finally:
-            con.close()
-
+def _policy(con: duckdb.DuckDBPyConnection) -> list[tuple] | None:
+    """The personal_data policy the rows were written under; None where none is recorded (a
+    warehouse from before policies), which no other policy equals."""
     try:
-        return policy(one) == policy(other)
-    except duckdb.Error:  # e.g. a copy from before policies: not kept
-        return False
+        return con.execute("SELECT * FROM close.personal_data_policy ORDER BY ALL").fetchall()
+    except duckdb.Error:
+        return None
+
+
+def _copy_policy(copy: Path) -> list[tuple] | None:
+    """The policy of the published copy (None when there is none, or it cannot be read)."""
+    if not copy.exists():
+        return None
+    try:
+        con = duckdb.connect(str(copy), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return _policy(con)
+    finally:
+        con.close()
 
 
 def _sync_directory(directory: Path) -> None:
