@@ -33,6 +33,7 @@ from close_calls_pipeline.core import (
     warehouse,
 )
 from close_calls_pipeline.core.close_api import CloseClient
+from close_calls_pipeline.core.lake import one_instance_per_lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice
 from close_calls_pipeline.core.publish import publish_readonly_copy
 from close_calls_pipeline.core.settings import PipelineSettings
@@ -140,12 +141,14 @@ def check_organization(settings: PipelineSettings, client: CloseClient) -> ident
 def run_lock(settings: PipelineSettings, owner: str) -> Iterator[None]:
     """The warehouse's run lock for one task (`locks.RunInProgressError` at once when another
     run, Dagster's or Airflow's, holds it). Meanwhile, whatever the task creates (DuckDB's WAL,
-    dbt's files) is born with the `file_mode`'s modes."""
+    dbt's files) is born with the `file_mode`'s modes, and the task's connections to a lake
+    share one DuckDB instance (`lake.one_instance_per_lake`)."""
     with (
         files.restrictive_umask(settings.file_mode),
         locks.acquire_run_lock(
             warehouse.run_lock_anchor(settings.duckdb_path, settings.lake), owner=owner
         ),
+        one_instance_per_lake(),
     ):
         yield
 

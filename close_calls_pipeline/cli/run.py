@@ -25,7 +25,7 @@ import duckdb
 
 from close_calls_pipeline.cli.project import dagster_home, settings_of, venv_tool
 from close_calls_pipeline.core import build_plan, config, files, locks, warehouse
-from close_calls_pipeline.core.lake import Lake, connect_lake
+from close_calls_pipeline.core.lake import Lake, connect_lake, one_instance_per_lake
 from close_calls_pipeline.core.personal_data import (
     HASH_KEY_ENV,
     CallPolice,
@@ -505,7 +505,9 @@ def run_pipeline(
 
     progress.line(f"pipeline finished (Dagster run {result.run_id})")
     try:
-        out.write("\n".join(summary_lines(target, project_dir, default_report_path(path))) + "\n")
+        with one_instance_per_lake():  # the summary's reads of a lake share one DuckDB instance
+            lines = summary_lines(target, project_dir, default_report_path(path))
+        out.write("\n".join(lines) + "\n")
     except duckdb.Error as error:
         out.write(f"(summary unavailable: {error})\nwarehouse: {warehouse.describe(target)}\n")
     out.flush()

@@ -157,19 +157,18 @@ def _bytes(size: str) -> float | None:
 
 def _connect_lake(lake: Lake, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """The writer's connection to a lake (small writes inlined in the catalog: `lake.attach_options`),
-    with at least `config.LAKE_MIN_DUCKDB_MEMORY_LIMIT`; then the schema, in one snapshot."""
+    with at least `config.LAKE_MIN_DUCKDB_MEMORY_LIMIT`; the schema is made, in one snapshot,
+    once per DuckDB instance (`lake.one_instance_per_lake`)."""
     floor = config.LAKE_MIN_DUCKDB_MEMORY_LIMIT
     if (_bytes(memory_limit) or 0) < (_bytes(floor) or 0):
         memory_limit = floor
-    con = lake_mode.connect_lake(lake, memory_limit=memory_limit)
-    try:
-        con.execute("SET preserve_insertion_order = false")
-        with transaction(con):
-            run_script(con, "schema.sql", for_lake=True)
-    except BaseException:
-        con.close()
-        raise
-    return con
+    return lake_mode.connect_lake(lake, memory_limit=memory_limit, prepare=_prepare_lake)
+
+
+def _prepare_lake(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET preserve_insertion_order = false")
+    with transaction(con):
+        run_script(con, "schema.sql", for_lake=True)
 
 
 # What DuckDB says of a file that is not a database (garbage, cut at the start) or whose blocks

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import duckdb
@@ -33,7 +33,7 @@ from pydantic import Field, PrivateAttr
 
 from close_calls_pipeline.core import config, files, identity, locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
-from close_calls_pipeline.core.lake import Lake, lake_of
+from close_calls_pipeline.core.lake import Lake, lake_of, one_instance_per_lake
 from close_calls_pipeline.core.personal_data import HASH_KEY_ENV, CallPolice, PersonalDataPolicy
 from close_calls_pipeline.core.settings import PipelineSettings, default_of
 from close_calls_pipeline.dagster_component import run_log
@@ -217,6 +217,7 @@ class WarehouseResource(ConfigurableResource):
     _run_lock: locks.RunLock | None = PrivateAttr(default=None)
     _seconds_opening: float = PrivateAttr(default=0.0)  # this run's time spent opening the file
     _umask_before: int | None = PrivateAttr(default=None)
+    _lake_instances: ExitStack | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Whatever the run creates (the lock file and its folder, DuckDB's WAL, dbt's target
@@ -224,6 +225,9 @@ class WarehouseResource(ConfigurableResource):
         self._umask_before = files.set_umask(self.file_mode)
         owner = f"Dagster run {context.run.run_id}" if context.run else None
         run_log.start()  # the package's lines in the run's event log, until teardown
+        # A lake's connections in this run share one DuckDB instance (steps run in this process).
+        self._lake_instances = ExitStack()
+        self._lake_instances.enter_context(one_instance_per_lake())
         try:
             # `hash` without a key fails here, before any request (the organization check's).
             CallPolice(self.personal_data_policy(), self.hash_key())
@@ -237,6 +241,7 @@ class WarehouseResource(ConfigurableResource):
                 self._run_lock = None
             os.umask(self._umask_before)
             self._umask_before = None
+            self._lake_instances.close()
             run_log.stop()
             raise
 
@@ -258,6 +263,9 @@ class WarehouseResource(ConfigurableResource):
         if self._umask_before is not None:
             os.umask(self._umask_before)
             self._umask_before = None
+        if self._lake_instances is not None:
+            self._lake_instances.close()
+            self._lake_instances = None
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from close_calls_pipeline.core.lake import ATTACH_NAME, Lake, attach_statement, connect_lake
+from close_calls_pipeline.core.lake import Lake, connect_lake
 from close_calls_pipeline.report.period import EmptyPeriodError, Period, resolve_period
 
 # The marts the report reads (in schema analytics): the Dagster asset depends on exactly these.
@@ -29,10 +29,6 @@ REPORT_MARTS = (
     "call_metrics_by_hour_daily",
     "fct_call_conversations",
 )
-
-
-# The database of a connection to no file, where a lake's session stands while it re-attaches it.
-MEMORY_DATABASE = "memory"
 
 
 class ReportError(RuntimeError):
@@ -133,18 +129,14 @@ def _lake_as_last_built(lake: Lake) -> duckdb.DuckDBPyConnection:
     con = connect_lake(lake, read_only=True)
     try:
         built_at = _last_complete_build(con)
-        if built_at is not None:
-            con.execute(f"USE {MEMORY_DATABASE}")
-            con.execute(f"DETACH {ATTACH_NAME}")
-            try:
-                con.execute(attach_statement(lake, read_only=True, snapshot_time=built_at))
-            except duckdb.InvalidInputException:  # no snapshot that old any more
-                con.execute(attach_statement(lake, read_only=True))
-            con.execute(f"USE {ATTACH_NAME}")
-    except BaseException:
+    finally:
         con.close()
-        raise
-    return con
+    if built_at is not None:
+        try:
+            return connect_lake(lake, read_only=True, snapshot_time=built_at)
+        except duckdb.InvalidInputException:  # no snapshot that old any more
+            pass
+    return connect_lake(lake, read_only=True)
 
 
 def load(
