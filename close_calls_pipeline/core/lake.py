@@ -219,7 +219,7 @@ def connect_lake(
     secret = s3_secret_statement(lake.data_path, environ) if is_s3(lake.data_path) else None
     try:
         with _sharing_lock:
-            key = (lake, read_only, snapshot_time, _digest(secret))
+            key = (lake, read_only, snapshot_time, _digest(secret), prepare)
             instance = _shared.get(key) if _shared is not None else None
             if instance is None:
                 instance = _new_instance(lake, read_only, snapshot_time, secret, prepare)
@@ -276,8 +276,8 @@ def _digest(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()
 
 
-# The DuckDB instances of `one_instance_per_lake`, by (lake, read_only, snapshot_time, secret
-# digest); None outside it.
+# The DuckDB instances of `one_instance_per_lake`, by the way they were opened (lake, read_only,
+# snapshot_time, secret digest, prepare); None outside it.
 _shared: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] | None = None
 _sharing_depth = 0
 _sharing_lock = threading.RLock()
@@ -289,8 +289,9 @@ def one_instance_per_lake() -> Iterator[None]:
     way of opening it) instead of a new instance each time: a new one costs about 0.13 s (see
     `_new_instance`), and a run opens about ten. The instances are closed, with any connection
     still open on them, when the outermost `with` ends: a run's, whose connections end with it
-    (the Dagster resource `DuckDBWarehouse`, `close-calls run`). Each connection keeps its own
-    transaction; the instance's memory limit is the one the last connection set."""
+    (the Dagster `WarehouseResource`, an Airflow task, `close-calls run`'s summary). Each
+    connection keeps its own transaction; the memory limit is the one the last connection set
+    (it is the instance's)."""
     global _shared, _sharing_depth
     with _sharing_lock:
         _sharing_depth += 1
