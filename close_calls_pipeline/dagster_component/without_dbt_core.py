@@ -8,7 +8,7 @@ project selects every node and runs dbt as a process of its own, so it needs nei
 processes that load only this project (every `close-calls` command, and the code location of
 `definitions.py` that `close-calls ui` serves) import dagster-dbt that way; a `dg` project that
 loads the component beside dbt assets of its own imports it as usual, from its own definitions.
-`tests/test_dagster.py` checks that both ways give the same assets and checks.
+`tests/test_dbt_resource.py` checks that both ways give the same assets and checks.
 """
 
 import sys
