@@ -5,9 +5,11 @@ from the sandbox over loopback HTTP, with real DuckDB files and real reader proc
   shape (rows without a call id, repeated rows, a table without one), each publish updates the
   previous copy, writes a small share of the rows, and publishes a copy equal to the warehouse,
   table by table, row for row;
+* a call's row is compared by its bookkeeping columns (`_raw_hash`, `_change_seq`, ...): calls
+  erased in place (their `_raw` rewritten) are written to the copy like those the sync changed;
 * the whole file is copied when the previous copy cannot be updated: a reader still has it
-  open (in another process, or in this one), the warehouse's tables changed; a changed
-  personal_data policy keeps no previous copy; the next publish updates again;
+  open (in another process, or in this one), the warehouse's tables or its personal_data
+  policy changed (which keeps no previous copy); the next publish updates again;
 * `close-calls start-over` deletes the previous copy.
 """
 
@@ -143,6 +145,38 @@ def test_each_publish_writes_the_changed_rows_and_equals_the_warehouse(synced):
     assert published.method == CHANGED_ROWS and differences(db_path, copy) == {}
 
 
+def test_calls_rewritten_in_place_are_written_to_the_copy(synced):
+    """A writer that changes a call's columns without numbering the change rewrites its `_raw`
+    and `_raw_hash` (here an erasure, as the sync erases a deleted call): the copy gets it."""
+    _, db_path = synced
+    copy = config.readonly_copy_path(db_path)
+    con = warehouse.connect(str(db_path))
+    try:
+        erased = [row[0] for row in con.execute(
+            "SELECT id FROM close.calls WHERE note IS NOT NULL OR phone IS NOT NULL "
+            "ORDER BY id LIMIT 5"
+        ).fetchall()]  # fmt: skip
+        assert len(erased) == 5
+        con.execute("CREATE OR REPLACE TEMP TABLE erased_calls AS SELECT unnest(?) AS id", [erased])
+        with warehouse.transaction(con):
+            assert warehouse.erase_listed_calls(con)[0] == 5
+    finally:
+        con.close()
+    for _ in range(2):  # the previous copy is one publish behind: both rewrite the erased calls
+        published = publish_readonly_copy(db_path)
+        assert published.method == CHANGED_ROWS, published.why_whole_file
+        assert differences(db_path, copy) == {}
+    reader = duckdb.connect(str(copy), read_only=True)
+    try:
+        assert reader.execute(
+            "SELECT count(*) FROM close.calls WHERE id IN (SELECT unnest(?)) "
+            "AND note IS NULL AND phone IS NULL",
+            [erased],
+        ).fetchone() == (5,)
+    finally:
+        reader.close()
+
+
 def test_a_reader_on_the_previous_copy_makes_the_publish_copy_the_whole_file(synced):
     sandbox, db_path = synced
     copy = config.readonly_copy_path(db_path)
@@ -189,7 +223,9 @@ def test_changed_tables_copy_the_whole_file_and_a_changed_policy_keeps_no_previo
     assert personal_data.apply_to_stored(con, personal_data.CallPolice(strict))  # rewrote rows
     con.close()
     published = publish_readonly_copy(db_path)
-    assert published.method == CHANGED_ROWS and differences(db_path, copy) == {}
+    # the police rewrote calls in place: the previous copy, under the old policy, is not updated
+    assert published.why_whole_file == "the personal_data policy changed"
+    assert differences(db_path, copy) == {}
     # the copy it replaced holds the notes the policy now drops: not kept
     assert not previous.exists()
     published = publish_readonly_copy(db_path)

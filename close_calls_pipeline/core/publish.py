@@ -10,13 +10,14 @@ open the warehouse the runs write: they open a copy, `close_calls_readonly.duckd
 2. make the new copy, in one of two ways:
    - **changed rows**: the copy the last publish replaced is kept, hidden, beside the copy
      (`.close_calls_readonly.duckdb.previous`, as private as the copy). When no process has it
-     open and its tables and views are the warehouse's, it is brought up to date in one
-     transaction: per call id, the rows whose count or hash differ are replaced by the
-     warehouse's, and every smaller table that differs is replaced whole. Then every table's
-     row count and hash must equal the warehouse's. An hourly run writes what changed, not the
-     whole history.
+     open and its tables, views and personal_data policy are the warehouse's, it is brought up
+     to date in one transaction: per call id, the rows whose count or hash differ are replaced
+     by the warehouse's (a call's row is hashed by its bookkeeping columns: `_hashed_rows`), and
+     every smaller table that differs is replaced whole. Then every table written to must have
+     the warehouse's row count and hash. An hourly run writes what changed, not the whole
+     history.
    - **whole file** otherwise (the first publishes, a reader still on that older copy, a
-     changed schema, `keep_previous=False`): the warehouse file is copied while this connection
+     changed schema or personal_data policy, `keep_previous=False`): the warehouse file is copied while this connection
      keeps every other writer out, and fsynced.
 3. make it read-only (mode 0400, or 0440 with `file_mode: group`), check that DuckDB opens it and
    reads the sync state, hard-link the copy it replaces to the hidden name (for the next
@@ -218,6 +219,9 @@ def _bring_up_to_date(
     try:
         if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
             raise _Unusable("the warehouse's tables or views changed")
+        if _policy(con, warehouse_name) != _policy(con, _PREVIOUS):
+            # the police rewrote typed columns of calls that kept their `_raw` (_hashed_rows)
+            raise _Unusable("the personal_data policy changed")
         with warehouse.transaction(con):
             written, changed_tables = 0, []
             for schema, table, columns in _tables(con, warehouse_name):
@@ -262,11 +266,18 @@ def _key(columns: list[str]) -> str | None:
 
 
 def _hashed_rows(table: str, columns: list[str]) -> str:
-    """The table's rows as they are hashed: without `_raw`, the payload as received, where
-    `_raw_hash` stands for it (every writer of `close.calls` sets it to `hash(_raw)`): hashing
-    the payloads was most of the cost (measured: 0.7 of 0.9 s a side at 500,000 calls)."""
+    """The table's rows as they are hashed. A table with `_raw` (the payload as received) and
+    `_raw_hash` (`hash(_raw)`) is `close.calls`, whose typed columns are read from `_raw`: its
+    row is hashed as its key and its columns named `_...` but `_raw` (`_raw_hash`,
+    `_change_seq`, `_deleted_at`, `_loaded_at`, ...). That holds because every writer of
+    `close.calls` that changes a typed column also changes `_raw` and `_raw_hash` (the
+    personal-data police, an erasure) or numbers the change (`_change_seq`: the sync), and a
+    changed personal-data policy makes the whole file be copied (`_bring_up_to_date`). Hashing
+    six columns instead of the fifty typed ones is most of the update's cost at 500,000 calls
+    (docs/notebooks.md)."""
     if "_raw" in columns and "_raw_hash" in columns:
-        return f"(SELECT * EXCLUDE (_raw) FROM {table})"
+        kept = [c for c in columns if c == _key(columns) or (c.startswith("_") and c != "_raw")]
+        return f"(SELECT {', '.join(sql_text.identifier(c) for c in kept)} FROM {table})"
     return table
 
 
@@ -406,11 +417,12 @@ def _verify(copy: Path) -> tuple[int, datetime | None, datetime | None]:
     return live_calls, finished_at, mark
 
 
-def _policy(con: duckdb.DuckDBPyConnection) -> list[tuple] | None:
-    """The personal_data policy the rows were written under; None where none is recorded (a
-    warehouse from before policies), which no other policy equals."""
+def _policy(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[tuple] | None:
+    """The personal_data policy the rows of `database` (the connection's own by default) were
+    written under; None where none is recorded (a warehouse from before policies)."""
+    table = _qualified(*([database] if database else []), "close", "personal_data_policy")
     try:
-        return con.execute("SELECT * FROM close.personal_data_policy ORDER BY ALL").fetchall()
+        return con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
     except duckdb.Error:
         return None
 

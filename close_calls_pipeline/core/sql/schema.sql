@@ -3,6 +3,9 @@
 CREATE SCHEMA IF NOT EXISTS close;
 
 -- One row per call id ever seen. Every documented Call field under its API name, typed.
+-- The typed columns are read from `_raw`. Every writer that changes one changes `_raw` and
+-- `_raw_hash` (the personal-data police, an erasure) or numbers the change (`_change_seq`): the
+-- read-only copy compares calls by these columns alone (core/publish.py, _hashed_rows).
 CREATE TABLE IF NOT EXISTS close.calls (
     id                        VARCHAR NOT NULL,
     _type                     VARCHAR,
