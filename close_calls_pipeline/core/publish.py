@@ -17,8 +17,8 @@ open the warehouse the runs write: they open a copy, `close_calls_readonly.duckd
      the warehouse's row count and hash. An hourly run writes what changed, not the whole
      history.
    - **whole file** otherwise (the first publishes, a reader still on that older copy, a
-     changed schema or personal_data policy, `keep_previous=False`): the warehouse file is copied while this connection
-     keeps every other writer out, and fsynced.
+     changed schema or personal_data policy, `keep_previous=False`): the warehouse file is
+     copied while this connection keeps every other writer out, and fsynced.
 3. make it read-only (mode 0400, or 0440 with `file_mode: group`), check that DuckDB opens it and
    reads the sync state, hard-link the copy it replaces to the hidden name (for the next
    publish), and `os.replace` it onto the published name: atomic, so a reader opening the name
@@ -220,7 +220,8 @@ def _bring_up_to_date(
         if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
             raise _Unusable("the warehouse's tables or views changed")
         if _policy(con, warehouse_name) != _policy(con, _PREVIOUS):
-            # the police rewrote typed columns of calls that kept their `_raw` (_hashed_rows)
+            # a stricter policy's police may rewrite typed columns of calls whose `_raw` it
+            # leaves as it was, which comparing the calls by `_hashed_rows` would not see
             raise _Unusable("the personal_data policy changed")
         with warehouse.transaction(con):
             written, changed_tables = 0, []
@@ -272,9 +273,9 @@ def _hashed_rows(table: str, columns: list[str]) -> str:
     `_change_seq`, `_deleted_at`, `_loaded_at`, ...). That holds because every writer of
     `close.calls` that changes a typed column also changes `_raw` and `_raw_hash` (the
     personal-data police, an erasure) or numbers the change (`_change_seq`: the sync), and a
-    changed personal-data policy makes the whole file be copied (`_bring_up_to_date`). Hashing
-    six columns instead of the fifty typed ones is most of the update's cost at 500,000 calls
-    (docs/notebooks.md)."""
+    changed personal-data policy makes the whole file be copied (`_bring_up_to_date`). The
+    typed columns were most of what hashing the calls cost: 0.12-0.15 s a side at 100,000
+    calls, against 0.03 s for these (docs/benchmarks.md)."""
     if "_raw" in columns and "_raw_hash" in columns:
         kept = [c for c in columns if c == _key(columns) or (c.startswith("_") and c != "_raw")]
         return f"(SELECT {', '.join(sql_text.identifier(c) for c in kept)} FROM {table})"
