@@ -116,7 +116,7 @@ def publish_readonly_copy(
             rows_written, why_whole_file, check_seconds = None, None, 0.0
             try:
                 rows_written, check_seconds = _bring_up_to_date(
-                    con, source.stem, previous, target, file_mode
+                    con, source.stem, policy, previous, target, file_mode
                 )
                 os.replace(previous, temp)
                 os.utime(temp)  # its time is when it was published, as a copied file's
@@ -193,14 +193,15 @@ def _discard(previous: Path) -> None:
 def _bring_up_to_date(
     con: duckdb.DuckDBPyConnection,
     warehouse_name: str,
+    policy: list[tuple] | None,
     previous: Path,
     target: Path,
     file_mode: str,
 ) -> tuple[int, float]:
-    """Make the previous copy equal to the warehouse (attached to `con` as `warehouse_name`),
-    writing only the rows that differ; returns how many rows were deleted and inserted, and the
-    seconds the check after took. Raises `_Unusable` (the previous copy unchanged) when it
-    cannot be used."""
+    """Make the previous copy equal to the warehouse (attached to `con` as `warehouse_name`,
+    its personal_data `policy` already read), writing only the rows that differ; returns how
+    many rows were deleted and inserted, and the seconds the check after took. Raises
+    `_Unusable` (the previous copy unchanged) when it cannot be used."""
     if not previous.exists():
         raise _Unusable("no previous copy to update")
     held = previous.stat()
@@ -219,7 +220,7 @@ def _bring_up_to_date(
     try:
         if _catalog(con, warehouse_name) != _catalog(con, _PREVIOUS):
             raise _Unusable("the warehouse's tables or views changed")
-        if _policy(con, warehouse_name) != _policy(con, _PREVIOUS):
+        if _policy(con, _PREVIOUS) != policy:
             # a stricter policy's police may rewrite typed columns of calls whose `_raw` it
             # leaves as it was, which comparing the calls by `_hashed_rows` would not see
             raise _Unusable("the personal_data policy changed")
@@ -277,7 +278,8 @@ def _hashed_rows(table: str, columns: list[str]) -> str:
     typed columns were most of what hashing the calls cost: 0.12-0.15 s a side at 100,000
     calls, against 0.03 s for these (docs/benchmarks.md)."""
     if "_raw" in columns and "_raw_hash" in columns:
-        kept = [c for c in columns if c == _key(columns) or (c.startswith("_") and c != "_raw")]
+        key = _key(columns)
+        kept = [c for c in columns if c == key or (c.startswith("_") and c != "_raw")]
         return f"(SELECT {', '.join(sql_text.identifier(c) for c in kept)} FROM {table})"
     return table
 
