@@ -203,7 +203,7 @@ def assert_the_tests_ran_after_dbt_on_the_changed_rows(work_dir: Path) -> None:
                 if (nodes[t.unique_id].get("attached_node") or "").endswith(f".{model}")]  # fmt: skip
 
     assert sql_of_tests_on("fct_calls") and sql_of_tests_on("call_metrics_by_user_daily")
-    assert all("build_state.current" in sql for sql in sql_of_tests_on("fct_calls"))
+    assert all("build_state.changed_calls" in sql for sql in sql_of_tests_on("fct_calls"))
     assert all(
         "int_changed_call_dates" in sql for sql in sql_of_tests_on("call_metrics_by_user_daily")
     )

@@ -22,7 +22,10 @@ create table if not exists build_state.builds (
 create table if not exists build_state.request (fingerprint varchar)
 {%- endmacro %}
 
-{#- The change numbers this build covers: after the last complete build, through the newest. -#}
+{#- The change numbers this build covers: after the last complete build, through the newest; and
+    the calls changed since (none on a full refresh, every call when no build completed before),
+    read once here for the models and tests that read them (a filter on close.calls in each of
+    them cost a scan of the table, and in a lake a read of its inlined rows, in every query). -#}
 {% macro start_build() -%}
 create or replace table build_state.current as
 select
@@ -30,7 +33,12 @@ select
         select through_seq from build_state.builds
         where complete order by recorded_at desc limit 1
     ) as after_seq,
-    (select coalesce(max(_change_seq), 0) from {{ source('close', 'calls') }}) as through_seq
+    (select coalesce(max(_change_seq), 0) from {{ source('close', 'calls') }}) as through_seq;
+create or replace table build_state.changed_calls as
+select distinct id as call_id
+from {{ source('close', 'calls') }}
+where {{ 'false' if flags.FULL_REFRESH else 'true' }}
+  and _change_seq > coalesce((select after_seq from build_state.current), -1)
 {%- endmacro %}
 
 {#- Records the build as started (not complete) when it builds any model. -#}
@@ -116,12 +124,12 @@ select 1
 
 {#- On an incremental build, the tests of a model with `meta: {changed_rows: ...}` check the rows
     that can have changed since the last complete build (which tested the others): `calls`, the
-    rows of the calls changed since (numbered after build_state.current's after_seq, set before
-    any node runs); `days`, the days int_changed_call_dates lists (the day-grained marts, which
-    are built after it). A full refresh, or a build with no complete build before it, tests
-    every row, and so does `dbt test` (run by hand). `dbt compile` renders the changed-rows
-    form: the pipeline's incremental build runs the compiled tests itself, in one connection
-    after `dbt run` (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's macro of that name, which
+    rows of the calls changed since (build_state.changed_calls, set before any node runs);
+    `days`, the days int_changed_call_dates lists (the day-grained marts, which are built after
+    it). A full refresh, or a build with no complete build before it, tests every row, and so
+    does `dbt test` (run by hand). `dbt compile` renders the changed-rows form: the pipeline's
+    incremental build runs the compiled tests itself, in one connection after `dbt run`
+    (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's macro of that name, which
     every generic test reads its model through; a test's own `where` config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
@@ -147,12 +155,10 @@ select 1
         and node.alias == relation.identifier and node.schema == relation.schema -%}
         {%- do kinds.append(node.config.meta.get('changed_rows')) -%}
     {%- endfor -%}
-    {%- set calls = relation.database ~ '.close.calls' -%}
     {%- set changed_days = relation.database ~ '.intermediate.int_changed_call_dates' -%}
-    {%- set no_build_before = 'not exists (select 1 from build_state.builds where complete)' -%}
+    {%- set no_build_before = '(select after_seq from build_state.current) is null' -%}
     {%- if kinds == ['calls'] -%}
-        {{- return('call_id in (select id from ' ~ calls ~ ' where _change_seq > '
-            ~ 'coalesce((select after_seq from build_state.current), -1))') -}}
+        {{- return('call_id in (select call_id from build_state.changed_calls)') -}}
     {%- elif kinds == ['days'] -%}
         {{- return(no_build_before ~ ' or call_date in (select call_date from ' ~ changed_days
             ~ ') or (call_date is null and exists (select 1 from ' ~ changed_days

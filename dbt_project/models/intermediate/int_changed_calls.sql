@@ -13,10 +13,11 @@
 
 with changed as (
 
-    select distinct id as call_id
-    from {{ source('close', 'calls') }}
+    {#- set by the build's on-run-start hook (macros/incremental_build.sql): every call when no
+        build completed before, which is a full build here -#}
+    select call_id
+    from build_state.changed_calls
     where {{ 'true' if incremental else 'false' }}
-      and _change_seq > coalesce((select after_seq from build_state.current), -1)
 
 )
 
