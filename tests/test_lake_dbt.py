@@ -4,8 +4,8 @@ A warehouse file is synced from the sandbox over loopback; its `close` tables ar
 fresh lake (a SQLite catalog and a local data folder). The real dbt builds both, planned as the
 pipeline plans (core/build_plan.py): a full build with every unit and data test, then, after
 a round of changes synced into the file and copied into the lake (new `_change_seq` numbers),
-an incremental build (the build_state hooks, int_changed_calls, the delete+insert marts). Every
-analytics table of the lake equals the file's, row for row, after each.
+an incremental build (the build_state hooks and their changed calls, the delete+insert marts).
+Every analytics table of the lake equals the file's, row for row, after each.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
     Incremental builds. The sync numbers every change of a call (close.calls._change_seq). A build
     records, in build_state.builds, the newest number it has built from, and whether every model
     of the project was built: the next build rebuilds only the calls changed since (see
-    int_changed_calls) and the days those calls left or entered (int_changed_call_dates). A build
+    build_state.changed_calls) and the days those calls left or entered (int_changed_call_dates). A build
     that builds models first records itself as not complete, so one that dies midway (killed,
     out of memory) leaves that row, and the pipeline's next build is a full refresh.
     build_state.request holds the fingerprint the pipeline asked for (core/build_plan.py), which
@@ -24,21 +24,44 @@ create table if not exists build_state.request (fingerprint varchar)
 
 {#- The change numbers this build covers: after the last complete build, through the newest; and
     the calls changed since (none on a full refresh, every call when no build completed before),
-    read once here for the models and tests that read them (a filter on close.calls in each of
-    them cost a scan of the table, and in a lake a read of its inlined rows, in every query). -#}
+    with the `call_date` fct_calls had for each before this build, so the daily marts rebuild the
+    day a change leaves as well as the day it enters. Read once here, before any model, for the
+    incremental models and the tests of the changed rows (a filter on close.calls cost a scan of
+    the table in each of them, and in a lake a read of its inlined rows; a model of its own cost
+    a node). -#}
 {% macro start_build() -%}
+{%- set calls = source('close', 'calls') -%}
+{#- fct_calls as the previous build left it, read by name: it is built after this hook. -#}
+{%- set previous_fct_calls = adapter.get_relation(
+    database=calls.database, schema='analytics', identifier='fct_calls'
+) if execute else none -%}
 create or replace table build_state.current as
 select
     (
         select through_seq from build_state.builds
         where complete order by recorded_at desc limit 1
     ) as after_seq,
-    (select coalesce(max(_change_seq), 0) from {{ source('close', 'calls') }}) as through_seq;
+    (select coalesce(max(_change_seq), 0) from {{ calls }}) as through_seq;
 create or replace table build_state.changed_calls as
-select distinct id as call_id
-from {{ source('close', 'calls') }}
-where {{ 'false' if flags.FULL_REFRESH else 'true' }}
-  and _change_seq > coalesce((select after_seq from build_state.current), -1)
+with changed as (
+    select distinct id as call_id
+    from {{ calls }}
+    where {{ 'false' if flags.FULL_REFRESH else 'true' }}
+      and _change_seq > coalesce((select after_seq from build_state.current), -1)
+)
+select
+    changed.call_id,
+    {% if previous_fct_calls is not none -%}
+    previous.call_id is not null as was_built,
+    previous.call_date as previous_call_date
+    {%- else -%}
+    false as was_built,
+    cast(null as date) as previous_call_date
+    {%- endif %}
+from changed
+{%- if previous_fct_calls is not none %}
+left join {{ previous_fct_calls }} as previous on changed.call_id = previous.call_id
+{%- endif %}
 {%- endmacro %}
 
 {#- Records the build as started (not complete) when it builds any model. -#}
@@ -93,7 +116,7 @@ from build_state.current
     changed calls (a deleted call is not inserted back). -#}
 {% macro delete_changed_calls() -%}
 {%- if is_incremental() -%}
-delete from {{ this }} where call_id in (select call_id from {{ ref('int_changed_calls') }})
+delete from {{ this }} where call_id in (select call_id from build_state.changed_calls)
 {%- else -%}
 select 1
 {%- endif -%}

@@ -3,11 +3,11 @@
 {{ config(materialized='table') }}
 
 select previous_call_date as call_date
-from {{ ref('int_changed_calls') }}
+from build_state.changed_calls  -- set before any model: macros/incremental_build.sql
 where was_built
 
 union
 
 select call_date
 from {{ ref('fct_calls') }}
-where call_id in (select call_id from {{ ref('int_changed_calls') }})
+where call_id in (select call_id from build_state.changed_calls)

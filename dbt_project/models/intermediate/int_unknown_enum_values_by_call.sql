@@ -1,7 +1,7 @@
 -- The values of enumeration columns that are not in var `known_enum_values` (dbt_project.yml),
 -- one row per call, column and value (a call whose utterances repeat a value has one row).
 -- Incremental like fct_calls: a build replaces the rows of the calls changed since the last one
--- (int_changed_calls), so it reads the changed calls only; analytics.unknown_enum_values counts
+-- (build_state.changed_calls), so it reads the changed calls only; analytics.unknown_enum_values counts
 -- the calls of each value from it.
 {{ config(
     materialized='incremental',
@@ -10,7 +10,6 @@
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}
--- depends_on: {{ ref('int_changed_calls') }}
 {%- set known_enum_values = var('known_enum_values') %}
 
 {# One scan of each model for all its columns (a row per call, column and value), not one per
@@ -34,7 +33,7 @@ from (
             ]) as observed
         from {{ ref(model_name) }}
         {%- if is_incremental() %}
-        where call_id in (select call_id from {{ ref('int_changed_calls') }})
+        where call_id in (select call_id from build_state.changed_calls)
         {%- endif %}
     )
     where observed.value is not null and (

@@ -8,7 +8,6 @@
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}
--- depends_on: {{ ref('int_changed_calls') }}
 -- depends_on: {{ ref('stg_close__call_transcript_utterances') }}
 with calls as (
 
@@ -23,7 +22,7 @@ utterances as (
     {%- set changed_utterances -%}
     (
         select * from {{ ref('stg_close__call_transcript_utterances') }}
-        where call_id in (select call_id from {{ ref('int_changed_calls') }})
+        where call_id in (select call_id from build_state.changed_calls)
     )
     {%- endset %}
     select * from ({{ sequence_utterances(changed_utterances) }})

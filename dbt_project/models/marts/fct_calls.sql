@@ -1,5 +1,6 @@
 -- One row per existing Close call: the grain every call-analytics mart aggregates. Incremental:
--- a build replaces the rows of the calls changed since the last one (int_changed_calls).
+-- a build replaces the rows of the calls changed since the last one (build_state.changed_calls,
+-- set by the build's on-run-start hook: macros/incremental_build.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -7,7 +8,6 @@
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}
--- depends_on: {{ ref('int_changed_calls') }}
 -- depends_on: {{ ref('stg_close__calls') }}
 -- depends_on: {{ ref('stg_close__call_transcript_utterances') }}
 -- depends_on: {{ ref('stg_close__outcomes') }}
@@ -48,7 +48,7 @@ select
 {% if is_incremental() -%}
 {#- int_calls_enriched of the changed calls, filtered before its joins and transcript aggregate
     (macros/enrich_calls.sql): a filter on the view would enrich every call first -#}
-{%- set changed = "call_id in (select call_id from " ~ ref('int_changed_calls') ~ ")" -%}
+{%- set changed = "call_id in (select call_id from build_state.changed_calls)" -%}
 {%- set changed_calls -%}
     (select * from {{ ref('stg_close__calls') }} where {{ changed }})
 {%- endset -%}
