@@ -2,9 +2,10 @@
     Incremental builds. The sync numbers every change of a call (close.calls._change_seq). A build
     records, in build_state.builds, the newest number it has built from, and whether every model
     of the project was built: the next build rebuilds only the calls changed since (see
-    build_state.changed_calls) and the days those calls left or entered (int_changed_call_dates). A build
-    that builds models first records itself as not complete, so one that dies midway (killed,
-    out of memory) leaves that row, and the pipeline's next build is a full refresh.
+    build_state.changed_calls) and the days those calls left or entered
+    (int_changed_call_dates). A build that builds models first records itself as not complete,
+    so one that dies midway (killed, out of memory) leaves that row, and the pipeline's next
+    build is a full refresh.
     build_state.request holds the fingerprint the pipeline asked for (core/build_plan.py), which
     it compares with the recorded one to decide when a full refresh is needed.
 -#}

@@ -1,8 +1,8 @@
 -- The values of enumeration columns that are not in var `known_enum_values` (dbt_project.yml),
 -- one row per call, column and value (a call whose utterances repeat a value has one row).
 -- Incremental like fct_calls: a build replaces the rows of the calls changed since the last one
--- (build_state.changed_calls), so it reads the changed calls only; analytics.unknown_enum_values counts
--- the calls of each value from it.
+-- (build_state.changed_calls), so it reads the changed calls only; analytics.unknown_enum_values
+-- counts the calls of each value from it.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
