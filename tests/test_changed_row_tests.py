@@ -89,3 +89,14 @@ def test_tests_run_at_once_in_the_callers_database_and_time_zone_in_order(tmp_pa
     ]
     after = changed_row_tests.run_tests(con, [*broken, *tests[:2]], threads=1).results
     assert [result.status for result in after] == ["error", "error", "fail", "fail"]
+
+
+def test_a_manifest_whose_tests_are_not_compiled_is_refused():
+    """A manifest whose tests have no compiled SQL (one a `dbt run` wrote over the compile's)
+    would be kept as "no test" for the fingerprint: it is an error instead."""
+    compiled = {"resource_type": "test", "name": "t", "compiled_code": "select 1", "config": {}}
+    manifest = {"nodes": {"test.p.t": compiled, "model.p.m": {"resource_type": "model"}}}
+    assert [t.unique_id for t in changed_row_tests.tests_from_manifest(manifest)] == ["test.p.t"]
+    manifest["nodes"]["test.p.u"] = {"resource_type": "test", "name": "u", "config": {}}
+    with pytest.raises(ValueError, match="1 data tests without their compiled SQL"):
+        changed_row_tests.tests_from_manifest(manifest)

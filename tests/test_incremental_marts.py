@@ -125,7 +125,15 @@ def test_incremental_builds_equal_a_full_refresh_after_every_round(make_sandbox,
     rng = random.Random(18)
 
     sync(server, built)
+    with duckdb.connect(str(built)) as con:  # what a release before build_state.changed_calls left
+        con.execute(
+            "CREATE SCHEMA intermediate; CREATE TABLE intermediate.int_changed_calls (x INT)"
+        )
     assert build(built, tmp_path / "built_dbt").mode == build_plan.FULL
+    with duckdb.connect(str(built)) as con:  # a full refresh drops it
+        assert not con.execute(
+            "FROM duckdb_tables() WHERE table_name = 'int_changed_calls'"
+        ).fetchall()
 
     def round_of_changes() -> None:
         store.mutate_random(rng, new=8, updated=20, deleted=4, old_share=0.5)

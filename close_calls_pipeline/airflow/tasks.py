@@ -266,11 +266,12 @@ def dbt_build(settings: PipelineSettings) -> dict:
     if plan.tests_after_dbt:
 
         def compile_manifest() -> dict:
+            compiled = target / changed_row_tests.COMPILE_FOLDER
             compile_command = [launcher, *changed_row_tests.COMPILE_ARGS, "--no-use-colors",
-                               *dbt_launcher.project_args(target, dbt_vars)]  # fmt: skip
+                               *dbt_launcher.project_args(compiled, dbt_vars)]  # fmt: skip
             if _stream(compile_command, environment, cwd=project) != 0:
                 raise DbtBuildFailed([], 1)
-            return json.loads((target / "manifest.json").read_text())
+            return json.loads((compiled / "manifest.json").read_text())
 
         cache = target / changed_row_tests.CACHE_FILE
         tests = changed_row_tests.compiled_tests(cache, fingerprint, compile_manifest)

@@ -37,6 +37,10 @@ COMPILE_ARGS = [
 # Where an orchestrator keeps the compiled tests: in the folder of its dbt runs' artefacts.
 CACHE_FILE = "changed_row_tests.json"
 
+# Where `dbt compile` writes, below that folder: a folder of its own, so that no dbt run in the
+# same project (another run, another warehouse) replaces the manifest it is read from.
+COMPILE_FOLDER = "compile"
+
 PASS, WARN, FAIL, ERROR = "pass", "warn", "fail", "error"  # dbt's test statuses
 
 # Tests run at once, each in a cursor of its own: most are small queries that keep one CPU busy,
@@ -69,10 +73,23 @@ class TestResult:
 def tests_from_manifest(manifest: Mapping[str, Any]) -> list[CompiledTest]:
     """The data tests of a `dbt compile` manifest, compiled, in a stable order; not those whose
     `meta` says `full_builds_only` (with the reason: a test that reads every row whatever
-    changed, and whose rows other tests cover on the changed rows)."""
+    changed, and whose rows other tests cover on the changed rows). A test without its compiled
+    SQL is an error, not a test left out: kept for the fingerprint, the list would leave it out
+    of every incremental build until the project changed."""
     tests = []
-    for unique_id, node in sorted(manifest.get("nodes", {}).items()):
-        if node.get("resource_type") != "test" or not node.get("compiled_code"):
+    nodes = manifest.get("nodes", {})
+    uncompiled = sorted(
+        unique_id
+        for unique_id, node in nodes.items()
+        if node.get("resource_type") == "test" and not node.get("compiled_code")
+    )
+    if uncompiled:
+        raise ValueError(
+            f"the dbt compile's manifest holds {len(uncompiled)} data tests without their "
+            f"compiled SQL (first: {uncompiled[0]}): not a manifest of `dbt compile`"
+        )
+    for unique_id, node in sorted(nodes.items()):
+        if node.get("resource_type") != "test":
             continue
         config = node.get("config") or {}
         if (config.get("meta") or {}).get("full_builds_only"):

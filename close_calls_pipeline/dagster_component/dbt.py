@@ -354,7 +354,8 @@ def _compiled_tests(
     def compile_manifest() -> Mapping[str, Any]:
         started = time.perf_counter()
         compiled = dbt.cli(
-            [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars], target_path=run_target
+            [*changed_row_tests.COMPILE_ARGS, "--vars", dbt_vars],
+            target_path=run_target / changed_row_tests.COMPILE_FOLDER,
         ).wait()
         log.info("compiled the dbt tests for incremental builds in %.1f s (once per version "
                  "of the project)", time.perf_counter() - started)  # fmt: skip

@@ -21,6 +21,12 @@ create table if not exists build_state.builds (
     fingerprint   varchar
 );
 create table if not exists build_state.request (fingerprint varchar)
+{%- if flags.FULL_REFRESH %};
+{#- The changed calls were a model of their own before they were build_state.changed_calls: its
+    last table would stay, unread, beside the marts. Upgrading makes a full refresh (the project's
+    files changed), which drops it. #}
+drop table if exists intermediate.int_changed_calls
+{%- endif %}
 {%- endmacro %}
 
 {#- The change numbers this build covers: after the last complete build, through the newest; and
