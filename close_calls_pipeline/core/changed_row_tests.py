@@ -76,20 +76,12 @@ def tests_from_manifest(manifest: Mapping[str, Any]) -> list[CompiledTest]:
     changed, and whose rows other tests cover on the changed rows). A test without its compiled
     SQL is an error, not a test left out: kept for the fingerprint, the list would leave it out
     of every incremental build until the project changed."""
-    tests = []
-    nodes = manifest.get("nodes", {})
-    uncompiled = sorted(
-        unique_id
-        for unique_id, node in nodes.items()
-        if node.get("resource_type") == "test" and not node.get("compiled_code")
-    )
-    if uncompiled:
-        raise ValueError(
-            f"the dbt compile's manifest holds {len(uncompiled)} data tests without their "
-            f"compiled SQL (first: {uncompiled[0]}): not a manifest of `dbt compile`"
-        )
-    for unique_id, node in sorted(nodes.items()):
+    tests, uncompiled = [], []
+    for unique_id, node in sorted(manifest.get("nodes", {}).items()):
         if node.get("resource_type") != "test":
+            continue
+        if not node.get("compiled_code"):
+            uncompiled.append(unique_id)
             continue
         config = node.get("config") or {}
         if (config.get("meta") or {}).get("full_builds_only"):
@@ -105,6 +97,11 @@ def tests_from_manifest(manifest: Mapping[str, Any]) -> list[CompiledTest]:
                 error_if=config.get("error_if") or "!= 0",
                 limit=config.get("limit"),
             )
+        )
+    if uncompiled:
+        raise ValueError(
+            f"the dbt compile's manifest holds {len(uncompiled)} data tests without their "
+            f"compiled SQL (first: {uncompiled[0]}): not a manifest of `dbt compile`"
         )
     return tests
 
