@@ -2,6 +2,8 @@
 adapter into the run's process (dagster_component/dbt.py: CloseDbtCliResource)."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from functools import cached_property
@@ -12,7 +14,7 @@ from dagster_dbt import DbtCliResource
 from dbt.version import __version__ as dbt_core_version
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.dagster_component.dbt import dbt_project, dbt_resource
+from close_calls_pipeline.dagster_component.dbt import dbt_project, dbt_resource, prepare_manifest
 
 
 def test_the_dbt_version_comes_from_the_installed_dbt_core_without_a_subprocess(
@@ -96,3 +98,30 @@ def test_dbt_core_imports_as_usual_after_dagster_dbt_was_imported_without_it():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["None", dbt_core_version]
+
+
+@pytest.mark.slow
+def test_the_manifest_follows_the_project_files_content_not_their_times(tmp_path):
+    """An upgrade can install project files older than the manifest an earlier release parsed,
+    and a deleted model leaves no newer file: either way the manifest is parsed again (one a
+    previous release left listed a model dbt no longer builds, and the run skipped the steps
+    after dbt). An unchanged project is not parsed again."""
+    project_dir = tmp_path / "dbt_project"
+    shutil.copytree(
+        config.DBT_PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    project = dbt_project(project_dir, tmp_path / "target")
+
+    def models() -> set[str]:
+        nodes = json.loads(prepare_manifest(project).read_text())["nodes"]
+        return {uid for uid in nodes if uid.startswith("model.")}
+
+    before = models()
+    parsed_at = project.manifest_path.stat().st_mtime_ns
+    assert models() == before and project.manifest_path.stat().st_mtime_ns == parsed_at
+    probe = project_dir / "models" / "marts" / "zz_probe.sql"
+    probe.write_text("select 1 as x\n")
+    os.utime(probe, (0, 0))  # older than the manifest, as an installed file can be
+    assert models() == before | {"model.close_calls.zz_probe"}
+    probe.unlink()
+    assert models() == before

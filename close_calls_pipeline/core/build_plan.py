@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,16 +68,25 @@ class BuildPlan:
         return self.mode == INCREMENTAL
 
 
+def files_digest(project_dir: Path, parts: Iterable[str]) -> str:
+    """A hash of the files `parts` names below `project_dir` (files or folders; missing ones
+    are skipped): their paths and bytes. Content, not times: an installed package's files keep
+    its wheel's times, and a deleted file leaves no newer one."""
+    digest = hashlib.sha256()
+    for part in parts:
+        path = project_dir / part
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in (f for f in files if f.is_file()):
+            digest.update(str(file.relative_to(project_dir)).encode() + b"\0")
+            digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def fingerprint(con: duckdb.DuckDBPyConnection, project_dir: Path, dbt_vars: Mapping) -> str:
     """A hash of the dbt project's files, the vars that change what it computes and the content
     of the reference tables in the warehouse."""
     digest = hashlib.sha256()
-    for part in _PROJECT_PARTS:
-        path = project_dir / part
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(project_dir)).encode() + b"\0")
-            digest.update(file.read_bytes() + b"\0")
+    digest.update(files_digest(project_dir, _PROJECT_PARTS).encode() + b"\0")
     computed = {k: v for k, v in dbt_vars.items() if k not in _PLACE_VARS}
     digest.update(json.dumps(computed, sort_keys=True).encode() + b"\0")
     (references,) = con.execute(warehouse.read_sql("reference_fingerprint.sql")).fetchone()

@@ -58,25 +58,14 @@ _DBT_SOURCES = (
     "snapshots",
     "analyses",
 )
+# Beside the manifest: the hash of those files it was parsed from (build_plan.files_digest).
+_MANIFEST_SOURCES = "manifest.sources"
 RUN_TARGET = "dagster"  # below the target path: artefacts of the latest run only
 
 
 def dbt_project(project_dir: Path, target_path: Path) -> DbtProject:
     """The bundled dbt project, its artefacts in `target_path` (absolute)."""
     return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target_path=target_path)
-
-
-def _newest_project_file(project_dir: Path) -> float:
-    newest = 0.0
-    for name in _DBT_SOURCES:
-        path = project_dir / name
-        if path.is_file():
-            newest = max(newest, path.stat().st_mtime)
-        elif path.is_dir():
-            for child in path.rglob("*"):
-                if child.is_file():
-                    newest = max(newest, child.stat().st_mtime)
-    return newest
 
 
 class CloseDbtCliResource(DbtCliResource):
@@ -107,16 +96,21 @@ def dbt_resource(project: DbtProject) -> DbtCliResource:
 
 
 def prepare_manifest(project: DbtProject, file_mode: str = files.PRIVATE) -> Path:
-    """`target/manifest.json`, made by `dbt parse` only when it is missing or older than the
-    project's files: loading the definitions runs no subprocess when the manifest is current.
-    A file lock keeps concurrent loaders (code server, run workers) from parsing twice. The
+    """`target/manifest.json`, made by `dbt parse` only when it is missing or was parsed from
+    other project files (their content, kept beside it: `_MANIFEST_SOURCES`; not their times,
+    which an upgrade of the package can leave older than the manifest, and a deleted model does
+    not change): loading the definitions runs no subprocess when the manifest is current. A
+    file lock keeps concurrent loaders (code server, run workers) from parsing twice. The
     folders it creates (the project's `.close_calls/`) have the `file_mode`'s modes."""
     manifest = project.manifest_path
+    parsed_from = manifest.with_name(_MANIFEST_SOURCES)
+    sources = build_plan.files_digest(project.project_dir, _DBT_SOURCES)
 
     def stale() -> bool:
-        return not manifest.exists() or manifest.stat().st_mtime < _newest_project_file(
-            project.project_dir
-        )
+        try:
+            return not manifest.exists() or parsed_from.read_text() != sources
+        except OSError:
+            return True
 
     if stale():
         files.private_dir(manifest.parent, file_mode)
@@ -130,6 +124,7 @@ def prepare_manifest(project: DbtProject, file_mode: str = files.PRIVATE) -> Pat
                 dbt_resource(project).cli(
                     ["parse", "--quiet"], target_path=project.target_path
                 ).wait()
+                parsed_from.write_text(sources)
     return manifest
 
 
