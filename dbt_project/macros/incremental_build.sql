@@ -29,6 +29,14 @@ drop table if exists intermediate.int_changed_calls
 {%- endif %}
 {%- endmacro %}
 
+{#- The build's one on-run-start hook (a hook is a dbt node, which costs tens of milliseconds
+    whatever it does): the state's tables, what this build covers, and its start. -#}
+{% macro start_build() -%}
+{{ create_build_state() }};
+{{ record_changed_calls() }};
+{{ record_build_start() }}
+{%- endmacro %}
+
 {#- The change numbers this build covers: after the last complete build, through the newest; and
     the calls changed since (none on a full refresh, every call when no build completed before),
     with the `call_date` fct_calls had for each before this build, so the daily marts rebuild the
@@ -36,7 +44,7 @@ drop table if exists intermediate.int_changed_calls
     incremental models and the tests of the changed rows (a filter on close.calls cost a scan of
     the table in each of them, and in a lake a read of its inlined rows; a model of its own cost
     a node). -#}
-{% macro start_build() -%}
+{% macro record_changed_calls() -%}
 {%- set calls = source('close', 'calls') -%}
 {#- fct_calls as the previous build left it, read by name: it is built after this hook. -#}
 {%- set previous_fct_calls = adapter.get_relation(

@@ -5,8 +5,6 @@
 -- counts the calls of each value from it.
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}

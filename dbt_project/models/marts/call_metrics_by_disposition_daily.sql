@@ -4,8 +4,6 @@
 -- (int_changed_call_dates).
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook="{{ delete_changed_days() }}",
     meta={"changed_rows": "days"},
 ) }}

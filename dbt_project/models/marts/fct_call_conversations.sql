@@ -3,8 +3,6 @@
 -- fct_calls. Voicemail transcripts (one-sided) are not used. Incremental, as fct_calls.
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}

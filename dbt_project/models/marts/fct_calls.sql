@@ -3,8 +3,6 @@
 -- set by the build's on-run-start hook: macros/incremental_build.sql).
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook="{{ delete_changed_calls() }}",
     meta={"changed_rows": "calls"},
 ) }}
