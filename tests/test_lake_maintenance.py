@@ -103,6 +103,36 @@ def test_maintenance_leaves_few_files_and_the_same_data(tmp_path):
         reader.close()
 
 
+def test_maintenance_writes_the_calls_in_bounded_row_groups(tmp_path):
+    """DuckDB holds a row group in memory while it writes it: the calls' wide rows, merged into
+    row groups of DuckDB's default 122,880 rows, made a 500,000-call lake's maintenance run out
+    of memory. Merged here, 28,000 calls would be one row group without the bound."""
+    lake = hourly_lake(tmp_path)
+    con = connect_lake(lake)
+    try:
+        rows = contents(con)
+        report = maintain(con, retention_days=30, calls_row_group_rows=4_096)
+        assert report.files_compacted > 0 and contents(con) == rows
+        files = [
+            path
+            for (path, *_) in con.execute(
+                "SELECT data_file FROM ducklake_list_files('close_calls', 'calls', "
+                "schema => 'close')"
+            ).fetchall()
+        ]
+        groups = con.execute(
+            "SELECT count(*), max(num_rows), sum(num_rows) FROM (SELECT DISTINCT file_name, "
+            "row_group_id, row_group_num_rows AS num_rows FROM parquet_metadata(?))",
+            [files],
+        ).fetchone()
+    finally:
+        con.close()
+    count, largest, total = groups
+    assert len(files) <= 2 and total >= len(rows)  # merged (deleted rows may remain in a file)
+    # DuckDB closes a row group at the first chunk of rows past the bound (4,920 rows here)
+    assert count > 1 and largest < 2 * 4_096
+
+
 def test_maintenance_refuses_a_connection_without_the_lake(tmp_path):
     con = warehouse.connect(str(tmp_path / "file.duckdb"))
     try:
