@@ -101,7 +101,6 @@ def test_marts_land_in_the_analytics_schema(warehouse):
         "int_call_transcripts_aggregated",
         "int_calls_enriched",
         "int_call_utterances_sequenced",
-        "int_changed_call_dates",
         "int_unknown_enum_values_by_call",
     }
 

@@ -3,13 +3,12 @@
 -- of call_metrics_by_hour. call_date is the date of the same local timestamp, so its ISO weekday
 -- (weekday, 1 = Monday) is the call's weekday.
 -- Incremental: a build recomputes only the days its changed calls left or entered
--- (int_changed_call_dates).
+-- (build_state.changed_days, written by fct_calls).
 {{ config(
     materialized='incremental',
     pre_hook="{{ delete_changed_days() }}",
     meta={"changed_rows": "days"},
 ) }}
--- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (
 
     select call_date, call_hour, is_answered

@@ -1,13 +1,12 @@
 -- One row per (call_date, outcome_id) with at least one call (calls without an outcome are one
 -- row per day with a null outcome_id): the day grain of call_metrics_by_outcome.
 -- Incremental: a build recomputes only the days its changed calls left or entered
--- (int_changed_call_dates).
+-- (build_state.changed_days, written by fct_calls).
 {{ config(
     materialized='incremental',
     pre_hook="{{ delete_changed_days() }}",
     meta={"changed_rows": "days"},
 ) }}
--- depends_on: {{ ref('int_changed_call_dates') }}
 select
     call_date,
     outcome_id,

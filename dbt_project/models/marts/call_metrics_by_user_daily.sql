@@ -2,13 +2,12 @@
 -- Every column that is not a ratio is additive: a period's figure is the sum of its days, and a
 -- period's mean is the sum of its numerator column over the sum of its denominator column.
 -- Incremental: a build recomputes only the days its changed calls left or entered
--- (int_changed_call_dates).
+-- (build_state.changed_days, written by fct_calls).
 {{ config(
     materialized='incremental',
     pre_hook="{{ delete_changed_days() }}",
     meta={"changed_rows": "days"},
 ) }}
--- depends_on: {{ ref('int_changed_call_dates') }}
 with calls as (
 
     select * from {{ ref('fct_calls') }}

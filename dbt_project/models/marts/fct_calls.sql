@@ -1,9 +1,11 @@
 -- One row per existing Close call: the grain every call-analytics mart aggregates. Incremental:
 -- a build replaces the rows of the calls changed since the last one (build_state.changed_calls,
--- set by the build's on-run-start hook: macros/incremental_build.sql).
+-- set by the build's on-run-start hook: macros/incremental_build.sql), and records the days
+-- they left or entered for the daily marts (build_state.changed_days).
 {{ config(
     materialized='incremental',
     pre_hook="{{ delete_changed_calls() }}",
+    post_hook="{{ record_changed_days() }}",
     meta={"changed_rows": "calls"},
 ) }}
 -- depends_on: {{ ref('stg_close__calls') }}
