@@ -103,7 +103,7 @@ DEFAULT_LAKE_REWRITE_DELETE_THRESHOLD = 0.0
 # summaries: about 3.7 KB each in the sandbox), and DuckDB holds a row group in memory per thread
 # while writing it. At DuckDB's default (122,880 rows) maintenance's rewrite of the calls ran out
 # of memory at 512 MB and at 1 GB on a 500,000-call lake (3.4 GB of RSS without a limit); at
-# 16,384 it ran at 512 MB, 805 MB of RSS (docs/lake.md).
+# 16,384 it ran at 512 MB, 833 MB of RSS (docs/lake.md).
 LAKE_CALLS_ROW_GROUP_ROWS = 16_384
 DEFAULT_LAKE_MAINTENANCE_CRON_SCHEDULE = "30 4 * * *"  # UTC, away from the weekly reconcile
 

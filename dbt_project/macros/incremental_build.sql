@@ -182,11 +182,12 @@ select 1
     that can have changed since the last complete build (which tested the others): `calls`, the
     rows of the calls changed since (build_state.changed_calls, set before any node runs);
     `days`, the days build_state.changed_days lists (the day-grained marts, built after
-    fct_calls, which writes it). A full refresh, or a build with no complete build before it, tests every row, and so
-    does `dbt test` (run by hand). `dbt compile` renders the changed-rows form: the pipeline's
-    incremental build runs the compiled tests itself, in one connection after `dbt run`
-    (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's macro of that name, which
-    every generic test reads its model through; a test's own `where` config still applies. -#}
+    fct_calls, which writes it). A full refresh, or a build with no complete build before it,
+    tests every row, and so does `dbt test` (run by hand). `dbt compile` renders the
+    changed-rows form: the pipeline's incremental build runs the compiled tests itself, in one
+    connection after `dbt run` (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's
+    macro of that name, which every generic test reads its model through; a test's own `where`
+    config still applies. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
