@@ -32,11 +32,15 @@ drop table if exists intermediate.int_changed_call_dates
 {%- endmacro %}
 
 {#- The build's one on-run-start hook (a hook is a dbt node, which costs tens of milliseconds
-    whatever it does): the state's tables, what this build covers, and its start. -#}
+    whatever it does): the state's tables, what this build covers, and its start, in one
+    transaction (dbt runs a hook's statements one commit each; in a lake a commit is a catalog
+    write: one instead of four took 0.15 s from a 1% build's 2.3 s in dbt). -#}
 {% macro start_build() -%}
+begin transaction;
 {{ create_build_state() }};
 {{ record_changed_calls() }};
-{{ record_build_start() }}
+{{ record_build_start() }};
+commit
 {%- endmacro %}
 
 {#- The change numbers this build covers: after the last complete build, through the newest; and
