@@ -75,8 +75,11 @@ def files_digest(project_dir: Path, parts: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for part in parts:
         path = project_dir / part
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in (f for f in files if f.is_file()):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            files = [path] if path.is_file() else []
+        for file in files:
             digest.update(str(file.relative_to(project_dir)).encode() + b"\0")
             digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()

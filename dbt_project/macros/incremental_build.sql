@@ -137,7 +137,7 @@ from build_state.current
     changed calls (a deleted call is not inserted back). -#}
 {% macro delete_changed_calls() -%}
 {%- if is_incremental() -%}
-delete from {{ this }} where call_id in (select call_id from build_state.changed_calls)
+delete from {{ this }} where {{ in_changed_calls() }}
 {%- else -%}
 select 1
 {%- endif -%}
@@ -156,7 +156,7 @@ where was_built
 union
 select call_date
 from {{ this }}
-where call_id in (select call_id from build_state.changed_calls)
+where {{ in_changed_calls() }}
 {%- endmacro %}
 
 {#- pre_hook of a model with rows per call_date: on an incremental build, remove the rows of the
@@ -167,6 +167,12 @@ delete from {{ this }} where {{ in_changed_days('call_date') }}
 {%- else -%}
 select 1
 {%- endif -%}
+{%- endmacro %}
+
+{#- The calls changed since the last complete build: build_state.changed_calls, set before any
+    model by the build's start hook. -#}
+{% macro in_changed_calls() -%}
+call_id in (select call_id from build_state.changed_calls)
 {%- endmacro %}
 
 {#- `column` is one of build_state.changed_days; a null day (a call with neither activity_at
@@ -216,14 +222,11 @@ select 1
         and node.alias == relation.identifier and node.schema == relation.schema -%}
         {%- do kinds.append(node.config.meta.get('changed_rows')) -%}
     {%- endfor -%}
-    {%- set changed_days = 'build_state.changed_days' -%}
     {%- set no_build_before = '(select after_seq from build_state.current) is null' -%}
     {%- if kinds == ['calls'] -%}
-        {{- return('call_id in (select call_id from build_state.changed_calls)') -}}
+        {{- return(in_changed_calls()) -}}
     {%- elif kinds == ['days'] -%}
-        {{- return(no_build_before ~ ' or call_date in (select call_date from ' ~ changed_days
-            ~ ') or (call_date is null and exists (select 1 from ' ~ changed_days
-            ~ ' where call_date is null))') -}}
+        {{- return(no_build_before ~ ' or ' ~ in_changed_days('call_date')) -}}
     {%- endif -%}
     {{- return('') -}}
 {%- endmacro %}

@@ -31,7 +31,7 @@ from (
             ]) as observed
         from {{ ref(model_name) }}
         {%- if is_incremental() %}
-        where call_id in (select call_id from build_state.changed_calls)
+        where {{ in_changed_calls() }}
         {%- endif %}
     )
     where observed.value is not null and (

@@ -20,7 +20,7 @@ utterances as (
     {%- set changed_utterances -%}
     (
         select * from {{ ref('stg_close__call_transcript_utterances') }}
-        where call_id in (select call_id from build_state.changed_calls)
+        where {{ in_changed_calls() }}
     )
     {%- endset %}
     select * from ({{ sequence_utterances(changed_utterances) }})

@@ -48,7 +48,7 @@ select
 {% if is_incremental() -%}
 {#- int_calls_enriched of the changed calls, filtered before its joins and transcript aggregate
     (macros/enrich_calls.sql): a filter on the view would enrich every call first -#}
-{%- set changed = "call_id in (select call_id from build_state.changed_calls)" -%}
+{%- set changed = in_changed_calls() -%}
 {%- set changed_calls -%}
     (select * from {{ ref('stg_close__calls') }} where {{ changed }})
 {%- endset -%}
