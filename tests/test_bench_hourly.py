@@ -11,7 +11,7 @@ def test_an_incremental_dbt_build_step_is_split_into_its_phases():
         "[   6.5s]   dbt build: incremental (5000 calls changed)",
         "[   8.0s]   compiled 99 dbt tests for incremental builds in 1.5 s (once per version)",
         "[  10.5s]   dbt run: done in 2.4 s",
-        "[  12.5s]   100 data tests on the changed rows in 2.0 s: 100 pass",
+        "[  12.5s]   100 data tests on the changed rows in 30 queries, 2.0 s: 100 pass",
         "[  14.0s] dbt_build: done in 8.0 s",
         "[  14.1s] call_report: started",
     ]

@@ -65,13 +65,7 @@ def test_tests_run_at_once_in_the_callers_database_and_time_zone_in_order(tmp_pa
     con.execute("USE w")
     con.execute("SET TimeZone = 'America/New_York'")
     con.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
-    con.execute("""
-        CREATE SCHEMA build_state;
-        CREATE TABLE build_state.builds (recorded_at TIMESTAMPTZ, after_seq BIGINT,
-            through_seq BIGINT, complete BOOLEAN, full_refresh BOOLEAN, fingerprint VARCHAR);
-        CREATE TABLE build_state.current AS SELECT 1 AS after_seq, 2 AS through_seq;
-        CREATE TABLE build_state.request AS SELECT 'f' AS fingerprint;
-    """)
+    create_build_state(con)
     zone = "select 1 where current_setting('TimeZone') <> 'America/New_York'"
     tests = [a_test(f"select x from t where x > {n}") for n in range(6)] + [a_test(zone)]
     run = changed_row_tests.run_tests(con, tests, threads=3)
@@ -89,6 +83,54 @@ def test_tests_run_at_once_in_the_callers_database_and_time_zone_in_order(tmp_pa
     ]
     after = changed_row_tests.run_tests(con, [*broken, *tests[:2]], threads=1).results
     assert [result.status for result in after] == ["error", "error", "fail", "fail"]
+
+
+def create_build_state(con: duckdb.DuckDBPyConnection) -> None:
+    """What a failed run records into (record_failed_build.sql)."""
+    con.execute("""
+        CREATE SCHEMA build_state;
+        CREATE TABLE build_state.builds (recorded_at TIMESTAMPTZ, after_seq BIGINT,
+            through_seq BIGINT, complete BOOLEAN, full_refresh BOOLEAN, fingerprint VARCHAR);
+        CREATE TABLE build_state.current AS SELECT 1 AS after_seq, 2 AS through_seq;
+        CREATE TABLE build_state.request AS SELECT 'f' AS fingerprint;
+    """)
+
+
+# How the project's tests read a model's changed rows (macros/incremental_build.sql).
+CHANGED_T = "(select * from t where (x in (select x from changed))) dbt_subquery"
+
+
+def test_tests_of_the_same_rows_are_judged_in_one_query_as_each_alone():
+    """Tests reading the same changed rows share one query (the rows read once); each verdict is
+    the one the test gets alone, and a test whose query fails is an error of its own while the
+    others of its rows are still judged."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(10)")
+    con.execute("CREATE TABLE changed AS SELECT range AS x FROM range(5, 9)")
+    create_build_state(con)
+    other_rows = CHANGED_T.replace("from changed", "from t")
+    tests = [
+        a_test(f"select x from {CHANGED_T} where x > 6"),  # 7, 8
+        a_test(f"with v as (select x from {CHANGED_T}) select * from v where x < 0"),
+        a_test(f"select x from {CHANGED_T} where x % 2 = 0", severity="warn"),  # 6, 8
+        a_test(f"select x from {other_rows} where x > 8"),  # 9: other rows, its own query
+        a_test("select x from t where x > 7"),  # no filtered rows: its own query
+        a_test(f"select sum(x) from {CHANGED_T}", fail_calc='max("sum(x)")', error_if="> 25"),
+    ]
+    assert [len(group) for group in changed_row_tests.by_rows_read(tests)] == [4, 1, 1]
+    alone = [changed_row_tests.run_test(con, test) for test in tests]
+    run = changed_row_tests.run_tests(con, tests, threads=2)
+    assert run.queries == 3
+    assert [(r.status, r.failures) for r in run.results] == [(r.status, r.failures) for r in alone]
+    assert [(r.status, r.failures) for r in run.results] == [
+        ("fail", 2), ("pass", 0), ("warn", 2), ("fail", 1), ("fail", 2), ("fail", 26)
+    ]  # fmt: skip
+    assert [r.judged_with for r in run.results] == [4, 4, 4, 1, 1, 4]
+    broken = a_test(f"select x from {CHANGED_T} where cast('x' || x as int) > 0")
+    results = changed_row_tests.run_tests(con, [*tests[:3], broken], threads=1).results
+    assert [r.status for r in results] == ["fail", "pass", "warn", "error"]
+    assert [r.judged_with for r in results] == [1, 1, 1, 1]  # judged alone after the error
+    assert "Conversion Error" in results[3].message
 
 
 def test_a_manifest_whose_tests_are_not_compiled_is_refused():

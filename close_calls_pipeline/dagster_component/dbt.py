@@ -460,6 +460,8 @@ def _check_result(key: AssetCheckKey, result: changed_row_tests.TestResult) -> A
             "status": result.status,
             "rows_tested": "changed since the last complete build",
             "Execution Duration": round(result.seconds, 3),
+            **({} if result.judged_with == 1 else
+               {"judged_with": f"{result.judged_with} tests of the same rows, in one query"}),
             **({} if result.failures is None else
                {"dagster_dbt/failed_row_count": int(result.failures)}),
             **({} if result.message is None else {"message": result.message}),
