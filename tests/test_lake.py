@@ -42,8 +42,8 @@ from helpers.truth import (
     truth_counts,
 )
 
+from close_calls_pipeline.core import config, locks, warehouse
 from close_calls_pipeline.core import lake as lake_module
-from close_calls_pipeline.core import locks, warehouse
 from close_calls_pipeline.core.close_api import CloseClient
 from close_calls_pipeline.core.identity import (
     Organization,
@@ -142,6 +142,29 @@ def test_a_lake_writer_gets_at_least_the_lake_memory_floor(tmp_path):
             assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == expected
         finally:
             con.close()
+
+
+def test_every_writer_writes_the_lake_in_bounded_row_groups(tmp_path):
+    """DuckDB holds a Parquet row group in memory per thread while it writes it: at its default
+    (122,880 rows), dbt's first build of `fct_calls` in a 1,000,000-call lake ran out of its 512
+    MB. The pipeline's writer bounds them lake-wide, in the catalog, so a connection that only
+    attaches the lake, as dbt's does, writes 40,000 rows in several row groups (one without)."""
+    lake = a_lake(tmp_path / "lake")
+    warehouse.connect(lake).close()
+    con = connect_lake(lake)  # attached as dbt attaches it: nothing of the pipeline's prepare
+    try:
+        con.execute("CREATE TABLE close_calls.main.wide AS SELECT range AS x FROM range(40000)")
+        files = [path for (path, *_) in con.execute(
+            "SELECT data_file FROM ducklake_list_files('close_calls', 'wide')"
+        ).fetchall()]  # fmt: skip
+        count, largest = con.execute(
+            "SELECT count(*), max(row_group_num_rows) FROM (SELECT DISTINCT file_name, "
+            "row_group_id, row_group_num_rows FROM parquet_metadata(?))",
+            [files],
+        ).fetchone()
+    finally:
+        con.close()
+    assert count > 1 and largest < 2 * config.LAKE_ROW_GROUP_ROWS
 
 
 def test_every_connection_attaches_a_sqlite_catalog_in_wal_with_a_busy_timeout():

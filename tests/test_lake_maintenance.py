@@ -111,7 +111,7 @@ def test_maintenance_writes_the_calls_in_bounded_row_groups(tmp_path):
     con = connect_lake(lake)
     try:
         rows = contents(con)
-        report = maintain(con, retention_days=30, calls_row_group_rows=4_096)
+        report = maintain(con, retention_days=30, row_group_rows=4_096)
         assert report.files_compacted > 0 and contents(con) == rows
         files = [
             path

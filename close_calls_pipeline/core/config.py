@@ -99,12 +99,13 @@ DEFAULT_LAKE_FILE_GRACE_HOURS = 24.0
 # neighbours (0: any deleted row). Every run's updates leave small delete files on older data
 # files, which the merge of small files cannot touch until they are rewritten.
 DEFAULT_LAKE_REWRITE_DELETE_THRESHOLD = 0.0
-# Rows per Parquet row group of close.calls in a lake: its rows are wide (the raw call, notes,
-# summaries: about 3.7 KB each in the sandbox), and DuckDB holds a row group in memory per thread
-# while writing it. At DuckDB's default (122,880 rows) maintenance's rewrite of the calls ran out
-# of memory at 512 MB and at 1 GB on a 500,000-call lake (3.4 GB of RSS without a limit); at
-# 16,384 it ran at 512 MB, 833 MB of RSS (docs/lake.md).
-LAKE_CALLS_ROW_GROUP_ROWS = 16_384
+# Rows per Parquet row group of every file written into a lake (by the sync, dbt, maintenance):
+# DuckDB holds a row group in memory per thread while it writes it, and at its default (122,880
+# rows) wide rows ran out of memory: maintenance's rewrite of a 500,000-call lake's calls (about
+# 3.7 KB a row) at 512 MB and at 1 GB, and dbt's first build of `fct_calls` in a 1,000,000-call
+# lake at its 512 MB. At 16,384: 833 MB of RSS for the first, 3.7 s and 692 MB for the second
+# (docs/lake.md).
+LAKE_ROW_GROUP_ROWS = 16_384
 DEFAULT_LAKE_MAINTENANCE_CRON_SCHEDULE = "30 4 * * *"  # UTC, away from the weekly reconcile
 
 # The embedded sandbox Close API used when no API key is configured. Its key is a fixed dummy,

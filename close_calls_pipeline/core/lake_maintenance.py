@@ -4,8 +4,9 @@ rows they update), and every commit is a snapshot that keeps its files for time 
 `maintain` runs DuckLake's own maintenance functions on a connection that has the lake attached
 as `close_calls` (`core/lake.connect_lake`), in the order that frees the most:
 
-0. bound the row groups of the wide `close.calls` rows (config.LAKE_CALLS_ROW_GROUP_ROWS), which
-   DuckDB holds in memory while it writes them: the rewrite of a large lake's calls needs it;
+0. bound the row groups of the files it writes (config.LAKE_ROW_GROUP_ROWS; the writer's
+   connection sets it too), which DuckDB holds in memory while it writes them: the rewrite of a
+   large lake's calls needs it;
 1. flush the rows DuckLake inlined into the catalog (small commits) to Parquet files;
 2. rewrite the data files that have deleted rows, merged with their neighbours, then merge the
    remaining small files;
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from close_calls_pipeline.core import config
-from close_calls_pipeline.core.lake import ATTACH_NAME
+from close_calls_pipeline.core.lake import ATTACH_NAME, bound_row_groups
 
 _CATALOG = f"'{ATTACH_NAME}'"
 _METADATA = f"__ducklake_metadata_{ATTACH_NAME}"
@@ -111,16 +112,6 @@ def lake_files(con: duckdb.DuckDBPyConnection) -> LakeFiles:
     )
 
 
-def bound_calls_row_groups(con: duckdb.DuckDBPyConnection, rows: int) -> None:
-    """Every Parquet file written for close.calls from now on (by maintenance, the sync, anyone)
-    has row groups of at most `rows` rows: a setting the catalog keeps for the table."""
-    con.execute(
-        f"CALL {ATTACH_NAME}.set_option('parquet_row_group_size', ?, "
-        "schema => 'close', table_name => 'calls')",
-        [int(rows)],
-    )
-
-
 def flush_inlined_data(con: duckdb.DuckDBPyConnection) -> int:
     """Rows flushed from the catalog to Parquet files."""
     rows = con.execute(f"CALL ducklake_flush_inlined_data({_CATALOG})").fetchall()
@@ -173,7 +164,7 @@ def maintain(
     retention_days: float,
     file_grace: timedelta = timedelta(hours=config.DEFAULT_LAKE_FILE_GRACE_HOURS),
     delete_threshold: float = config.DEFAULT_LAKE_REWRITE_DELETE_THRESHOLD,
-    calls_row_group_rows: int = config.LAKE_CALLS_ROW_GROUP_ROWS,
+    row_group_rows: int = config.LAKE_ROW_GROUP_ROWS,
     now: datetime | None = None,
 ) -> MaintenanceReport:
     """All of the above, in order; returns the figures. Each step is its own DuckLake commit:
@@ -182,7 +173,7 @@ def maintain(
         raise ValueError("retention_days and file_grace must be 0 or more")
     _require_lake(con)
     before = lake_files(con)
-    bound_calls_row_groups(con, calls_row_group_rows)
+    bound_row_groups(con, row_group_rows)
     flushed = flush_inlined_data(con)
     compacted, written = compact(con, delete_threshold)
     now = now or datetime.now(UTC)

@@ -169,6 +169,7 @@ def _prepare_lake(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET preserve_insertion_order = false")
     with transaction(con):
         run_script(con, "schema.sql", for_lake=True)
+    lake_mode.bound_row_groups(con)  # before dbt's first build of the marts
 
 
 # What DuckDB says of a file that is not a database (garbage, cut at the start) or whose blocks
