@@ -197,7 +197,9 @@ call_id in (select call_id from build_state.changed_calls)
     changed-rows form: the pipeline's incremental build runs the compiled tests itself, in one
     connection after `dbt run` (close_calls_pipeline/core/changed_row_tests.py). Overrides dbt's
     macro of that name, which every generic test reads its model through; a test's own `where`
-    config still applies. -#}
+    config still applies. The pipeline judges the tests that read the same
+    `(select * from <model> where (...)) dbt_subquery` in one query that reads those rows once
+    (changed_row_tests.rows_read finds this form). -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
