@@ -34,6 +34,7 @@ import dagster as dg
 import duckdb
 import orjson
 import pytest
+from helpers.lake_files import data_files, row_groups
 from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.truth import (
     assert_warehouse_matches_truth,
@@ -154,14 +155,7 @@ def test_every_writer_writes_the_lake_in_bounded_row_groups(tmp_path):
     con = connect_lake(lake)  # attached as dbt attaches it: nothing of the pipeline's prepare
     try:
         con.execute("CREATE TABLE close_calls.main.wide AS SELECT range AS x FROM range(40000)")
-        files = [path for (path, *_) in con.execute(
-            "SELECT data_file FROM ducklake_list_files('close_calls', 'wide')"
-        ).fetchall()]  # fmt: skip
-        count, largest = con.execute(
-            "SELECT count(*), max(row_group_num_rows) FROM (SELECT DISTINCT file_name, "
-            "row_group_id, row_group_num_rows FROM parquet_metadata(?))",
-            [files],
-        ).fetchone()
+        count, largest, _ = row_groups(con, data_files(con, "wide"))
     finally:
         con.close()
     assert count > 1 and largest < 2 * config.LAKE_ROW_GROUP_ROWS

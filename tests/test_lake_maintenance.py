@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from helpers.lake_files import data_files, row_groups
 
 from close_calls_pipeline.cli.main import main
 from close_calls_pipeline.core import warehouse
@@ -113,18 +114,8 @@ def test_maintenance_writes_the_calls_in_bounded_row_groups(tmp_path):
         rows = contents(con)
         report = maintain(con, retention_days=30, row_group_rows=4_096)
         assert report.files_compacted > 0 and contents(con) == rows
-        files = [
-            path
-            for (path, *_) in con.execute(
-                "SELECT data_file FROM ducklake_list_files('close_calls', 'calls', "
-                "schema => 'close')"
-            ).fetchall()
-        ]
-        groups = con.execute(
-            "SELECT count(*), max(num_rows), sum(num_rows) FROM (SELECT DISTINCT file_name, "
-            "row_group_id, row_group_num_rows AS num_rows FROM parquet_metadata(?))",
-            [files],
-        ).fetchone()
+        files = data_files(con, "calls", schema="close")
+        groups = row_groups(con, files)
     finally:
         con.close()
     count, largest, total = groups

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers.lake_files import data_files
 from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.processes import stop
 
@@ -99,12 +100,7 @@ def test_a_second_process_reads_the_lake_while_this_one_writes(
 
         # The data files are objects in the S3 server, under the lake's prefix, and nowhere
         # on local disk.
-        files = [
-            row[0]
-            for row in writer.execute(
-                "SELECT data_file FROM ducklake_list_files('close_calls', 'calls', schema => 'close')"
-            ).fetchall()
-        ]
+        files = data_files(writer, "calls", schema="close")
         assert files and all(f.startswith(lake.data_path) for f in files), files
         keys = set(s3_server.keys(prefix))
         assert {f.removeprefix(f"s3://{s3_server.bucket}/") for f in files} <= keys

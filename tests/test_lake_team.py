@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers.lake_files import data_files
 from helpers.lake_servers import postgres_server, s3_server  # noqa: F401
 from helpers.truth import assert_warehouse_matches_truth, mart_counts, truth_counts
 from test_lake import (
@@ -113,13 +114,7 @@ def test_close_calls_run_into_postgres_and_s3_equals_the_truth_while_a_reader_re
             ).fetchall()
         ]
         files_needed = lake_files(con).files
-        tracked = {
-            path
-            for (path,) in con.execute(
-                "SELECT data_file FROM ducklake_list_files('close_calls', 'fct_calls', "
-                "schema => 'analytics')"
-            ).fetchall()
-        }
+        tracked = set(data_files(con, "fct_calls", schema="analytics"))
     finally:
         con.close()
     assert modes == ["backfill", "incremental"]

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from close_calls_pipeline.core import config, extensions
-from close_calls_pipeline.core.sql_text import identifier, literal
+from close_calls_pipeline.core.sql_text import literal
 
 # The name the lake is attached under in our connections, and in the docs' recipes.
 ATTACH_NAME = "close_calls"
@@ -103,18 +103,18 @@ def attach_options(lake: Lake) -> dict[str, Any]:
 
 
 def bound_row_groups(
-    con: duckdb.DuckDBPyConnection, rows: int = config.LAKE_ROW_GROUP_ROWS, name: str = ATTACH_NAME
+    con: duckdb.DuckDBPyConnection, rows: int = config.LAKE_ROW_GROUP_ROWS
 ) -> None:
     """Every Parquet file written into the lake from now on, by any writer (the sync, dbt,
     maintenance), has row groups of about `rows` rows (config.LAKE_ROW_GROUP_ROWS says why): a
     lake-wide option the catalog keeps (not an ATTACH option: DuckLake has none), set only when
     it differs, since setting it is a commit."""
     current = con.execute(
-        f"SELECT value FROM {identifier(name)}.options() "
+        f"SELECT value FROM {ATTACH_NAME}.options() "
         "WHERE option_name = 'parquet_row_group_size' AND scope = 'GLOBAL'"
     ).fetchone()
     if current is None or current[0] != str(int(rows)):
-        con.execute(f"CALL {identifier(name)}.set_option('parquet_row_group_size', ?)", [int(rows)])
+        con.execute(f"CALL {ATTACH_NAME}.set_option('parquet_row_group_size', ?)", [int(rows)])
 
 
 def attach_statement(
