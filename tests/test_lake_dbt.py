@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +92,17 @@ def build_lake(lake: Lake, work_dir: Path) -> str:
     build_as_planned(plan, dbt_vars, Path(missing), work_dir, lambda: connect_lake(lake))
     assert not Path(missing).exists()
     return plan.mode
+
+
+def catalog_tables(lake: Lake) -> int:
+    """The tables the lake's SQLite catalog holds, those dropped in snapshots not yet expired
+    included."""
+    catalog = sqlite3.connect(lake.catalog.removeprefix("sqlite:"))
+    try:
+        (count,) = catalog.execute("SELECT count(*) FROM ducklake_table").fetchone()
+    finally:
+        catalog.close()
+    return count
 
 
 def lake_marts_as_file(lake: Lake, out: Path) -> Path:
@@ -225,8 +237,12 @@ def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path, m
     copy_close_schema(db, lake)
 
     assert build_file(db, tmp_path / "file_dbt") == build_plan.INCREMENTAL
+    tables_before = catalog_tables(lake)
     assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.INCREMENTAL
     assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_incremental.duckdb")
+    # An hourly build creates no table: each one created stays in the catalog until its
+    # snapshots expire (30 days), and every statement of every later build reads that catalog.
+    assert catalog_tables(lake) == tables_before
 
     # the lake's build_state says what the pipeline's next plan reads: two complete builds,
     # the second incremental from where the first ended

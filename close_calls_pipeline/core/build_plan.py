@@ -130,13 +130,13 @@ def plan(con: duckdb.DuckDBPyConnection, fingerprint: str, full_refresh: bool = 
 
 def request(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
     """Record the plan: its fingerprint for the build to record (its on-run-end hook), and its
-    mode for the steps after the build (see `unchanged_reason`)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS build_state")
-    con.execute(
-        "CREATE OR REPLACE TABLE build_state.request AS SELECT $fingerprint AS fingerprint, "
-        "$mode AS mode, $reason AS reason, (SELECT max(_change_seq) FROM close.calls) AS change_seq",
-        {"fingerprint": build.fingerprint, "mode": build.mode, "reason": build.reason},
-    )
+    mode for the steps after the build (see `unchanged_reason`), in one transaction."""
+    with warehouse.transaction(con):
+        warehouse.run_script(
+            con,
+            "record_build_request.sql",
+            {"fingerprint": build.fingerprint, "mode": build.mode, "reason": build.reason},
+        )
 
 
 def unchanged_reason(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -21,6 +21,15 @@ create table if not exists build_state.builds (
     fingerprint   varchar
 );
 create table if not exists build_state.request (fingerprint varchar);
+{#- What one build covers: emptied and written again by each, never created again (in a lake a
+    table created stays in the catalog until its snapshots expire, and every statement reads the
+    catalog: docs/lake.md). -#}
+create table if not exists build_state.current (after_seq bigint, through_seq bigint);
+create table if not exists build_state.changed_calls (
+    call_id             varchar,
+    was_built           boolean,
+    previous_call_date  date
+);
 create table if not exists build_state.changed_days (call_date date)
 {%- if flags.FULL_REFRESH %};
 {#- The changed calls and days were models of their own before they were build_state tables:
@@ -56,14 +65,16 @@ commit
 {%- set previous_fct_calls = adapter.get_relation(
     database=calls.database, schema='analytics', identifier='fct_calls'
 ) if execute else none -%}
-create or replace table build_state.current as
+delete from build_state.current;
+insert into build_state.current (after_seq, through_seq)
 select
     (
         select through_seq from build_state.builds
         where complete order by recorded_at desc limit 1
     ) as after_seq,
     (select coalesce(max(_change_seq), 0) from {{ calls }}) as through_seq;
-create or replace table build_state.changed_calls as
+delete from build_state.changed_calls;
+insert into build_state.changed_calls (call_id, was_built, previous_call_date)
 with changed as (
     select distinct id as call_id
     from {{ calls }}
@@ -149,7 +160,8 @@ select 1
     0.2 s in a file, 0.35 s in a lake) to write a few rows. Empty on a full refresh (no changed
     calls), which builds every day. -#}
 {% macro record_changed_days() -%}
-create or replace table build_state.changed_days as
+delete from build_state.changed_days;
+insert into build_state.changed_days (call_date)
 select previous_call_date as call_date
 from build_state.changed_calls
 where was_built
