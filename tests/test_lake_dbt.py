@@ -241,7 +241,7 @@ def test_dbt_builds_the_marts_in_a_lake_as_in_the_file(make_sandbox, tmp_path, m
     assert build_lake(lake, tmp_path / "lake_dbt") == build_plan.INCREMENTAL
     assert_lake_marts_equal_the_file(lake, db, tmp_path / "lake_incremental.duckdb")
     # An hourly build creates no table: each one created stays in the catalog until its
-    # snapshots expire (30 days), and every statement of every later build reads that catalog.
+    # snapshots expire, and every statement of every later build reads that catalog.
     assert catalog_tables(lake) == tables_before
 
     # the lake's build_state says what the pipeline's next plan reads: two complete builds,

@@ -1,7 +1,7 @@
 -- The plan of this run's build (core/build_plan.py, request): its fingerprint for the build to
 -- record, its mode and reason for the steps after it. Emptied and written again, never created
--- again: in a DuckLake every table created stays in the catalog until its snapshots expire
--- (30 days by default), and every later statement reads a catalog that grows with them.
+-- again: in a DuckLake every table created stays in the catalog until maintenance expires its
+-- snapshots, and every later statement reads that catalog (docs/lake.md).
 CREATE SCHEMA IF NOT EXISTS build_state;
 -- The dbt project creates it with its first column when dbt runs before the pipeline ever did.
 CREATE TABLE IF NOT EXISTS build_state.request (fingerprint VARCHAR);
